@@ -1,0 +1,260 @@
+//! Environment variables → configuration keys, in one table.
+//!
+//! figment's own `Env` provider lowercases names and cannot express the specification's
+//! spellings (`CODEX_HEALTH_CHECK_INTERVAL` → `healthMonitoring.checkInterval`), so this module
+//! provides a small figment [`Provider`] driven by [`ENV_VARS`]. Its metadata interpolates a key
+//! path back to the variable name, so every error names the variable the user set.
+
+use figment::value::{Dict, Map, Value};
+use figment::{Error, Metadata, Profile, Provider};
+
+use super::ConfigError;
+
+/// Name of the provider in figment metadata; used to recognise environment-sourced values.
+pub const METADATA_NAME: &str = "environment";
+
+/// How a variable's text becomes a configuration value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `true/false/1/0/yes/no/on/off`, any case.
+    Bool,
+    /// An integer (milliseconds, ports, counts).
+    Int,
+    /// A number, possibly fractional (percentages).
+    Float,
+    /// Kept verbatim, even when it looks like a number (API keys, hosts).
+    Str,
+    /// Comma-separated list of strings.
+    List,
+    /// Whitespace-separated argv.
+    Args,
+}
+
+/// Every variable the agent reads: (variable, key path, kind, documentation).
+/// `docs/configuration.md` is checked against this table by a test.
+#[rustfmt::skip]
+pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
+    // — the specification's health-check variables
+    ("ENABLE_CODEX_HEALTH_MONITORING", "healthMonitoring.enabled", Kind::Bool, "Run the probes."),
+    ("CODEX_HEALTH_CHECK_INTERVAL", "healthMonitoring.checkInterval", Kind::Int, "ms between availability probes."),
+    ("CODEX_HEALTH_CHECK_TIMEOUT", "healthMonitoring.healthCheckTimeout", Kind::Int, "ms one probe attempt may take."),
+    ("CODEX_HEALTH_CHECK_RETRIES", "healthMonitoring.retries", Kind::Int, "Extra attempts after a failed probe."),
+    ("CODEX_HEALTH_CHECK_RETRY_DELAY", "healthMonitoring.retryDelay", Kind::Int, "ms between attempts."),
+    ("ENABLE_CODEX_HEALTH_ENDPOINTS", "healthMonitoring.endpoints.enabled", Kind::Bool, "Serve the HTTP endpoints."),
+    ("CODEX_HEALTH_PORT", "healthMonitoring.endpoints.port", Kind::Int, "Port of the HTTP endpoints."),
+    ("CODEX_HEALTH_HOST", "healthMonitoring.endpoints.host", Kind::Str, "Listen address of the HTTP endpoints (new)."),
+    ("CODEX_HEALTH_PATH", "healthMonitoring.endpoints.path", Kind::Str, "Base path of the JSON endpoints (new)."),
+    ("CODEX_HEALTH_THRESHOLD_AVAILABILITY_TIMEOUT", "healthMonitoring.thresholds.availabilityTimeout", Kind::Int, "ms; a slower probe is a warning."),
+    ("CODEX_HEALTH_THRESHOLD_MAX_EXECUTION_TIME", "healthMonitoring.thresholds.maxExecutionTime", Kind::Int, "ms; p95 above it is a warning."),
+    ("CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "healthMonitoring.thresholds.minSuccessRate", Kind::Float, "Percent; below it is a warning."),
+    ("CODEX_HEALTH_THRESHOLD_MAX_ERROR_RATE", "healthMonitoring.thresholds.maxErrorRate", Kind::Float, "Percent; above it is a warning."),
+    ("CODEX_HEALTH_THRESHOLD_MAX_MEMORY_USAGE", "healthMonitoring.thresholds.maxMemoryUsage", Kind::Int, "MB across Codex processes."),
+    ("CODEX_HEALTH_THRESHOLD_MAX_CONCURRENT_PROCESSES", "healthMonitoring.thresholds.maxConcurrentProcesses", Kind::Int, "Codex processes at once."),
+    // — how Codex is run
+    ("CODEX_EXECUTABLE", "codex.executable", Kind::Str, "Codex executable name or path (new)."),
+    ("CODEX_PROBE_ARGS", "codex.args", Kind::Args, "Arguments of the availability probe, space-separated (new)."),
+    ("CODEX_MAX_RETRIES", "codex.maxRetries", Kind::Int, "The application's retry budget per operation."),
+    ("CODEX_OPERATION_TIMEOUT", "codex.operationTimeout", Kind::Int, "The application's per-operation timeout, ms."),
+    ("CODEX_DEBUG", "logging.debug", Kind::Bool, "Debug-level logs."),
+    ("CODEX_SENTINEL_LOG_FORMAT", "logging.format", Kind::Str, "text or json (new)."),
+    ("CODEX_STATE_DIR", "stateDir", Kind::Str, "Directory for persistent state (new)."),
+    // — performance baselines
+    ("CODEX_PERF_BASELINE_AVG_TIME", "baselines.avgTime", Kind::Int, "ms."),
+    ("CODEX_PERF_BASELINE_P95_TIME", "baselines.p95Time", Kind::Int, "ms."),
+    ("CODEX_PERF_BASELINE_P99_TIME", "baselines.p99Time", Kind::Int, "ms."),
+    ("CODEX_PERF_BASELINE_SUCCESS_RATE", "baselines.successRate", Kind::Float, "Percent."),
+    ("CODEX_PERF_BASELINE_AVAILABILITY", "baselines.availability", Kind::Float, "Percent."),
+    ("CODEX_PERF_BASELINE_MEMORY_MB", "baselines.memoryMb", Kind::Int, "MB."),
+    ("CODEX_PERF_BASELINE_MAX_PROCESSES", "baselines.maxProcesses", Kind::Int, "Processes."),
+    // — process sampling (new names)
+    ("CODEX_PROCESS_NAMES", "processes.names", Kind::List, "Comma-separated process names that count as Codex."),
+    ("CODEX_PROCESS_CMDLINE_REGEX", "processes.cmdlineRegex", Kind::Str, "Regular expression over the command line."),
+    ("CODEX_SAMPLE_INTERVAL", "processes.sampleInterval", Kind::Int, "ms between process samples."),
+    // — operations log (new names)
+    ("CODEX_OPERATIONS_LOG_DIR", "operationsLog.dir", Kind::Str, "Directory of codex-operations-YYYY-MM-DD.jsonl."),
+    ("CODEX_OPERATIONS_LOG_BACKFILL", "operationsLog.backfill", Kind::Bool, "Read today's file from its start."),
+    // — alerting
+    ("ENABLE_CODEX_ALERTING", "alerting.enabled", Kind::Bool, "Evaluate alert rules."),
+    ("CODEX_ALERT_COOLDOWN", "alerting.cooldown", Kind::Int, "ms between repeats of one alert."),
+    ("CODEX_MAX_ACTIVE_ALERTS", "alerting.maxActiveAlerts", Kind::Int, "Active alerts at most."),
+    ("CODEX_ALERT_AGGREGATION", "alerting.aggregation", Kind::Bool, "Group alerts raised close together."),
+    ("CODEX_ALERT_AGGREGATION_WINDOW", "alerting.aggregationWindow", Kind::Int, "ms of one group."),
+    ("CODEX_ALERT_WEBHOOK_URL", "alerting.webhook.url", Kind::Str, "Webhook (Slack when hooks.slack.com). Secret."),
+    ("CODEX_ALERT_WEBHOOK_FORMAT", "alerting.webhook.format", Kind::Str, "generic or slack (new)."),
+    ("CODEX_ALERT_SLACK_CHANNEL", "alerting.slack.channel", Kind::Str, "Legacy Slack webhooks only."),
+    ("CODEX_ALERT_SLACK_USERNAME", "alerting.slack.username", Kind::Str, "Legacy Slack webhooks only."),
+    ("CODEX_ALERT_SMTP_HOST", "alerting.email.smtpHost", Kind::Str, "SMTP server."),
+    ("CODEX_ALERT_SMTP_PORT", "alerting.email.smtpPort", Kind::Int, "SMTP port."),
+    ("CODEX_ALERT_SMTP_USER", "alerting.email.smtpUser", Kind::Str, "SMTP user."),
+    ("CODEX_ALERT_SMTP_PASS", "alerting.email.smtpPass", Kind::Str, "SMTP password. Secret."),
+    ("CODEX_ALERT_SMTP_FROM", "alerting.email.smtpFrom", Kind::Str, "From header."),
+    ("CODEX_ALERT_SMTP_TLS", "alerting.email.tls", Kind::Str, "starttls, tls or none (new)."),
+    ("CODEX_ALERT_EMAIL_RECIPIENTS", "alerting.email.recipients", Kind::List, "Comma-separated recipients."),
+    ("CODEX_ALERTMANAGER_URL", "alerting.alertmanager.url", Kind::Str, "Alertmanager base URL (new)."),
+    // — the ecosystems' own variables
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "export.otlp.endpoint", Kind::Str, "Setting it alone turns OTLP export on."),
+    ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "export.otlp.endpoint", Kind::Str, "Metrics-specific endpoint (wins)."),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "export.otlp.protocol", Kind::Str, "grpc or http/protobuf."),
+    ("OTEL_EXPORTER_OTLP_COMPRESSION", "export.otlp.compression", Kind::Str, "gzip or none."),
+    ("OTEL_EXPORTER_OTLP_TIMEOUT", "export.otlp.timeout", Kind::Int, "ms per export."),
+    ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "export.otlp.temporality", Kind::Str, "cumulative or delta."),
+    ("OTEL_METRIC_EXPORT_INTERVAL", "export.otlp.interval", Kind::Int, "ms between exports."),
+    ("CODEX_OTLP_PRESET", "export.otlp.preset", Kind::Str, "collector, newrelic, newrelic-eu, datadog-agent (new)."),
+    ("NEW_RELIC_LICENSE_KEY", "export.otlp.apiKey", Kind::Str, "Sent as api-key by the newrelic preset. Secret."),
+    ("DD_AGENT_HOST", "export.statsd.host", Kind::Str, "Setting it alone turns DogStatsD on."),
+    ("DD_DOGSTATSD_PORT", "export.statsd.port", Kind::Int, "DogStatsD port."),
+    ("DD_DOGSTATSD_URL", "export.statsd.url", Kind::Str, "udp://host:port or unix:///path."),
+    ("DD_ENV", "export.statsd.env", Kind::Str, "env tag."),
+    ("DD_SERVICE", "export.statsd.service", Kind::Str, "service tag."),
+    ("DD_VERSION", "export.statsd.version", Kind::Str, "version tag."),
+    ("DD_ENTITY_ID", "export.statsd.entityId", Kind::Str, "dd.internal.entity_id tag."),
+    ("DD_API_KEY", "export.statsd.apiKey", Kind::Str, "Datadog API key. Secret."),
+    // — the application's own tuning variables (accepted and shown, not used by the agent)
+    ("AUDIT_TIMEOUT_SECONDS", "application.auditTimeoutSeconds", Kind::Int, "Application setting."),
+    ("MAX_CONCURRENT_AUDITS", "application.maxConcurrentAudits", Kind::Int, "Application setting."),
+    ("ENABLE_AUDIT_CACHING", "application.enableAuditCaching", Kind::Bool, "Application setting."),
+    ("MAX_SESSION_HISTORY", "application.maxSessionHistory", Kind::Int, "Application setting."),
+    ("SESSION_CLEANUP_INTERVAL", "application.sessionCleanupInterval", Kind::Int, "Application setting."),
+    ("MAX_CONCURRENT_SESSIONS", "application.maxConcurrentSessions", Kind::Int, "Application setting."),
+];
+
+/// Variables whose value must never be shown.
+pub fn is_secret_var(name: &str) -> bool {
+    matches!(
+        name,
+        "CODEX_ALERT_WEBHOOK_URL"
+            | "CODEX_ALERT_SMTP_PASS"
+            | "NEW_RELIC_LICENSE_KEY"
+            | "DD_API_KEY"
+            | "CODEX_ALERTMANAGER_URL"
+    )
+}
+
+/// The variable that sets `key`, if any. When several do, the one listed last wins, as in
+/// [`SpecEnv`]'s merge order.
+pub fn var_for_key(key: &str) -> Option<&'static str> {
+    ENV_VARS
+        .iter()
+        .rev()
+        .find(|(_, k, _, _)| *k == key)
+        .map(|(v, _, _, _)| *v)
+}
+
+/// The figment provider over the variables of [`ENV_VARS`] present in a given environment.
+pub struct SpecEnv {
+    values: Dict,
+}
+
+impl SpecEnv {
+    /// Collects the known variables from `env`. Empty values count as unset.
+    pub fn new(env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let mut values = Dict::new();
+        for (var, key, kind, _) in ENV_VARS {
+            let Some((_, raw)) = env.iter().rev().find(|(name, _)| name == var) else {
+                continue;
+            };
+            let raw = raw.trim();
+            if raw.is_empty() {
+                continue;
+            }
+            insert_path(&mut values, key, parse(raw, *kind));
+        }
+        Ok(SpecEnv { values })
+    }
+}
+
+fn parse(raw: &str, kind: Kind) -> Value {
+    match kind {
+        Kind::Bool => match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Value::from(true),
+            "false" | "0" | "no" | "off" => Value::from(false),
+            _ => Value::from(raw.to_string()),
+        },
+        Kind::Int => match raw.parse::<i64>() {
+            Ok(n) => Value::from(n),
+            Err(_) => Value::from(raw.to_string()),
+        },
+        Kind::Float => match raw.parse::<f64>() {
+            Ok(n) if n.is_finite() => Value::from(n),
+            _ => Value::from(raw.to_string()),
+        },
+        Kind::Str => Value::from(raw.to_string()),
+        Kind::List => Value::from(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::from(s.to_string()))
+                .collect::<Vec<_>>(),
+        ),
+        Kind::Args => Value::from(
+            raw.split_whitespace()
+                .map(|s| Value::from(s.to_string()))
+                .collect::<Vec<_>>(),
+        ),
+    }
+}
+
+fn insert_path(dict: &mut Dict, path: &str, value: Value) {
+    match path.split_once('.') {
+        None => {
+            dict.insert(path.to_string(), value);
+        }
+        Some((head, rest)) => {
+            let entry = dict
+                .entry(head.to_string())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+impl Provider for SpecEnv {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(METADATA_NAME).interpolater(|_profile: &Profile, keys: &[&str]| {
+            let key = keys.join(".");
+            var_for_key(&key)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("for `{key}`"))
+        })
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, Error> {
+        Ok(Profile::Default.collect(self.values.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_path_exists_in_the_config() {
+        let json = serde_json::to_value(crate::config::Config::default()).unwrap();
+        for (var, key, _, _) in ENV_VARS {
+            let mut node = &json;
+            for part in key.split('.') {
+                node = node
+                    .get(part)
+                    .unwrap_or_else(|| panic!("{var} maps to unknown key {key}"));
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_parse_as_documented() {
+        assert_eq!(parse("YES", Kind::Bool), Value::from(true));
+        assert_eq!(parse("off", Kind::Bool), Value::from(false));
+        assert_eq!(parse("0123", Kind::Str), Value::from("0123".to_string()));
+        assert_eq!(
+            parse("a@x, b@y,,", Kind::List),
+            Value::from(vec![
+                Value::from("a@x".to_string()),
+                Value::from("b@y".to_string())
+            ])
+        );
+        assert_eq!(parse("12.5", Kind::Float), Value::from(12.5));
+        assert_eq!(parse("soon", Kind::Int), Value::from("soon".to_string()));
+    }
+}

@@ -1,0 +1,758 @@
+//! Configuration: embedded defaults ← `config/monitoring.json` (or `--config FILE`) ← environment.
+//!
+//! The file keeps the specification's shape (`healthMonitoring.*`); everything the specification
+//! does not describe lives in sibling sections (`codex`, `processes`, `operationsLog`, …).
+//! Environment variables are mapped through one table ([`env::ENV_VARS`]) so that an error can
+//! name the variable the user actually set, not an internal key path.
+
+pub mod env;
+mod secret;
+mod show;
+
+pub use secret::Secret;
+pub use show::{render_show, ShowFormat};
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Json, Serialized};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Default location of the configuration file, relative to the working directory (as in the
+/// specification). It is optional: a missing default file is not an error.
+pub const DEFAULT_CONFIG_FILE: &str = "config/monitoring.json";
+
+/// The whole configuration. Field names are the JSON keys (camelCase).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Config {
+    pub health_monitoring: HealthMonitoring,
+    pub codex: CodexConfig,
+    pub baselines: Baselines,
+    pub processes: ProcessesConfig,
+    pub operations_log: OperationsLogConfig,
+    pub alerting: AlertingConfig,
+    pub export: ExportConfig,
+    pub logging: LoggingConfig,
+    /// Directory for persistent state (log positions, pending alerts, history).
+    pub state_dir: PathBuf,
+    /// Settings of the watched application that the specification documents next to the
+    /// monitoring variables. The agent accepts and shows them but does not act on them.
+    pub application: ApplicationSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HealthMonitoring {
+    /// When false the agent still serves its endpoints but runs no probes.
+    pub enabled: bool,
+    /// Milliseconds between availability probes.
+    pub check_interval: u64,
+    /// Milliseconds one probe attempt may take before its process group is killed.
+    pub health_check_timeout: u64,
+    /// Extra attempts after a failed availability probe.
+    pub retries: u32,
+    /// Milliseconds between attempts.
+    pub retry_delay: u64,
+    pub thresholds: Thresholds,
+    pub endpoints: Endpoints,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// A probe slower than this (ms) makes the availability check `warning`.
+    pub availability_timeout: u64,
+    /// Executions slower than this (ms, p95) make the `execution-time` check `warning`.
+    pub max_execution_time: u64,
+    /// Percent.
+    pub min_success_rate: f64,
+    /// Percent.
+    pub max_error_rate: f64,
+    /// MB of resident memory across all Codex processes.
+    pub max_memory_usage: u64,
+    pub max_concurrent_processes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Endpoints {
+    pub enabled: bool,
+    /// Listen address. Loopback by default: in a pod, set `0.0.0.0` to be scraped.
+    pub host: String,
+    pub port: u16,
+    /// Base path of the JSON endpoints; `/status` and `/metrics` hang below it.
+    pub path: String,
+}
+
+/// How the Codex CLI is invoked by the probes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct CodexConfig {
+    /// Executable name (looked up in PATH) or path.
+    pub executable: String,
+    /// Arguments of the availability probe. Run without a shell.
+    pub args: Vec<String>,
+    /// The application's retry budget for one operation (`CODEX_MAX_RETRIES`); executions in the
+    /// operations log with more retries than this count as exhausted.
+    pub max_retries: u32,
+    /// The application's per-operation timeout in ms (`CODEX_OPERATION_TIMEOUT`).
+    pub operation_timeout: u64,
+    /// Optional deeper probes, each on its own schedule.
+    pub probes: Vec<ExtraProbe>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtraProbe {
+    /// Name of the health check this probe produces (e.g. `codex-login`).
+    pub name: String,
+    /// argv: the first element is the executable.
+    pub command: Vec<String>,
+    /// ms; defaults to `healthMonitoring.healthCheckTimeout`.
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// ms; defaults to `healthMonitoring.checkInterval`.
+    #[serde(default)]
+    pub interval: Option<u64>,
+    #[serde(default)]
+    pub expected_exit_code: i32,
+    /// Status of the check when the probe fails: `warning` (default) or `critical`.
+    #[serde(default = "default_probe_failure_status")]
+    pub failure_status: String,
+}
+
+fn default_probe_failure_status() -> String {
+    "warning".into()
+}
+
+/// Performance baselines (`CODEX_PERF_BASELINE_*`). Unset values are not used.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Baselines {
+    pub avg_time: Option<u64>,
+    pub p95_time: Option<u64>,
+    pub p99_time: Option<u64>,
+    pub success_rate: Option<f64>,
+    pub availability: Option<f64>,
+    pub memory_mb: Option<u64>,
+    pub max_processes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ProcessesConfig {
+    pub enabled: bool,
+    /// Process names (comm, 15 characters at most on Linux) that count as Codex.
+    pub names: Vec<String>,
+    /// Optional regular expression over the full command line.
+    pub cmdline_regex: Option<String>,
+    /// ms between samples.
+    pub sample_interval: u64,
+    /// ms of the rolling window for current/peak/average.
+    pub window: u64,
+    /// How many of the heaviest processes to list in the detailed metrics (0 = none).
+    pub top_n: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct OperationsLogConfig {
+    pub enabled: bool,
+    pub dir: PathBuf,
+    /// File name with `YYYY-MM-DD` standing for the day.
+    pub pattern: String,
+    /// Read today's file from its start (true) or from its end (false) on first sight.
+    pub backfill: bool,
+    /// ms of the rolling window of execution metrics.
+    pub window: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct AlertingConfig {
+    pub enabled: bool,
+    /// ms between repeats of the same alert.
+    pub cooldown: u64,
+    pub max_active_alerts: usize,
+    pub aggregation: bool,
+    /// ms.
+    pub aggregation_window: u64,
+    pub webhook: WebhookConfig,
+    pub slack: SlackConfig,
+    pub email: EmailConfig,
+    pub alertmanager: AlertmanagerConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Contains tokens for Slack: a secret.
+    pub url: Option<Secret>,
+    /// `generic` or `slack`; guessed from the URL when unset.
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SlackConfig {
+    pub channel: Option<String>,
+    pub username: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct EmailConfig {
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    pub smtp_user: Option<String>,
+    pub smtp_pass: Option<Secret>,
+    pub smtp_from: Option<String>,
+    /// Comma-separated in the environment, a list in the file.
+    pub recipients: Vec<String>,
+    /// `starttls`, `tls` or `none`.
+    pub tls: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct AlertmanagerConfig {
+    pub url: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ExportConfig {
+    pub otlp: OtlpConfig,
+    pub statsd: StatsdConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    /// `None` = decide from the environment (`OTEL_EXPORTER_OTLP_ENDPOINT` set turns it on).
+    pub enabled: Option<bool>,
+    /// `collector`, `newrelic`, `newrelic-eu` or `datadog-agent`.
+    pub preset: Option<String>,
+    pub endpoint: Option<String>,
+    /// `grpc` or `http/protobuf`.
+    pub protocol: Option<String>,
+    /// ms between exports.
+    pub interval: u64,
+    /// ms per export request.
+    pub timeout: u64,
+    /// `cumulative` or `delta`.
+    pub temporality: Option<String>,
+    /// `gzip` or none.
+    pub compression: Option<String>,
+    /// Extra headers; values are secrets (API keys).
+    pub headers: std::collections::BTreeMap<String, Secret>,
+    /// New Relic license key (`NEW_RELIC_LICENSE_KEY`), sent as `api-key` by the preset.
+    pub api_key: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct StatsdConfig {
+    /// `None` = decide from the environment (`DD_AGENT_HOST` or `DD_DOGSTATSD_URL` set turns it on).
+    pub enabled: Option<bool>,
+    pub host: Option<String>,
+    pub port: u16,
+    /// `udp://host:port` or `unix:///path/to/dsd.socket`.
+    pub url: Option<String>,
+    /// DogStatsD tags on (true) or plain StatsD (false).
+    pub tags: bool,
+    pub prefix: String,
+    /// ms between flushes.
+    pub interval: u64,
+    /// `distribution` or `histogram` for execution times.
+    pub timing_kind: String,
+    pub env: Option<String>,
+    pub service: Option<String>,
+    pub version: Option<String>,
+    pub entity_id: Option<String>,
+    pub extra_tags: Vec<String>,
+    /// Datadog API key (only shown redacted; the agent sends through the local Datadog agent).
+    pub api_key: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// `CODEX_DEBUG=true` raises the level to debug.
+    pub debug: bool,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+/// The application's own tuning variables from the specification's tuning guide. Accepted so that
+/// a shared environment file does not trip the agent, shown by `config show`, otherwise unused.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ApplicationSettings {
+    pub audit_timeout_seconds: Option<u64>,
+    pub max_concurrent_audits: Option<u64>,
+    pub enable_audit_caching: Option<bool>,
+    pub max_session_history: Option<u64>,
+    pub session_cleanup_interval: Option<u64>,
+    pub max_concurrent_sessions: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            health_monitoring: HealthMonitoring::default(),
+            codex: CodexConfig::default(),
+            baselines: Baselines::default(),
+            processes: ProcessesConfig::default(),
+            operations_log: OperationsLogConfig::default(),
+            alerting: AlertingConfig::default(),
+            export: ExportConfig::default(),
+            logging: LoggingConfig::default(),
+            state_dir: PathBuf::from(".codex-sentinel"),
+            application: ApplicationSettings::default(),
+        }
+    }
+}
+
+impl Default for HealthMonitoring {
+    fn default() -> Self {
+        HealthMonitoring {
+            enabled: true,
+            check_interval: 30_000,
+            health_check_timeout: 10_000,
+            retries: 0,
+            retry_delay: 1_000,
+            thresholds: Thresholds::default(),
+            endpoints: Endpoints::default(),
+        }
+    }
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            availability_timeout: 5_000,
+            max_execution_time: 30_000,
+            min_success_rate: 80.0,
+            max_error_rate: 5.0,
+            max_memory_usage: 500,
+            max_concurrent_processes: 10,
+        }
+    }
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints {
+            enabled: true,
+            host: "127.0.0.1".into(),
+            port: 3000,
+            path: "/health/codex".into(),
+        }
+    }
+}
+
+impl Default for CodexConfig {
+    fn default() -> Self {
+        CodexConfig {
+            executable: "codex".into(),
+            args: vec!["--version".into()],
+            max_retries: 3,
+            operation_timeout: 45_000,
+            probes: Vec::new(),
+        }
+    }
+}
+
+impl Default for ProcessesConfig {
+    fn default() -> Self {
+        ProcessesConfig {
+            enabled: true,
+            names: vec!["codex".into()],
+            cmdline_regex: None,
+            sample_interval: 1_000,
+            window: 300_000,
+            top_n: 5,
+        }
+    }
+}
+
+impl Default for OperationsLogConfig {
+    fn default() -> Self {
+        OperationsLogConfig {
+            enabled: true,
+            dir: PathBuf::from("logs/codex"),
+            pattern: "codex-operations-YYYY-MM-DD.jsonl".into(),
+            backfill: false,
+            window: 3_600_000,
+        }
+    }
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        AlertingConfig {
+            enabled: false,
+            cooldown: 300_000,
+            max_active_alerts: 50,
+            aggregation: false,
+            aggregation_window: 300_000,
+            webhook: WebhookConfig::default(),
+            slack: SlackConfig::default(),
+            email: EmailConfig::default(),
+            alertmanager: AlertmanagerConfig::default(),
+        }
+    }
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        OtlpConfig {
+            enabled: None,
+            preset: None,
+            endpoint: None,
+            protocol: None,
+            interval: 10_000,
+            timeout: 5_000,
+            temporality: None,
+            compression: None,
+            headers: Default::default(),
+            api_key: None,
+        }
+    }
+}
+
+impl Default for StatsdConfig {
+    fn default() -> Self {
+        StatsdConfig {
+            enabled: None,
+            host: None,
+            port: 8125,
+            url: None,
+            tags: true,
+            prefix: String::new(),
+            interval: 10_000,
+            timing_kind: "distribution".into(),
+            env: None,
+            service: None,
+            version: None,
+            entity_id: None,
+            extra_tags: Vec::new(),
+            api_key: None,
+        }
+    }
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            debug: false,
+            format: "text".into(),
+        }
+    }
+}
+
+/// A configuration error, phrased for the person who wrote the bad value: which key, which
+/// value, and where it came from (file path or environment variable).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `--config FILE`: must exist. `None`: the default file, if present.
+    pub file: Option<PathBuf>,
+    /// The environment, as (name, value) pairs. Tests pass a map; `run` passes `std::env::vars()`.
+    pub env: Vec<(String, String)>,
+}
+
+impl Sources {
+    pub fn from_process(file: Option<PathBuf>) -> Self {
+        Sources {
+            file,
+            env: std::env::vars().collect(),
+        }
+    }
+}
+
+/// Builds the layered figment (kept so `config show` can tell where each value came from).
+pub fn figment(sources: &Sources) -> Result<Figment, ConfigError> {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    let file: Option<&Path> = match &sources.file {
+        Some(path) => {
+            // An explicitly named file must be readable: say so now, with the OS's reason.
+            std::fs::metadata(path).map_err(|e| {
+                ConfigError(format!(
+                    "config file {}: cannot be read: {e}",
+                    path.display()
+                ))
+            })?;
+            Some(path.as_path())
+        }
+        None => {
+            let default = Path::new(DEFAULT_CONFIG_FILE);
+            default.exists().then_some(default)
+        }
+    };
+    if let Some(path) = file {
+        if let Err(e) = std::fs::read(path) {
+            return Err(ConfigError(format!(
+                "config file {}: cannot be read: {e}",
+                path.display()
+            )));
+        }
+        fig = fig.merge(Json::file_exact(path));
+    }
+    fig = fig.merge(env::SpecEnv::new(&sources.env)?);
+    Ok(fig)
+}
+
+/// Loads, merges and validates the configuration.
+pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+    let fig = figment(sources)?;
+    load_from(&fig)
+}
+
+/// Extracts and validates a configuration from an already built figment.
+pub fn load_from(fig: &Figment) -> Result<Config, ConfigError> {
+    let config: Config = fig.extract().map_err(|e| describe_figment_error(fig, e))?;
+    config.validate(fig)?;
+    Ok(config)
+}
+
+/// Turns figment's error into one line: key, value, source.
+fn describe_figment_error(fig: &Figment, err: figment::Error) -> ConfigError {
+    let first = err.into_iter().next();
+    let Some(e) = first else {
+        return ConfigError("invalid configuration".into());
+    };
+    let key = e.path.join(".");
+    let source = match &e.metadata {
+        Some(md) => describe_source(md, &e.profile, &e.path),
+        None if !key.is_empty() => source_of(fig, &key),
+        None => "configuration".into(),
+    };
+    let what = match &e.kind {
+        figment::error::Kind::UnknownField(field, _) => {
+            let full = if key.is_empty() {
+                field.clone()
+            } else {
+                format!("{key}.{field}")
+            };
+            return ConfigError(format!("unknown key `{full}` in {source}"));
+        }
+        kind => kind.to_string(),
+    };
+    if key.is_empty() {
+        ConfigError(format!("invalid configuration in {source}: {what}"))
+    } else {
+        ConfigError(format!("invalid value for `{key}` from {source}: {what}"))
+    }
+}
+
+fn describe_source(
+    md: &figment::Metadata,
+    profile: &Option<figment::Profile>,
+    path: &[String],
+) -> String {
+    if md.name == env::METADATA_NAME {
+        let default = figment::Profile::Default;
+        let profile = profile.as_ref().unwrap_or(&default);
+        return format!("environment variable {}", md.interpolate(profile, path));
+    }
+    match &md.source {
+        Some(figment::Source::File(p)) => format!("config file {}", p.display()),
+        _ if md.name.contains("Serialized") => "defaults".into(),
+        _ => md.name.to_string(),
+    }
+}
+
+/// Where the value at `key` came from, in words.
+pub fn source_of(fig: &Figment, key: &str) -> String {
+    match fig.find_metadata(key) {
+        Some(md) => {
+            let path: Vec<String> = key.split('.').map(str::to_string).collect();
+            describe_source(md, &None, &path)
+        }
+        None => "defaults".into(),
+    }
+}
+
+impl Config {
+    /// Semantic checks serde cannot express. Every problem names its key and source.
+    pub fn validate(&self, fig: &Figment) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: String, why: &str| {
+            Err(ConfigError(format!(
+                "invalid value for `{key}` from {}: {value} ({why})",
+                source_of(fig, key)
+            )))
+        };
+        let hm = &self.health_monitoring;
+        if hm.check_interval == 0 {
+            return bad(
+                "healthMonitoring.checkInterval",
+                "0".into(),
+                "must be > 0 ms",
+            );
+        }
+        if hm.health_check_timeout == 0 {
+            return bad(
+                "healthMonitoring.healthCheckTimeout",
+                "0".into(),
+                "must be > 0 ms",
+            );
+        }
+        for (key, v) in [
+            (
+                "healthMonitoring.thresholds.minSuccessRate",
+                hm.thresholds.min_success_rate,
+            ),
+            (
+                "healthMonitoring.thresholds.maxErrorRate",
+                hm.thresholds.max_error_rate,
+            ),
+        ] {
+            if !(0.0..=100.0).contains(&v) {
+                return bad(key, v.to_string(), "a percentage must be within 0..100");
+            }
+        }
+        if !hm.endpoints.path.starts_with('/') || hm.endpoints.path.len() < 2 {
+            return bad(
+                "healthMonitoring.endpoints.path",
+                format!("{:?}", hm.endpoints.path),
+                "must start with / and name a path",
+            );
+        }
+        if hm.endpoints.host.parse::<std::net::IpAddr>().is_err() {
+            return bad(
+                "healthMonitoring.endpoints.host",
+                format!("{:?}", hm.endpoints.host),
+                "must be an IP address such as 127.0.0.1 or 0.0.0.0",
+            );
+        }
+        if self.codex.executable.is_empty() {
+            return bad("codex.executable", "\"\"".into(), "must not be empty");
+        }
+        for (i, p) in self.codex.probes.iter().enumerate() {
+            let key = format!("codex.probes.{i}");
+            if p.command.is_empty() || p.command[0].is_empty() {
+                return bad(
+                    &key,
+                    format!("{:?}", p.command),
+                    "command must name an executable",
+                );
+            }
+            if p.name.is_empty() {
+                return bad(&key, "\"\"".into(), "name must not be empty");
+            }
+            if !matches!(p.failure_status.as_str(), "warning" | "critical") {
+                return bad(
+                    &key,
+                    p.failure_status.clone(),
+                    "failureStatus must be warning or critical",
+                );
+            }
+            if p.timeout == Some(0) || p.interval == Some(0) {
+                return bad(&key, "0".into(), "timeout and interval must be > 0 ms");
+            }
+        }
+        if self.processes.sample_interval == 0 {
+            return bad("processes.sampleInterval", "0".into(), "must be > 0 ms");
+        }
+        if self.processes.window < self.processes.sample_interval {
+            return bad(
+                "processes.window",
+                self.processes.window.to_string(),
+                "must be at least one sample interval",
+            );
+        }
+        if let Some(re) = &self.processes.cmdline_regex {
+            if let Err(e) = regex::Regex::new(re) {
+                return bad("processes.cmdlineRegex", format!("{re:?}"), &e.to_string());
+            }
+        }
+        if self.operations_log.window == 0 {
+            return bad("operationsLog.window", "0".into(), "must be > 0 ms");
+        }
+        if !self.operations_log.pattern.contains("YYYY-MM-DD") {
+            return bad(
+                "operationsLog.pattern",
+                format!("{:?}", self.operations_log.pattern),
+                "must contain YYYY-MM-DD",
+            );
+        }
+        if !matches!(self.logging.format.as_str(), "text" | "json") {
+            return bad(
+                "logging.format",
+                format!("{:?}", self.logging.format),
+                "must be text or json",
+            );
+        }
+        if let Some(f) = &self.alerting.webhook.format {
+            if !matches!(f.as_str(), "generic" | "slack") {
+                return bad(
+                    "alerting.webhook.format",
+                    format!("{f:?}"),
+                    "must be generic or slack",
+                );
+            }
+        }
+        if let Some(t) = &self.alerting.email.tls {
+            if !matches!(t.as_str(), "starttls" | "tls" | "none") {
+                return bad(
+                    "alerting.email.tls",
+                    format!("{t:?}"),
+                    "must be starttls, tls or none",
+                );
+            }
+        }
+        if !matches!(
+            self.export.statsd.timing_kind.as_str(),
+            "distribution" | "histogram"
+        ) {
+            return bad(
+                "export.statsd.timingKind",
+                format!("{:?}", self.export.statsd.timing_kind),
+                "must be distribution or histogram",
+            );
+        }
+        if let Some(t) = &self.export.otlp.temporality {
+            if !matches!(t.as_str(), "cumulative" | "delta") {
+                return bad(
+                    "export.otlp.temporality",
+                    format!("{t:?}"),
+                    "must be cumulative or delta",
+                );
+            }
+        }
+        if let Some(p) = &self.export.otlp.protocol {
+            if !matches!(p.as_str(), "grpc" | "http/protobuf") {
+                return bad(
+                    "export.otlp.protocol",
+                    format!("{p:?}"),
+                    "must be grpc or http/protobuf",
+                );
+            }
+        }
+        if let Some(p) = &self.export.otlp.preset {
+            if !matches!(
+                p.as_str(),
+                "collector" | "newrelic" | "newrelic-eu" | "datadog-agent"
+            ) {
+                return bad(
+                    "export.otlp.preset",
+                    format!("{p:?}"),
+                    "must be collector, newrelic, newrelic-eu or datadog-agent",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Paths of the JSON endpoints derived from `endpoints.path`.
+    pub fn health_path(&self) -> &str {
+        self.health_monitoring.endpoints.path.trim_end_matches('/')
+    }
+}

@@ -1,0 +1,251 @@
+//! Every metric the agent publishes, written once. Prometheus, OTLP and StatsD names all derive
+//! from [`MetricDef`]: the OpenTelemetry name is the source; Prometheus replaces dots with
+//! underscores and appends the unit suffix (`s` → `_seconds`, `By` → `_bytes`); StatsD uses the
+//! OpenTelemetry name unless the specification fixes another one.
+
+/// What kind of series a metric is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Gauge,
+    /// Monotonic, cumulative since the agent started.
+    Counter,
+    Histogram,
+}
+
+/// One metric's definition.
+#[derive(Debug, PartialEq)]
+pub struct MetricDef {
+    /// OpenTelemetry name (dots separate namespaces).
+    pub name: &'static str,
+    pub kind: MetricKind,
+    /// UCUM unit as OpenTelemetry expects: `s`, `By`, `1`, `{process}`, `%`.
+    pub unit: &'static str,
+    pub help: &'static str,
+    /// Attribute (label) keys, in order.
+    pub labels: &'static [&'static str],
+    /// The StatsD name when the specification fixes one; `None`: not sent over StatsD.
+    pub statsd: Option<&'static str>,
+    /// Histogram bucket upper bounds in the metric's unit (empty for other kinds).
+    pub buckets: &'static [f64],
+}
+
+impl MetricDef {
+    /// The Prometheus family name (without `_total`, which the encoder adds to counters).
+    pub fn prometheus_name(&self) -> String {
+        let base = self.name.replace('.', "_");
+        match self.unit {
+            "s" => format!("{base}_seconds"),
+            "By" => format!("{base}_bytes"),
+            "%" => format!("{base}_percent"),
+            _ => base,
+        }
+    }
+}
+
+/// Buckets of the specification's `codex_execution_time_seconds`.
+pub const EXECUTION_TIME_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 30.0, 60.0];
+/// Buckets for probe durations: `codex --version` takes tens to hundreds of milliseconds.
+pub const PROBE_DURATION_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+macro_rules! metric {
+    ($id:ident, $name:literal, $kind:ident, $unit:literal, $help:literal, [$($label:literal),*], $statsd:expr, $buckets:expr) => {
+        pub const $id: MetricDef = MetricDef {
+            name: $name,
+            kind: MetricKind::$kind,
+            unit: $unit,
+            help: $help,
+            labels: &[$($label),*],
+            statsd: $statsd,
+            buckets: $buckets,
+        };
+    };
+}
+
+// — Codex, as the specification names it
+metric!(
+    AVAILABILITY,
+    "codex.availability_status",
+    Gauge,
+    "1",
+    "Codex CLI availability status (1=available, 0=unavailable)",
+    [],
+    Some("codex.availability"),
+    &[]
+);
+metric!(
+    HEALTH_STATUS,
+    "codex.health_status",
+    Gauge,
+    "1",
+    "Status of each health check (0=healthy, 1=warning, 2=critical, 3=unavailable)",
+    ["check"],
+    None,
+    &[]
+);
+metric!(
+    EXECUTION_TIME,
+    "codex.execution_time",
+    Histogram,
+    "s",
+    "Codex execution time in seconds, from the operations log",
+    ["operation_type"],
+    Some("codex.execution_time"),
+    EXECUTION_TIME_BUCKETS
+);
+metric!(
+    EXECUTIONS,
+    "codex.executions",
+    Counter,
+    "1",
+    "Codex executions read from the operations log, by result",
+    ["operation_type", "result"],
+    Some("codex.executions"),
+    &[]
+);
+metric!(
+    SUCCESS_RATE,
+    "codex.success_rate",
+    Gauge,
+    "1",
+    "Success rate of Codex operations in the rolling window (0..1; 1 when there were none)",
+    [],
+    Some("codex.success_rate"),
+    &[]
+);
+metric!(
+    MEMORY_USAGE,
+    "codex.memory_usage",
+    Gauge,
+    "By",
+    "Resident memory of all Codex processes in bytes",
+    [],
+    Some("codex.memory_usage"),
+    &[]
+);
+metric!(
+    CPU_USAGE,
+    "codex.cpu_usage",
+    Gauge,
+    "%",
+    "CPU of all Codex processes in percent of one core",
+    [],
+    Some("codex.cpu_usage"),
+    &[]
+);
+metric!(
+    ACTIVE_PROCESSES,
+    "codex.active_processes",
+    Gauge,
+    "{process}",
+    "Number of active Codex processes",
+    [],
+    Some("codex.active_processes"),
+    &[]
+);
+// — probes
+metric!(
+    PROBE_DURATION,
+    "codex.probe.duration",
+    Histogram,
+    "s",
+    "Duration of each probe attempt in seconds",
+    ["probe"],
+    None,
+    PROBE_DURATION_BUCKETS
+);
+metric!(
+    PROBE_RUNS,
+    "codex.probe.runs",
+    Counter,
+    "1",
+    "Probe runs by outcome (success, failure, timeout, error)",
+    ["probe", "result"],
+    None,
+    &[]
+);
+metric!(
+    PROBE_RETRIES,
+    "codex.probe.retries",
+    Counter,
+    "1",
+    "Probe attempts beyond the first",
+    ["probe"],
+    None,
+    &[]
+);
+// — the agent itself
+metric!(
+    AGENT_UPTIME,
+    "codex_sentinel.uptime",
+    Gauge,
+    "s",
+    "Seconds since the agent started",
+    [],
+    None,
+    &[]
+);
+metric!(
+    AGENT_BUILD_INFO,
+    "codex_sentinel.build_info",
+    Gauge,
+    "1",
+    "Always 1; the agent's version as a label",
+    ["version"],
+    None,
+    &[]
+);
+metric!(
+    AGENT_DROPPED_OBSERVATIONS,
+    "codex_sentinel.dropped_observations",
+    Counter,
+    "1",
+    "Observations dropped because the monitor's queue was full",
+    ["source"],
+    None,
+    &[]
+);
+
+/// Every metric, in exposition order.
+pub const CATALOG: &[&MetricDef] = &[
+    &AVAILABILITY,
+    &HEALTH_STATUS,
+    &EXECUTION_TIME,
+    &EXECUTIONS,
+    &SUCCESS_RATE,
+    &MEMORY_USAGE,
+    &CPU_USAGE,
+    &ACTIVE_PROCESSES,
+    &PROBE_DURATION,
+    &PROBE_RUNS,
+    &PROBE_RETRIES,
+    &AGENT_UPTIME,
+    &AGENT_BUILD_INFO,
+    &AGENT_DROPPED_OBSERVATIONS,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specification_names_come_out() {
+        assert_eq!(AVAILABILITY.prometheus_name(), "codex_availability_status");
+        assert_eq!(
+            EXECUTION_TIME.prometheus_name(),
+            "codex_execution_time_seconds"
+        );
+        assert_eq!(SUCCESS_RATE.prometheus_name(), "codex_success_rate");
+        assert_eq!(MEMORY_USAGE.prometheus_name(), "codex_memory_usage_bytes");
+        assert_eq!(ACTIVE_PROCESSES.prometheus_name(), "codex_active_processes");
+        assert_eq!(AVAILABILITY.statsd, Some("codex.availability"));
+        assert_eq!(EXECUTION_TIME.buckets, &[1.0, 5.0, 10.0, 30.0, 60.0]);
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<_> = CATALOG.iter().map(|m| m.prometheus_name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), CATALOG.len());
+    }
+}

@@ -1,0 +1,189 @@
+//! codex-sentinel: watches the Codex CLI for an application that depends on it.
+//!
+//! Data flows one way: sources (probes, process sampler, operations log) send observations to
+//! the monitor, the single owner of state, which publishes immutable snapshots that the HTTP
+//! server and the exporters read.
+
+pub mod config;
+pub mod export;
+pub mod logging;
+pub mod monitor;
+pub mod server;
+pub mod sources;
+pub mod util;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use config::Config;
+use monitor::snapshot::{Snapshot, Status};
+use monitor::{Monitor, Observation};
+use sources::probe::{self, ProbeSpec};
+
+/// How long shutdown may take before remaining tasks are abandoned.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(4);
+
+/// The probes the configuration asks for: availability first, then the extra probes.
+pub fn probe_specs(config: &Config) -> Vec<ProbeSpec> {
+    let hm = &config.health_monitoring;
+    let mut specs = vec![ProbeSpec {
+        name: monitor::health::AVAILABILITY_CHECK.into(),
+        program: config.codex.executable.clone(),
+        args: config.codex.args.clone(),
+        timeout: Duration::from_millis(hm.health_check_timeout),
+        retries: hm.retries,
+        retry_delay: Duration::from_millis(hm.retry_delay),
+        interval: Duration::from_millis(hm.check_interval),
+        expected_exit_code: 0,
+        is_availability: true,
+        failure_status: Status::Critical,
+    }];
+    for p in &config.codex.probes {
+        specs.push(ProbeSpec {
+            name: p.name.clone(),
+            program: p.command[0].clone(),
+            args: p.command[1..].to_vec(),
+            timeout: Duration::from_millis(p.timeout.unwrap_or(hm.health_check_timeout)),
+            retries: 0,
+            retry_delay: Duration::from_millis(hm.retry_delay),
+            interval: Duration::from_millis(p.interval.unwrap_or(hm.check_interval)),
+            expected_exit_code: p.expected_exit_code,
+            is_availability: false,
+            failure_status: if p.failure_status == "critical" {
+                Status::Critical
+            } else {
+                Status::Warning
+            },
+        });
+    }
+    specs
+}
+
+/// Errors that stop the agent from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running agent: where it listens and how to stop it.
+pub struct RunningAgent {
+    pub addr: Option<SocketAddr>,
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    shutdown: CancellationToken,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl RunningAgent {
+    /// Stops probes (killing any running probe's process group), drains HTTP requests, and
+    /// waits for the tasks, at most [`SHUTDOWN_DEADLINE`].
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown deadline reached; abandoning remaining tasks");
+            self.tasks.abort_all();
+        }
+    }
+
+    /// A token that stops the agent when cancelled (signal handlers hold one).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Starts every part the configuration enables. Must be called inside a tokio runtime.
+pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
+    probe::become_subreaper();
+    let config = Arc::new(config);
+    let shutdown = CancellationToken::new();
+    let specs = probe_specs(&config);
+    let (sender, rx, dropped) = monitor::channel();
+    let monitor = Monitor::new(config.clone(), specs.clone(), dropped);
+    let (publish, snapshots) = watch::channel(Arc::new(monitor.snapshot(util::now_ms())));
+    let heartbeat = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+
+    let mut addr = None;
+    if config.health_monitoring.endpoints.enabled {
+        let ep = &config.health_monitoring.endpoints;
+        let want: SocketAddr = SocketAddr::new(ep.host.parse().expect("validated"), ep.port);
+        let listener = tokio::net::TcpListener::bind(want)
+            .await
+            .map_err(|source| StartError::Bind { addr: want, source })?;
+        let bound = listener.local_addr().unwrap_or(want);
+        addr = Some(bound);
+        let app = server::router(
+            config.health_path(),
+            server::AppState {
+                snapshot: snapshots.clone(),
+                heartbeat: heartbeat.clone(),
+            },
+        );
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+        tracing::info!(%bound, path = config.health_path(), "serving health endpoints");
+    }
+
+    tasks.spawn(monitor.run(rx, publish, heartbeat, shutdown.clone()));
+
+    if config.health_monitoring.enabled {
+        for spec in specs {
+            tracing::info!(probe = %spec.name, program = %spec.program, interval_ms = spec.interval.as_millis() as u64, "probe scheduled");
+            tasks.spawn(sources::scheduler::probe_loop(
+                spec,
+                sender.clone(),
+                shutdown.clone(),
+            ));
+        }
+    } else {
+        tracing::warn!("health monitoring disabled: no probes will run");
+    }
+
+    Ok(RunningAgent {
+        addr,
+        snapshots,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Runs every probe once and returns the resulting snapshot (`codex-sentinel check`).
+pub async fn check_once(config: Config) -> Arc<Snapshot> {
+    probe::become_subreaper();
+    let config = Arc::new(config);
+    let specs = probe_specs(&config);
+    let (_sender, _rx, dropped) = monitor::channel();
+    let mut monitor = Monitor::new(config, specs.clone(), dropped);
+    let token = CancellationToken::new();
+    let mut runs = tokio::task::JoinSet::new();
+    for spec in specs {
+        let token = token.clone();
+        runs.spawn(async move { probe::run_probe(&spec, &token).await });
+    }
+    while let Some(run) = runs.join_next().await {
+        if let Ok(run) = run {
+            monitor.apply(Observation::Probe {
+                run,
+                start_delay: Duration::ZERO,
+            });
+        }
+    }
+    Arc::new(monitor.snapshot(util::now_ms()))
+}

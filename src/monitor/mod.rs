@@ -1,0 +1,402 @@
+//! The monitor: the single owner of state. Sources send [`Observation`]s through a bounded
+//! queue; the monitor folds them into rolling statistics and publishes an immutable
+//! [`Snapshot`] that every reader (HTTP, exporters, alerts) takes without waiting.
+
+pub mod availability;
+pub mod executions;
+pub mod health;
+pub mod resources;
+pub mod snapshot;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::export::catalog::{self, MetricDef};
+use crate::sources::probe::{Ending, ProbeRun, ProbeSpec};
+use crate::util::now_ms;
+use availability::AvailabilityTracker;
+use executions::{Execution, ExecutionStats};
+use health::Evaluated;
+use resources::{ResourceSample, ResourceStats};
+use snapshot::{
+    HealthReport, MetricsReport, Performance, ProbeSummary, Sample, SampleValue, Snapshot, Status,
+};
+
+/// Capacity of the observation queue. Sources never wait: when it is full they drop and count.
+pub const QUEUE_CAPACITY: usize = 1024;
+/// How often the snapshot is republished even without observations (uptime, windows move).
+pub const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What sources tell the monitor.
+#[derive(Debug)]
+pub enum Observation {
+    /// A finished probe run, with how late it started against its schedule.
+    Probe {
+        run: ProbeRun,
+        start_delay: Duration,
+    },
+    Resources(ResourceSample),
+    Executions(Vec<Execution>),
+}
+
+impl Observation {
+    fn source(&self) -> &'static str {
+        match self {
+            Observation::Probe { .. } => "probe",
+            Observation::Resources(_) => "processes",
+            Observation::Executions(_) => "oplog",
+        }
+    }
+}
+
+/// Per-source counts of observations dropped on a full queue.
+#[derive(Debug, Default)]
+pub struct DropCounters {
+    counts: std::sync::Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// The sending side handed to sources: never blocks.
+#[derive(Debug, Clone)]
+pub struct ObservationSender {
+    tx: mpsc::Sender<Observation>,
+    dropped: Arc<DropCounters>,
+}
+
+impl ObservationSender {
+    /// Queues the observation, or drops and counts it when the monitor is behind.
+    pub fn send(&self, obs: Observation) {
+        let source = obs.source();
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(obs) {
+            *self
+                .dropped
+                .counts
+                .lock()
+                .expect("drop counter lock")
+                .entry(source)
+                .or_default() += 1;
+            tracing::warn!(source, "monitor queue full: observation dropped");
+        }
+    }
+}
+
+/// Creates the queue between sources and the monitor.
+pub fn channel() -> (
+    ObservationSender,
+    mpsc::Receiver<Observation>,
+    Arc<DropCounters>,
+) {
+    let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+    let dropped = Arc::new(DropCounters::default());
+    (
+        ObservationSender {
+            tx,
+            dropped: dropped.clone(),
+        },
+        rx,
+        dropped,
+    )
+}
+
+#[derive(Debug, Default, Clone)]
+struct ProbeStats {
+    summary: ProbeSummary,
+    errors: u64,
+    /// Per-bucket counts of attempt durations (bounds of `PROBE_DURATION`, then +Inf).
+    duration_counts: Vec<u64>,
+    duration_sum: f64,
+    duration_count: u64,
+}
+
+/// Everything the monitor knows.
+pub struct Monitor {
+    config: Arc<Config>,
+    specs: Vec<ProbeSpec>,
+    started: Instant,
+    /// Latest evaluation per check name.
+    checks: BTreeMap<String, Evaluated>,
+    probes: BTreeMap<String, ProbeStats>,
+    availability: AvailabilityTracker,
+    resources: ResourceStats,
+    executions: ExecutionStats,
+    dropped: Arc<DropCounters>,
+}
+
+impl Monitor {
+    pub fn new(config: Arc<Config>, specs: Vec<ProbeSpec>, dropped: Arc<DropCounters>) -> Self {
+        let probes = specs
+            .iter()
+            .map(|s| {
+                let stats = ProbeStats {
+                    summary: ProbeSummary {
+                        name: s.name.clone(),
+                        ..Default::default()
+                    },
+                    duration_counts: vec![0; catalog::PROBE_DURATION.buckets.len() + 1],
+                    ..Default::default()
+                };
+                (s.name.clone(), stats)
+            })
+            .collect();
+        Monitor {
+            config,
+            specs,
+            started: Instant::now(),
+            checks: BTreeMap::new(),
+            probes,
+            availability: AvailabilityTracker::default(),
+            resources: ResourceStats::default(),
+            executions: ExecutionStats::default(),
+            dropped,
+        }
+    }
+
+    /// Folds one observation into the state.
+    pub fn apply(&mut self, obs: Observation) {
+        match obs {
+            Observation::Probe { run, start_delay } => self.apply_probe(run, start_delay),
+            Observation::Resources(sample) => self.resources.record(sample),
+            Observation::Executions(list) => {
+                for e in &list {
+                    self.executions.record(e);
+                }
+            }
+        }
+    }
+
+    fn apply_probe(&mut self, run: ProbeRun, start_delay: Duration) {
+        let Some(spec) = self.specs.iter().find(|s| s.name == run.spec_name) else {
+            return;
+        };
+        let last = run.last();
+        if last.ending == Ending::Cancelled {
+            return;
+        }
+        let verdict = health::evaluate_probe(spec, &run, &self.config.health_monitoring.thresholds);
+        if spec.is_availability {
+            self.availability.record(verdict.available, last.started);
+        }
+        let stats = self.probes.get_mut(&spec.name).expect("stats per spec");
+        let s = &mut stats.summary;
+        s.runs += 1;
+        s.retries += u64::from(run.retries());
+        s.last_duration = last.duration.as_millis() as u64;
+        s.last_run = run.attempts[0].started;
+        s.max_start_delay = s.max_start_delay.max(start_delay.as_millis() as u64);
+        match &last.ending {
+            _ if last.succeeded(spec.expected_exit_code) => s.successes += 1,
+            Ending::TimedOut => s.timeouts += 1,
+            Ending::SpawnFailed { .. } => stats.errors += 1,
+            _ => s.failures += 1,
+        }
+        for attempt in &run.attempts {
+            let secs = attempt.duration.as_secs_f64();
+            let bucket = catalog::PROBE_DURATION
+                .buckets
+                .iter()
+                .position(|b| secs <= *b)
+                .unwrap_or(catalog::PROBE_DURATION.buckets.len());
+            stats.duration_counts[bucket] += 1;
+            stats.duration_sum += secs;
+            stats.duration_count += 1;
+        }
+        self.checks.insert(spec.name.clone(), verdict.evaluated);
+    }
+
+    /// Builds the snapshot for `now` (epoch ms).
+    pub fn snapshot(&self, now: u64) -> Snapshot {
+        let uptime = self.started.elapsed().as_millis() as u64;
+        let mut checks: Vec<Evaluated> = Vec::new();
+        for spec in &self.specs {
+            match self.checks.get(&spec.name) {
+                Some(e) => checks.push(e.clone()),
+                None if spec.is_availability => checks.push(health::pending_check(now)),
+                None => {}
+            }
+        }
+        let mut reliability = snapshot::ReliabilityMetrics::default();
+        self.executions.fill_reliability(&mut reliability);
+        self.availability.fill(&mut reliability, now);
+        let performance = Performance {
+            execution_metrics: self.executions.metrics(),
+            resource_metrics: self.resources.metrics(),
+            reliability_metrics: reliability,
+        };
+        let mut recommendations = health::recommendations(&checks);
+        if !self.config.health_monitoring.enabled {
+            recommendations.push(
+                "Health monitoring is disabled (ENABLE_CODEX_HEALTH_MONITORING=false)".into(),
+            );
+        }
+        let report = HealthReport {
+            overall: health::overall(&checks),
+            timestamp: now,
+            uptime,
+            checks: checks.iter().map(|e| e.check.clone()).collect(),
+            performance: performance.clone(),
+            alerts: Vec::new(),
+            recommendations,
+        };
+        let metrics = MetricsReport {
+            timestamp: now,
+            uptime,
+            performance,
+            probes: self.probes.values().map(|p| p.summary.clone()).collect(),
+            extra: Default::default(),
+        };
+        let codex_available = self.availability.is_available();
+        let samples = self.samples(&report, codex_available, uptime);
+        Snapshot::new(
+            report,
+            metrics,
+            samples,
+            codex_available,
+            self.resources.active_processes(),
+        )
+    }
+
+    fn samples(&self, report: &HealthReport, codex_available: bool, uptime_ms: u64) -> Vec<Sample> {
+        let mut out = Vec::with_capacity(32);
+        let mut push = |def: &'static MetricDef, labels: Vec<String>, value: SampleValue| {
+            out.push(Sample { def, labels, value })
+        };
+        push(
+            &catalog::AVAILABILITY,
+            vec![],
+            SampleValue::Gauge(if codex_available { 1.0 } else { 0.0 }),
+        );
+        for check in &report.checks {
+            push(
+                &catalog::HEALTH_STATUS,
+                vec![check.name.clone()],
+                SampleValue::Gauge(f64::from(check.status.code())),
+            );
+        }
+        let execution_counts = vec![0; catalog::EXECUTION_TIME.buckets.len() + 1];
+        push(
+            &catalog::EXECUTION_TIME,
+            vec!["all".into()],
+            SampleValue::Histogram {
+                counts: execution_counts,
+                sum: 0.0,
+                count: 0,
+            },
+        );
+        push(
+            &catalog::SUCCESS_RATE,
+            vec![],
+            SampleValue::Gauge(report.performance.reliability_metrics.success_rate / 100.0),
+        );
+        push(
+            &catalog::MEMORY_USAGE,
+            vec![],
+            SampleValue::Gauge(self.resources.rss_bytes() as f64),
+        );
+        push(
+            &catalog::CPU_USAGE,
+            vec![],
+            SampleValue::Gauge(self.resources.cpu_percent()),
+        );
+        push(
+            &catalog::ACTIVE_PROCESSES,
+            vec![],
+            SampleValue::Gauge(self.resources.active_processes() as f64),
+        );
+        for (name, p) in &self.probes {
+            push(
+                &catalog::PROBE_DURATION,
+                vec![name.clone()],
+                SampleValue::Histogram {
+                    counts: p.duration_counts.clone(),
+                    sum: p.duration_sum,
+                    count: p.duration_count,
+                },
+            );
+        }
+        for (name, p) in &self.probes {
+            for (result, n) in [
+                ("success", p.summary.successes),
+                ("failure", p.summary.failures),
+                ("timeout", p.summary.timeouts),
+                ("error", p.errors),
+            ] {
+                push(
+                    &catalog::PROBE_RUNS,
+                    vec![name.clone(), result.into()],
+                    SampleValue::Counter(n as f64),
+                );
+            }
+        }
+        for (name, p) in &self.probes {
+            push(
+                &catalog::PROBE_RETRIES,
+                vec![name.clone()],
+                SampleValue::Counter(p.summary.retries as f64),
+            );
+        }
+        push(
+            &catalog::AGENT_UPTIME,
+            vec![],
+            SampleValue::Gauge(uptime_ms as f64 / 1000.0),
+        );
+        push(
+            &catalog::AGENT_BUILD_INFO,
+            vec![env!("CARGO_PKG_VERSION").into()],
+            SampleValue::Gauge(1.0),
+        );
+        let dropped = self
+            .dropped
+            .counts
+            .lock()
+            .expect("drop counter lock")
+            .clone();
+        for source in ["probe", "processes", "oplog"] {
+            let n = dropped.get(source).copied().unwrap_or(0);
+            push(
+                &catalog::AGENT_DROPPED_OBSERVATIONS,
+                vec![source.into()],
+                SampleValue::Counter(n as f64),
+            );
+        }
+        out
+    }
+
+    /// Runs until shutdown: applies observations as they come, publishes after each batch and
+    /// every [`PUBLISH_INTERVAL`].
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Observation>,
+        publish: watch::Sender<Arc<Snapshot>>,
+        heartbeat: Arc<AtomicU64>,
+        shutdown: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(PUBLISH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                obs = rx.recv() => {
+                    let Some(obs) = obs else { break };
+                    self.apply(obs);
+                    while let Ok(more) = rx.try_recv() {
+                        self.apply(more);
+                    }
+                }
+                _ = tick.tick() => {}
+            }
+            let now = now_ms();
+            publish.send_replace(Arc::new(self.snapshot(now)));
+            heartbeat.store(now, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The overall status as `check` reports it, for callers that only have a snapshot.
+pub fn exit_code(status: Status) -> i32 {
+    i32::from(status.code())
+}

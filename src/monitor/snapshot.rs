@@ -1,0 +1,324 @@
+//! The immutable picture the monitor publishes: the specification's JSON shapes (camelCase,
+//! epoch milliseconds) plus the metric samples every exporter reads. Renderings are made lazily,
+//! once per snapshot, so a request costs a clone of ready bytes.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::export::catalog::MetricDef;
+
+/// Health status, ordered from best to worst; also the `check` exit code (Nagios convention).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Healthy,
+    Warning,
+    Critical,
+    Unavailable,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Healthy => "healthy",
+            Status::Warning => "warning",
+            Status::Critical => "critical",
+            Status::Unavailable => "unavailable",
+        }
+    }
+
+    /// 0 healthy, 1 warning, 2 critical, 3 unavailable.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// Whether HTTP health endpoints answer 200 (healthy, warning) or 503.
+    pub fn is_serving(self) -> bool {
+        self <= Status::Warning
+    }
+}
+
+/// One entry of `checks[]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub name: String,
+    pub status: Status,
+    pub message: String,
+    /// Epoch ms when the check was made.
+    pub timestamp: u64,
+    /// ms the check took.
+    pub duration: u64,
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `GET /health/codex`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthReport {
+    pub overall: Status,
+    pub timestamp: u64,
+    /// ms since the agent started.
+    pub uptime: u64,
+    pub checks: Vec<HealthCheck>,
+    pub performance: Performance,
+    pub alerts: Vec<serde_json::Value>,
+    pub recommendations: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Performance {
+    pub execution_metrics: ExecutionMetrics,
+    pub resource_metrics: ResourceMetrics,
+    pub reliability_metrics: ReliabilityMetrics,
+}
+
+/// The specification's `ExecutionMetrics`; times in ms.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionMetrics {
+    pub total_executions: u64,
+    pub successful_executions: u64,
+    pub failed_executions: u64,
+    pub timed_out_executions: u64,
+    pub average_execution_time: f64,
+    pub median_execution_time: f64,
+    pub p95_execution_time: f64,
+    pub p99_execution_time: f64,
+    pub execution_time_distribution: ExecutionTimeDistribution,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionTimeDistribution {
+    #[serde(rename = "under1s")]
+    pub under_1s: u64,
+    #[serde(rename = "under5s")]
+    pub under_5s: u64,
+    #[serde(rename = "under10s")]
+    pub under_10s: u64,
+    #[serde(rename = "under30s")]
+    pub under_30s: u64,
+    #[serde(rename = "under60s")]
+    pub under_60s: u64,
+    #[serde(rename = "over60s")]
+    pub over_60s: u64,
+}
+
+/// current / peak / average over the window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stat3 {
+    pub current: f64,
+    pub peak: f64,
+    pub average: f64,
+}
+
+/// The specification's `ResourceMetrics`: memory in MB, CPU in percent of one core.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceMetrics {
+    pub memory_usage: Stat3,
+    pub cpu_usage: Stat3,
+    pub process_count: Stat3,
+    pub queue_metrics: QueueMetrics,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueMetrics {
+    pub current_size: f64,
+    pub peak_size: f64,
+    /// ms.
+    pub average_wait_time: f64,
+}
+
+/// The specification's `ReliabilityMetrics`; rates in percent, times in ms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReliabilityMetrics {
+    pub success_rate: f64,
+    pub failure_rate: f64,
+    pub timeout_rate: f64,
+    pub retry_rate: f64,
+    pub mtbf: f64,
+    pub mttr: f64,
+    pub availability: f64,
+    pub recent_failures: Vec<RecentFailure>,
+}
+
+impl Default for ReliabilityMetrics {
+    /// No executions and no probes yet: nothing has failed, so rates are vacuously 100/0.
+    fn default() -> Self {
+        ReliabilityMetrics {
+            success_rate: 100.0,
+            failure_rate: 0.0,
+            timeout_rate: 0.0,
+            retry_rate: 0.0,
+            mtbf: 0.0,
+            mttr: 0.0,
+            availability: 100.0,
+            recent_failures: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecentFailure {
+    pub timestamp: u64,
+    pub operation_type: String,
+    pub error: String,
+    pub duration: f64,
+}
+
+/// `GET /health/codex/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    pub status: Status,
+    pub timestamp: u64,
+    pub codex_available: bool,
+    pub active_processes: u64,
+    pub success_rate: f64,
+}
+
+/// `GET /health/codex/metrics`: everything measured, without the health verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsReport {
+    pub timestamp: u64,
+    pub uptime: u64,
+    pub performance: Performance,
+    /// Per probe: runs and last outcome.
+    pub probes: Vec<ProbeSummary>,
+    /// Extra sections contributed by sources (e.g. top processes, operations-log counters).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeSummary {
+    pub name: String,
+    pub runs: u64,
+    pub successes: u64,
+    pub failures: u64,
+    pub timeouts: u64,
+    pub retries: u64,
+    /// ms of the last run's last attempt.
+    pub last_duration: u64,
+    /// Epoch ms when the last run started.
+    pub last_run: u64,
+    /// Worst lateness of a run against its schedule, ms.
+    pub max_start_delay: u64,
+}
+
+/// A metric value at publish time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SampleValue {
+    Gauge(f64),
+    /// Cumulative since start.
+    Counter(f64),
+    /// Per-bucket (not cumulative) counts: one per bound of the definition, plus one for +Inf.
+    Histogram {
+        counts: Vec<u64>,
+        sum: f64,
+        count: u64,
+    },
+}
+
+/// One series: a catalog entry, its label values (in the definition's order) and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub def: &'static MetricDef,
+    pub labels: Vec<String>,
+    pub value: SampleValue,
+}
+
+/// What the monitor publishes: reports, samples, and lazily made renderings.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub report: HealthReport,
+    pub metrics: MetricsReport,
+    pub samples: Vec<Sample>,
+    pub codex_available: bool,
+    pub active_processes: u64,
+    health_json: OnceLock<Bytes>,
+    status_json: OnceLock<Bytes>,
+    metrics_json: OnceLock<Bytes>,
+    prometheus_text: OnceLock<Bytes>,
+    openmetrics_text: OnceLock<Bytes>,
+}
+
+impl Snapshot {
+    pub fn new(
+        report: HealthReport,
+        metrics: MetricsReport,
+        samples: Vec<Sample>,
+        codex_available: bool,
+        active_processes: u64,
+    ) -> Self {
+        Snapshot {
+            report,
+            metrics,
+            samples,
+            codex_available,
+            active_processes,
+            health_json: OnceLock::new(),
+            status_json: OnceLock::new(),
+            metrics_json: OnceLock::new(),
+            prometheus_text: OnceLock::new(),
+            openmetrics_text: OnceLock::new(),
+        }
+    }
+
+    pub fn status(&self) -> StatusReport {
+        StatusReport {
+            status: self.report.overall,
+            timestamp: self.report.timestamp,
+            codex_available: self.codex_available,
+            active_processes: self.active_processes,
+            success_rate: self.report.performance.reliability_metrics.success_rate,
+        }
+    }
+
+    pub fn health_json(&self) -> Bytes {
+        self.health_json
+            .get_or_init(|| to_json(&self.report))
+            .clone()
+    }
+
+    pub fn status_json(&self) -> Bytes {
+        self.status_json
+            .get_or_init(|| to_json(&self.status()))
+            .clone()
+    }
+
+    pub fn metrics_json(&self) -> Bytes {
+        self.metrics_json
+            .get_or_init(|| to_json(&self.metrics))
+            .clone()
+    }
+
+    pub fn prometheus_text(&self) -> Bytes {
+        self.prometheus_text
+            .get_or_init(|| crate::export::prometheus::render(&self.samples, false).into())
+            .clone()
+    }
+
+    pub fn openmetrics_text(&self) -> Bytes {
+        self.openmetrics_text
+            .get_or_init(|| crate::export::prometheus::render(&self.samples, true).into())
+            .clone()
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Bytes {
+    serde_json::to_vec(value).expect("report serializes").into()
+}

@@ -1,0 +1,331 @@
+//! Probes: run the Codex CLI (argv, never a shell), timed, with a timeout and retries.
+//!
+//! Each attempt runs in its own process group. The npm Codex CLI is a node wrapper that starts
+//! the native binary, so killing the direct child is not enough: on timeout (or shutdown) the
+//! whole group is killed with SIGKILL and reaped, leaving no zombie and no orphan.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::util::now_ms;
+
+/// Bytes of stdout kept (the version line is at the start).
+const STDOUT_LIMIT: usize = 16 * 1024;
+/// Bytes of stderr kept (the end is what explains a failure).
+const STDERR_TAIL: usize = 2 * 1024;
+/// How long to wait for a killed group to disappear before giving up on reaping it.
+const REAP_DEADLINE: Duration = Duration::from_secs(2);
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub struct ProbeSpec {
+    /// Health check name: `codex-availability` or an extra probe's name.
+    pub name: String,
+    pub program: String,
+    pub args: Vec<String>,
+    pub timeout: Duration,
+    /// Extra attempts after a failed one.
+    pub retries: u32,
+    pub retry_delay: Duration,
+    pub interval: Duration,
+    pub expected_exit_code: i32,
+    /// The availability probe parses a version and decides `codex_availability_status`.
+    pub is_availability: bool,
+    /// Status of the check when an extra probe fails.
+    pub failure_status: crate::monitor::snapshot::Status,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Ending {
+    /// The process exited (normally) with this code.
+    Exited(i32),
+    /// The process was ended by this signal (not by us).
+    Signaled(i32),
+    /// It ran past the timeout; its group was killed.
+    TimedOut,
+    /// The agent is shutting down; its group was killed.
+    Cancelled,
+    /// It could not be started; Node-style message such as `spawn codex ENOENT`.
+    SpawnFailed { error: String, not_found: bool },
+}
+
+/// One attempt's record.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// Epoch ms.
+    pub started: u64,
+    pub duration: Duration,
+    pub ending: Ending,
+    pub stdout: String,
+    pub stderr_tail: String,
+    /// Pid of the attempt's process (also its process group id); 0 if it never started.
+    pub pid: u32,
+}
+
+impl Attempt {
+    pub fn succeeded(&self, expected_exit_code: i32) -> bool {
+        self.ending == Ending::Exited(expected_exit_code)
+    }
+}
+
+/// One probe run: every attempt, the last one deciding.
+#[derive(Debug, Clone)]
+pub struct ProbeRun {
+    pub spec_name: String,
+    pub attempts: Vec<Attempt>,
+}
+
+impl ProbeRun {
+    pub fn last(&self) -> &Attempt {
+        self.attempts
+            .last()
+            .expect("a run has at least one attempt")
+    }
+    pub fn retries(&self) -> u32 {
+        self.attempts.len().saturating_sub(1) as u32
+    }
+}
+
+/// Runs the probe: one attempt, plus up to `retries` more while attempts fail. A missing
+/// executable is not retried: it will not appear between two attempts.
+pub async fn run_probe(spec: &ProbeSpec, shutdown: &CancellationToken) -> ProbeRun {
+    let mut attempts = Vec::with_capacity(1);
+    loop {
+        let attempt = run_attempt(&spec.program, &spec.args, spec.timeout, shutdown).await;
+        let done = attempt.succeeded(spec.expected_exit_code)
+            || matches!(
+                attempt.ending,
+                Ending::Cancelled
+                    | Ending::SpawnFailed {
+                        not_found: true,
+                        ..
+                    }
+            )
+            || attempts.len() as u32 >= spec.retries;
+        attempts.push(attempt);
+        if done {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(spec.retry_delay) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    ProbeRun {
+        spec_name: spec.name.clone(),
+        attempts,
+    }
+}
+
+/// Runs the program once in a new process group, killing the group on timeout or shutdown.
+pub async fn run_attempt(
+    program: &str,
+    args: &[String],
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Attempt {
+    let started = now_ms();
+    let t0 = Instant::now();
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let (code, not_found) = match e.kind() {
+                std::io::ErrorKind::NotFound => ("ENOENT".to_string(), true),
+                std::io::ErrorKind::PermissionDenied => ("EACCES".to_string(), false),
+                _ => (e.to_string(), false),
+            };
+            return Attempt {
+                started,
+                duration: t0.elapsed(),
+                ending: Ending::SpawnFailed {
+                    error: format!("spawn {program} {code}"),
+                    not_found,
+                },
+                stdout: String::new(),
+                stderr_tail: String::new(),
+                pid: 0,
+            };
+        }
+    };
+    let pid = child.id().unwrap_or(0);
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let output = tokio::spawn(async move {
+        tokio::join!(
+            read_head(stdout, STDOUT_LIMIT),
+            read_tail(stderr, STDERR_TAIL)
+        )
+    });
+
+    enum Outcome {
+        Done(std::io::Result<std::process::ExitStatus>),
+        TimedOut,
+        Cancelled,
+    }
+    let outcome = tokio::select! {
+        status = child.wait() => Outcome::Done(status),
+        _ = tokio::time::sleep(timeout) => Outcome::TimedOut,
+        _ = shutdown.cancelled() => Outcome::Cancelled,
+    };
+    let duration = t0.elapsed();
+    let ending = match outcome {
+        Outcome::Done(Ok(status)) => {
+            use std::os::unix::process::ExitStatusExt;
+            match (status.code(), status.signal()) {
+                (Some(code), _) => Ending::Exited(code),
+                (None, Some(sig)) => Ending::Signaled(sig),
+                (None, None) => Ending::Exited(-1),
+            }
+        }
+        Outcome::Done(Err(e)) => Ending::SpawnFailed {
+            error: format!("wait for {program}: {e}"),
+            not_found: false,
+        },
+        Outcome::TimedOut => Ending::TimedOut,
+        Outcome::Cancelled => Ending::Cancelled,
+    };
+    if matches!(ending, Ending::TimedOut | Ending::Cancelled) {
+        kill_group(pid);
+        let _ = child.wait().await;
+        reap_group(pid, true).await;
+    } else {
+        // Descendants left in the group (a wrapper that exited before its child) go too.
+        kill_group(pid);
+        reap_group(pid, false).await;
+    }
+    // Output readers end at EOF, which a descendant outside the group could hold off: bound it.
+    let (stdout, stderr_tail) = match tokio::time::timeout(Duration::from_millis(500), output).await
+    {
+        Ok(Ok(pair)) => pair,
+        _ => (String::new(), String::new()),
+    };
+    Attempt {
+        started,
+        duration,
+        ending,
+        stdout,
+        stderr_tail,
+        pid,
+    }
+}
+
+/// SIGKILL to every process of the group `pgid` (which is the attempt's pid).
+fn kill_group(pgid: u32) {
+    if pgid == 0 {
+        return;
+    }
+    // SAFETY: killpg has no memory-safety preconditions; a stale group yields ESRCH.
+    unsafe {
+        libc::killpg(pgid as libc::pid_t, libc::SIGKILL);
+    }
+}
+
+/// Reaps members of the group that are our children (with `PR_SET_CHILD_SUBREAPER`, orphaned
+/// descendants are). With `wait_gone`, keeps going until the group no longer exists.
+async fn reap_group(pgid: u32, wait_gone: bool) {
+    if pgid == 0 {
+        return;
+    }
+    let deadline = Instant::now() + REAP_DEADLINE;
+    loop {
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid with WNOHANG on a process group; writes only to `status`.
+            let r = unsafe { libc::waitpid(-(pgid as libc::pid_t), &mut status, libc::WNOHANG) };
+            if r <= 0 {
+                break;
+            }
+        }
+        // SAFETY: signal 0 only checks for existence.
+        let gone = unsafe { libc::killpg(pgid as libc::pid_t, 0) } != 0;
+        if gone || !wait_gone || Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn read_head<R: tokio::io::AsyncRead + Unpin>(reader: Option<R>, limit: usize) -> String {
+    let Some(mut reader) = reader else {
+        return String::new();
+    };
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = reader.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let room = limit.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+async fn read_tail<R: tokio::io::AsyncRead + Unpin>(reader: Option<R>, limit: usize) -> String {
+    let Some(mut reader) = reader else {
+        return String::new();
+    };
+    let mut kept: std::collections::VecDeque<u8> = std::collections::VecDeque::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = reader.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        kept.extend(&buf[..n]);
+        while kept.len() > limit {
+            kept.pop_front();
+        }
+    }
+    String::from_utf8_lossy(kept.make_contiguous()).into_owned()
+}
+
+/// Extracts a semantic version (`0.171.0`, `1.2.3-beta.1`) from a `--version` output.
+pub fn parse_version(output: &str) -> Option<String> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(r"\b(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.\-+]+)?)\b").expect("valid regex")
+    });
+    re.captures(output).map(|c| c[1].to_string())
+}
+
+/// Makes this process the reaper of its orphaned descendants, so that a probe's grandchildren
+/// killed with their group are reaped by us rather than left as zombies of an absent init.
+pub fn become_subreaper() {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integers.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_found_in_real_outputs() {
+        assert_eq!(
+            parse_version("codex-cli 0.171.0\n").as_deref(),
+            Some("0.171.0")
+        );
+        assert_eq!(
+            parse_version("v1.2.3-beta.1").as_deref(),
+            Some("1.2.3-beta.1")
+        );
+        assert_eq!(parse_version("garbage \u{1}\u{2} 12"), None);
+    }
+}
