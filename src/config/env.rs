@@ -143,12 +143,15 @@ pub fn var_for_key(key: &str) -> Option<&'static str> {
 /// The figment provider over the variables of [`ENV_VARS`] present in a given environment.
 pub struct SpecEnv {
     values: Dict,
+    /// Which variable set each key path, for error messages and `config show`.
+    set_by: std::sync::Arc<std::collections::HashMap<String, &'static str>>,
 }
 
 impl SpecEnv {
     /// Collects the known variables from `env`. Empty values count as unset.
     pub fn new(env: &[(String, String)]) -> Result<Self, ConfigError> {
         let mut values = Dict::new();
+        let mut set_by = std::collections::HashMap::new();
         for (var, key, kind, _) in ENV_VARS {
             let Some((_, raw)) = env.iter().rev().find(|(name, _)| name == var) else {
                 continue;
@@ -158,8 +161,12 @@ impl SpecEnv {
                 continue;
             }
             insert_path(&mut values, key, parse(raw, *kind));
+            set_by.insert(key.to_string(), *var);
         }
-        Ok(SpecEnv { values })
+        Ok(SpecEnv {
+            values,
+            set_by: std::sync::Arc::new(set_by),
+        })
     }
 }
 
@@ -212,9 +219,13 @@ fn insert_path(dict: &mut Dict, path: &str, value: Value) {
 
 impl Provider for SpecEnv {
     fn metadata(&self) -> Metadata {
-        Metadata::named(METADATA_NAME).interpolater(|_profile: &Profile, keys: &[&str]| {
+        let set_by = self.set_by.clone();
+        Metadata::named(METADATA_NAME).interpolater(move |_profile: &Profile, keys: &[&str]| {
             let key = keys.join(".");
-            var_for_key(&key)
+            set_by
+                .get(&key)
+                .copied()
+                .or_else(|| var_for_key(&key))
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("for `{key}`"))
         })

@@ -564,8 +564,8 @@ fn describe_source(
     }
     match &md.source {
         Some(figment::Source::File(p)) => format!("config file {}", p.display()),
-        _ if md.name.contains("Serialized") => "defaults".into(),
-        _ => md.name.to_string(),
+        // The only other provider is the embedded defaults.
+        _ => "defaults".into(),
     }
 }
 

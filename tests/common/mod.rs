@@ -128,7 +128,8 @@ impl Agent {
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
-        self.try_get(path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        self.try_get(path)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
     pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
@@ -179,7 +180,10 @@ impl Agent {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return (status.code(), t0.elapsed());
             }
-            assert!(Instant::now() < deadline, "agent did not exit after signal {signal}");
+            assert!(
+                Instant::now() < deadline,
+                "agent did not exit after signal {signal}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -225,7 +229,9 @@ pub fn http_request(
     }
     req.push_str("\r\n");
     req.push_str(body);
-    stream.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -235,7 +241,10 @@ pub fn http_request(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or("no status")?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(rest)
     } else {
         rest.to_string()

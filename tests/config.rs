@@ -1,0 +1,300 @@
+//! Configuration: every variable of the table is mapped, precedence, bad values, redaction.
+
+mod common;
+
+use std::process::Command;
+
+use codex_sentinel::config::env::{Kind, ENV_VARS};
+use codex_sentinel::config::{self, source_of, Sources};
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn lookup<'a>(json: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    key.split('.').fold(json, |node, part| &node[part])
+}
+
+/// A value of the right kind that differs from every default.
+fn sample_value(var: &str, kind: Kind) -> (&'static str, serde_json::Value) {
+    match (var, kind) {
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", _) => ("http/protobuf", "http/protobuf".into()),
+        ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", _) => ("delta", "delta".into()),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", _) => ("gzip", "gzip".into()),
+        ("CODEX_OTLP_PRESET", _) => ("newrelic", "newrelic".into()),
+        ("CODEX_ALERT_WEBHOOK_FORMAT", _) => ("slack", "slack".into()),
+        ("CODEX_ALERT_SMTP_TLS", _) => ("none", "none".into()),
+        ("CODEX_SENTINEL_LOG_FORMAT", _) => ("json", "json".into()),
+        ("CODEX_HEALTH_HOST", _) => ("0.0.0.0", "0.0.0.0".into()),
+        ("CODEX_HEALTH_PATH", _) => ("/status/codex", "/status/codex".into()),
+        ("CODEX_PROCESS_CMDLINE_REGEX", _) => ("codex( |$)", "codex( |$)".into()),
+        (_, Kind::Bool) => ("false", serde_json::json!(false)),
+        (_, Kind::Int) => ("4242", serde_json::json!(4242)),
+        (_, Kind::Float) => ("42.5", serde_json::json!(42.5)),
+        (_, Kind::Str) => ("some-value", "some-value".into()),
+        (_, Kind::List) => ("a, b", serde_json::json!(["a", "b"])),
+        (_, Kind::Args) => ("exec --json", serde_json::json!(["exec", "--json"])),
+    }
+}
+
+#[test]
+fn every_variable_sets_its_key_and_is_named_as_the_source() {
+    for (var, key, kind, _) in ENV_VARS {
+        let (raw, expected) = sample_value(var, *kind);
+        let sources = Sources {
+            file: None,
+            env: env(&[(var, raw)]),
+        };
+        let fig = config::figment(&sources).unwrap();
+        let cfg = config::load_from(&fig).unwrap_or_else(|e| panic!("{var}={raw}: {e}"));
+        let json = serde_json::to_value(&cfg).unwrap();
+        let got = lookup(&json, key);
+        if codex_sentinel::config::env::is_secret_var(var) {
+            assert_eq!(got, "***redacted***", "{var} must stay secret");
+        } else {
+            assert_eq!(got, &expected, "{var} → {key}");
+        }
+        assert_eq!(
+            source_of(&fig, key),
+            format!("environment variable {var}"),
+            "source of {key}"
+        );
+    }
+}
+
+#[test]
+fn the_specifications_variables_are_all_in_the_table() {
+    // The specification sits beside the repository (shared/), as in CI.
+    let path = common::root().join("../shared/spec/monitoring-guide.md");
+    let spec = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("specification not found at {}: {e}", path.display()));
+    let re = regex::Regex::new(r"export ([A-Z][A-Z0-9_]+)=").unwrap();
+    let known: Vec<&str> = ENV_VARS.iter().map(|(v, ..)| *v).collect();
+    let mut seen = 0;
+    for cap in re.captures_iter(&spec) {
+        seen += 1;
+        assert!(known.contains(&&cap[1]), "{} is not accepted", &cap[1]);
+    }
+    assert!(
+        seen >= 30,
+        "expected the specification's variables, found {seen}"
+    );
+}
+
+#[test]
+fn environment_beats_file_beats_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("monitoring.json");
+    std::fs::write(
+        &file,
+        r#"{"healthMonitoring":{"checkInterval":10000,"healthCheckTimeout":7000,"thresholds":{"minSuccessRate":90}}}"#,
+    )
+    .unwrap();
+    let sources = Sources {
+        file: Some(file.clone()),
+        env: env(&[("CODEX_HEALTH_CHECK_INTERVAL", "20000")]),
+    };
+    let fig = config::figment(&sources).unwrap();
+    let cfg = config::load_from(&fig).unwrap();
+    assert_eq!(cfg.health_monitoring.check_interval, 20_000);
+    assert_eq!(cfg.health_monitoring.health_check_timeout, 7_000);
+    assert_eq!(cfg.health_monitoring.thresholds.min_success_rate, 90.0);
+    assert_eq!(cfg.health_monitoring.thresholds.max_error_rate, 5.0);
+    assert_eq!(
+        source_of(&fig, "healthMonitoring.checkInterval"),
+        "environment variable CODEX_HEALTH_CHECK_INTERVAL"
+    );
+    assert_eq!(
+        source_of(&fig, "healthMonitoring.healthCheckTimeout"),
+        format!("config file {}", file.display())
+    );
+    assert_eq!(
+        source_of(&fig, "healthMonitoring.thresholds.maxErrorRate"),
+        "defaults"
+    );
+}
+
+#[test]
+fn the_shipped_example_file_is_valid_and_matches_the_specification() {
+    let path = common::root().join("config/monitoring.json");
+    let cfg = config::load(&Sources {
+        file: Some(path),
+        env: vec![],
+    })
+    .unwrap();
+    let hm = &cfg.health_monitoring;
+    assert!(hm.enabled);
+    assert_eq!(
+        (hm.check_interval, hm.health_check_timeout),
+        (30_000, 10_000)
+    );
+    let t = &hm.thresholds;
+    assert_eq!(
+        (
+            t.availability_timeout,
+            t.max_execution_time,
+            t.max_memory_usage,
+            t.max_concurrent_processes
+        ),
+        (5_000, 30_000, 500, 10)
+    );
+    assert_eq!((t.min_success_rate, t.max_error_rate), (80.0, 5.0));
+    assert_eq!(hm.endpoints.path, "/health/codex");
+}
+
+/// Runs the binary with a clean environment plus `env`; returns (exit code, stdout, stderr).
+fn run_cli(args: &[&str], env: &[(&str, &str)], cwd: &std::path::Path) -> (i32, String, String) {
+    let mut cmd = Command::new(common::agent_bin());
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_values_exit_2_with_one_line_naming_key_value_and_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let cases: Vec<(Vec<(&str, &str)>, Option<&str>, Vec<&str>)> = vec![
+        (
+            vec![("CODEX_HEALTH_CHECK_INTERVAL", "-5")],
+            None,
+            vec!["CODEX_HEALTH_CHECK_INTERVAL", "-5"],
+        ),
+        (
+            vec![("CODEX_HEALTH_CHECK_INTERVAL", "soon")],
+            None,
+            vec!["CODEX_HEALTH_CHECK_INTERVAL", "soon"],
+        ),
+        (
+            vec![("CODEX_HEALTH_CHECK_INTERVAL", "0")],
+            None,
+            vec![
+                "CODEX_HEALTH_CHECK_INTERVAL",
+                "healthMonitoring.checkInterval",
+            ],
+        ),
+        (
+            vec![("ENABLE_CODEX_HEALTH_MONITORING", "maybe")],
+            None,
+            vec!["ENABLE_CODEX_HEALTH_MONITORING", "maybe"],
+        ),
+        (
+            vec![("CODEX_HEALTH_PORT", "70000")],
+            None,
+            vec!["CODEX_HEALTH_PORT", "70000"],
+        ),
+        (
+            vec![("CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "120")],
+            None,
+            vec!["CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "120"],
+        ),
+        (
+            vec![],
+            Some(r#"{"healthMonitoring":{"checkInterval":"fast"}}"#),
+            vec!["healthMonitoring.checkInterval", "fast", "monitoring.json"],
+        ),
+        (
+            vec![],
+            Some(r#"{"healthMonitoring":{"bogus":1}}"#),
+            vec!["healthMonitoring.bogus", "monitoring.json"],
+        ),
+        (
+            vec![],
+            Some(r#"{"healthMonitoring":{"checkInterval":-1}}"#),
+            vec!["healthMonitoring.checkInterval", "-1", "monitoring.json"],
+        ),
+        (vec![], Some("{not json"), vec!["monitoring.json"]),
+    ];
+    for (env, file, needles) in cases {
+        let mut args = vec!["config", "validate"];
+        let path = cwd.join("monitoring.json");
+        let path_str = path.to_string_lossy().into_owned();
+        if let Some(content) = file {
+            std::fs::write(&path, content).unwrap();
+            args.push(&path_str);
+        }
+        let (code, _, stderr) = run_cli(&args, &env, cwd);
+        assert_eq!(code, 2, "{env:?} {file:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        for n in needles {
+            assert!(
+                stderr.contains(n),
+                "{env:?} {file:?}: `{n}` missing in: {stderr}"
+            );
+        }
+    }
+    let (code, _, stderr) = run_cli(
+        &["--config", "/nonexistent/monitoring.json", "check"],
+        &[],
+        cwd,
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("/nonexistent/monitoring.json"), "{stderr}");
+}
+
+#[test]
+fn config_show_redacts_secrets_and_names_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = [
+        (
+            "CODEX_ALERT_WEBHOOK_URL",
+            "https://hooks.slack.com/services/T000/B000/SECRETTOKEN1",
+        ),
+        ("CODEX_ALERT_SMTP_PASS", "hunter2-smtp-password"),
+        ("NEW_RELIC_LICENSE_KEY", "0123456789abcdefNRAL"),
+        ("DD_API_KEY", "00000000000000000000000000000000"),
+        (
+            "CODEX_ALERTMANAGER_URL",
+            "http://user:amsecret@alertmanager:9093",
+        ),
+    ];
+    let mut env: Vec<(&str, &str)> = secrets.to_vec();
+    env.push(("CODEX_HEALTH_CHECK_TIMEOUT", "15000"));
+    for format in ["text", "json"] {
+        let (code, stdout, stderr) =
+            run_cli(&["config", "show", "--format", format], &env, dir.path());
+        assert_eq!(code, 0, "{stderr}");
+        for (_, secret) in secrets {
+            assert!(
+                !stdout.contains(secret),
+                "secret leaked in {format}: {stdout}"
+            );
+        }
+        assert!(stdout.contains("***redacted***"));
+        assert!(stdout.contains("environment variable CODEX_HEALTH_CHECK_TIMEOUT"));
+        assert!(stdout.contains("15000"));
+    }
+    let (_, stdout, _) = run_cli(&["config", "show", "--format", "json"], &env, dir.path());
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["healthMonitoring.checkInterval"]["value"], 30000);
+    assert_eq!(json["healthMonitoring.checkInterval"]["source"], "defaults");
+    assert_eq!(json["alerting.email.smtpPass"]["value"], "***redacted***");
+}
+
+#[test]
+fn configuration_reference_lists_every_variable() {
+    let doc = std::fs::read_to_string(common::root().join("docs/configuration.md")).unwrap();
+    for (var, key, _, _) in ENV_VARS {
+        assert!(
+            doc.contains(&format!("`{var}`")),
+            "docs/configuration.md misses {var}"
+        );
+        assert!(
+            doc.contains(&format!("`{key}`")),
+            "docs/configuration.md misses key {key}"
+        );
+    }
+}
