@@ -6,7 +6,10 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. `debug` raises the level (`CODEX_DEBUG=true`).
 pub fn init(json: bool, debug: bool) {
     let default = if debug { "debug" } else { "info" };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::new(spec),
+        _ => EnvFilter::new(default),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

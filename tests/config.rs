@@ -163,11 +163,14 @@ fn run_cli(args: &[&str], env: &[(&str, &str)], cwd: &std::path::Path) -> (i32, 
     )
 }
 
+/// (environment, file content, words the error line must contain)
+type BadCase<'a> = (Vec<(&'a str, &'a str)>, Option<&'a str>, Vec<&'a str>);
+
 #[test]
 fn bad_values_exit_2_with_one_line_naming_key_value_and_source() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
-    let cases: Vec<(Vec<(&str, &str)>, Option<&str>, Vec<&str>)> = vec![
+    let cases: Vec<BadCase> = vec![
         (
             vec![("CODEX_HEALTH_CHECK_INTERVAL", "-5")],
             None,

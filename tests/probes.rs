@@ -240,22 +240,12 @@ fn retries_are_attempted_and_counted() {
     );
 }
 
-/// Pids of processes whose command line contains `needle`.
+/// (pid, process group) of processes whose command line contains `needle`.
 fn pids_with_cmdline(needle: &str) -> Vec<(i32, i32)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        if String::from_utf8_lossy(&cmd).contains(needle) {
-            let pgid = unsafe { libc::getpgid(pid) };
-            out.push((pid, pgid));
-        }
-    }
-    out
+    common::pids_with_cmdline(needle)
+        .into_iter()
+        .map(|pid| (pid, unsafe { libc::getpgid(pid) }))
+        .collect()
 }
 
 /// Children of `ppid` that are zombies.

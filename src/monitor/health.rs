@@ -227,7 +227,7 @@ pub fn recommendations(checks: &[Evaluated]) -> Vec<String> {
         .iter()
         .filter(|e| e.check.status != Status::Healthy)
         .collect();
-    sorted.sort_by(|a, b| b.check.status.cmp(&a.check.status));
+    sorted.sort_by_key(|e| std::cmp::Reverse(e.check.status));
     let mut out: Vec<String> = Vec::new();
     for e in sorted {
         for r in &e.recommendations {

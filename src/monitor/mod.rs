@@ -377,11 +377,16 @@ impl Monitor {
     ) {
         let mut tick = tokio::time::interval(PUBLISH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // With every source stopped (or none configured) the monitor still publishes.
+        let mut sources_open = true;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                obs = rx.recv() => {
-                    let Some(obs) = obs else { break };
+                obs = rx.recv(), if sources_open => {
+                    let Some(obs) = obs else {
+                        sources_open = false;
+                        continue;
+                    };
                     self.apply(obs);
                     while let Ok(more) = rx.try_recv() {
                         self.apply(more);

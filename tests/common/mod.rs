@@ -260,7 +260,7 @@ fn dechunk(mut s: &str) -> String {
             break;
         }
         out.push_str(&rest[..n]);
-        s = &rest[n..].trim_start_matches("\r\n");
+        s = rest[n..].trim_start_matches("\r\n");
     }
     out
 }
@@ -281,6 +281,31 @@ pub fn processes_in_group(pgid: i32) -> Vec<i32> {
             if fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) {
                 out.push(pid);
             }
+        }
+    }
+    out
+}
+
+/// Epoch milliseconds, as the agent reports them.
+pub fn now_ms_for_tests() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// (pid, command line contains `needle`) for every process on the machine.
+pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmd).contains(needle) {
+            out.push(pid);
         }
     }
     out
