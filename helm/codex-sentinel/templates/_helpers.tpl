@@ -1,0 +1,385 @@
+{{/*
+Helpers. The public templates (codex-sentinel.container, .volumes, .appVolumeMounts,
+.selectorLabels, .podAnnotations) take a context with only `.Values` and `.Release`, so that a
+parent chart can include them in its own pod spec:
+
+  {{ include "codex-sentinel.container" . }}          the parent has codex-sentinel as a
+                                                      dependency (its values under `codex-sentinel`)
+  {{ include "codex-sentinel.container" (dict "Values" .Values.sentinel "Release" .Release) }}
+                                                      the dependency has an alias (`sentinel`)
+
+Internal helpers take `$c` = (dict "v" <this chart's values> "release" <.Release>), built by
+codex-sentinel.ctx. Names never use `.Chart` so they come out the same from either chart.
+*/}}
+
+{{/* The appVersion of Chart.yaml (a test keeps them equal): the image tag by default. */}}
+{{- define "codex-sentinel.appVersion" -}}0.1.0{{- end }}
+
+{{/*
+The chart's values in either calling context, as JSON (templates return strings; callers use
+`include "codex-sentinel.valuesJson" . | fromJson`).
+*/}}
+{{- define "codex-sentinel.valuesJson" -}}
+{{- if hasKey .Values "codex-sentinel" -}}
+{{- index .Values "codex-sentinel" | toJson -}}
+{{- else -}}
+{{- .Values | toJson -}}
+{{- end -}}
+{{- end }}
+
+{{- define "codex-sentinel.name" -}}
+{{- default "codex-sentinel" .v.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name of the release's objects; `$c` context. */}}
+{{- define "codex-sentinel.fullname" -}}
+{{- if .v.fullnameOverride }}
+{{- .v.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := include "codex-sentinel.name" . }}
+{{- if contains $name .release.Name }}
+{{- .release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Builds the `$c` context from a root-like context (`.Values`, `.Release`). */}}
+{{- define "codex-sentinel.ctxJson" -}}
+{{- dict "v" (include "codex-sentinel.valuesJson" . | fromJson) "release" (dict "Name" .Release.Name "Namespace" .Release.Namespace "Service" .Release.Service) | toJson }}
+{{- end }}
+
+{{/*
+The one label that ties pods, Service and monitors together. Not app.kubernetes.io/name: in your
+own pod those labels describe your application, and a second value for the key would clash.
+*/}}
+{{- define "codex-sentinel.selectorLabelsC" -}}
+codex-sentinel/instance: {{ include "codex-sentinel.fullname" . }}
+{{- end }}
+
+{{/* Labels for the pod template that the Service and PodMonitor select. Public. */}}
+{{- define "codex-sentinel.selectorLabels" -}}
+{{- include "codex-sentinel.selectorLabelsC" (include "codex-sentinel.ctxJson" . | fromJson) }}
+{{- end }}
+
+{{/* Labels of this chart's own objects (root context of this chart). */}}
+{{- define "codex-sentinel.labels" -}}
+{{- $c := include "codex-sentinel.ctxJson" . | fromJson -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "codex-sentinel.name" $c }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{ include "codex-sentinel.selectorLabelsC" $c }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: codex-monitoring
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "codex-sentinel.configMapName" -}}
+{{- include "codex-sentinel.fullname" . }}-config
+{{- end }}
+
+{{- define "codex-sentinel.secretName" -}}
+{{- if .v.existingSecret }}{{ .v.existingSecret }}{{ else }}{{ include "codex-sentinel.fullname" . }}{{ end }}
+{{- end }}
+
+{{/*
+Secret values → environment variables. One table: the Secret's keys, the container's env and
+the README list come from it.
+*/}}
+{{- define "codex-sentinel.secretVars" -}}
+{{- toJson (list
+  (list "alertWebhookUrl" "CODEX_ALERT_WEBHOOK_URL")
+  (list "smtpPassword" "CODEX_ALERT_SMTP_PASS")
+  (list "alertmanagerUrl" "CODEX_ALERTMANAGER_URL")
+  (list "newRelicLicenseKey" "NEW_RELIC_LICENSE_KEY")
+  (list "datadogApiKey" "DD_API_KEY")) }}
+{{- end }}
+
+{{/* True ("true") when the chart creates a Secret: some value given and no existingSecret. */}}
+{{- define "codex-sentinel.createSecret" -}}
+{{- $any := false }}
+{{- range $pair := include "codex-sentinel.secretVars" . | fromJsonArray }}
+{{- if index $.v.secrets (index $pair 0) }}{{ $any = true }}{{ end }}
+{{- end }}
+{{- if and $any (not .v.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/* Checks across values that the schema cannot phrase clearly. */}}
+{{- define "codex-sentinel.validate" -}}
+{{- $v := .v -}}
+{{- if $v.existingSecret }}
+{{- range $pair := include "codex-sentinel.secretVars" . | fromJsonArray }}
+{{- if index $v.secrets (index $pair 0) }}
+{{- fail (printf "codex-sentinel: secrets.%s is set together with existingSecret %q: put %s into that Secret instead" (index $pair 0) $v.existingSecret (index $pair 1)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and (hasPrefix "newrelic" $v.export.preset) (not $v.secrets.newRelicLicenseKey) (not $v.existingSecret) }}
+{{- fail (printf "codex-sentinel: export.preset=%s needs the license key: set secrets.newRelicLicenseKey or existingSecret (key NEW_RELIC_LICENSE_KEY)" $v.export.preset) }}
+{{- end }}
+{{- if and $v.serviceMonitor.enabled $v.podMonitor.enabled }}
+{{- fail "codex-sentinel: enable serviceMonitor or podMonitor, not both (the agent would be scraped twice)" }}
+{{- end }}
+{{- if and $v.serviceMonitor.enabled (not $v.service.enabled) }}
+{{- fail "codex-sentinel: serviceMonitor.enabled needs service.enabled (a ServiceMonitor scrapes through the Service)" }}
+{{- end }}
+{{- if and (eq $v.operationsLog.volume.type "existingClaim") (not $v.operationsLog.volume.existingClaim) }}
+{{- fail "codex-sentinel: operationsLog.volume.type=existingClaim needs operationsLog.volume.existingClaim (the claim's name)" }}
+{{- end }}
+{{- if and (eq $v.operationsLog.volume.type "existingVolume") $v.deployment.enabled }}
+{{- $found := false }}
+{{- range $v.extraVolumes }}{{ if eq .name $v.operationsLog.volume.name }}{{ $found = true }}{{ end }}{{ end }}
+{{- if not $found }}
+{{- fail (printf "codex-sentinel: operationsLog.volume.type=existingVolume needs a volume named %q in extraVolumes (the Deployment defines no other volumes)" $v.operationsLog.volume.name) }}
+{{- end }}
+{{- end }}
+{{- /* Secret values belong in the Secret: a ConfigMap is readable by anyone who can read the namespace's configuration. */}}
+{{- $cfg := default dict $v.config }}
+{{- range $secret := list
+  (list "alerting" "webhook" "url" "alertWebhookUrl")
+  (list "alerting" "email" "smtpPass" "smtpPassword")
+  (list "alerting" "alertmanager" "url" "alertmanagerUrl")
+  (list "export" "otlp" "apiKey" "newRelicLicenseKey")
+  (list "export" "statsd" "apiKey" "datadogApiKey") }}
+{{- $section := index $cfg (index $secret 0) | default dict }}
+{{- $sub := index $section (index $secret 1) | default dict }}
+{{- if index $sub (index $secret 2) }}
+{{- fail (printf "codex-sentinel: config.%s.%s.%s is a secret and would land in a ConfigMap: set secrets.%s (or existingSecret) instead" (index $secret 0) (index $secret 1) (index $secret 2) (index $secret 3)) }}
+{{- end }}
+{{- end }}
+{{- if and $v.codexBinary.copyFrom.enabled (not $v.codexBinary.copyFrom.image.repository) (not $v.deployment.enabled) }}
+{{- fail "codex-sentinel: codexBinary.copyFrom.image.repository is needed when deployment.enabled is false (there is no app image to copy from)" }}
+{{- end }}
+{{- end }}
+
+{{/*
+monitoring.json: the user's `config` with the keys the chart must own laid over it (they must
+agree with the container's ports, probes and volumes).
+*/}}
+{{- define "codex-sentinel.monitoringConfig" -}}
+{{- $v := .v -}}
+{{- $managed := dict
+  "healthMonitoring" (dict "endpoints" (dict "enabled" true "host" $v.agent.listenHost "port" (int $v.agent.port)))
+  "stateDir" $v.agent.stateDir.mountPath
+  "operationsLog" (dict "dir" $v.operationsLog.agentMountPath)
+  "logging" (dict "format" $v.agent.logFormat) -}}
+{{- if $v.codexBinary.copyFrom.enabled }}
+{{- $_ := set $managed "codex" (dict "executable" (printf "%s/codex" (trimSuffix "/" $v.codexBinary.mountPath))) }}
+{{- end }}
+{{- $p := $v.export.preset -}}
+{{- if eq $p "collector" }}
+{{- $_ := set $managed "export" (dict "otlp" (dict "enabled" true "preset" "collector" "endpoint" $v.export.collector.endpoint "protocol" $v.export.collector.protocol)) }}
+{{- else if hasPrefix "newrelic" $p }}
+{{- $_ := set $managed "export" (dict "otlp" (dict "enabled" true "preset" $p)) }}
+{{- else if eq $p "datadog" }}
+{{- $dd := $v.export.datadog }}
+{{- $statsd := dict "enabled" (eq $dd.mode "dogstatsd") }}
+{{- if eq $dd.mode "dogstatsd" }}
+{{- $_ := set $statsd "port" (int $dd.dogstatsdPort) }}
+{{- range $k := list "env" "service" "version" }}
+{{- if index $dd $k }}{{ $_ := set $statsd $k (index $dd $k) }}{{ end }}
+{{- end }}
+{{- end }}
+{{- $otlp := dict "enabled" (eq $dd.mode "otlp") }}
+{{- if eq $dd.mode "otlp" }}
+{{- $_ := set $otlp "preset" "datadog-agent" }}
+{{- $_ := set $otlp "protocol" "grpc" }}
+{{- end }}
+{{- $_ := set $managed "export" (dict "otlp" $otlp "statsd" $statsd) }}
+{{- end }}
+{{- mustMergeOverwrite (deepCopy (default dict $v.config)) $managed | toPrettyJson }}
+{{- end }}
+
+{{/* Environment of the agent container; `$c` context. */}}
+{{- define "codex-sentinel.env" -}}
+{{- $v := .v -}}
+# Downward API: resource attributes of the exported metrics (k8s.pod.name, …).
+- name: K8S_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: K8S_NAMESPACE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: K8S_NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+- name: K8S_CONTAINER_NAME
+  value: {{ $v.agent.containerName | quote }}
+# Datadog's origin detection: the pod UID as the entity id.
+- name: DD_ENTITY_ID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.uid
+{{- if eq $v.export.preset "datadog" }}
+# The Datadog agent runs on every node (DaemonSet with host ports): reach it on the node's IP.
+- name: DD_AGENT_HOST
+  valueFrom:
+    fieldRef:
+      fieldPath: status.hostIP
+{{- if eq $v.export.datadog.mode "otlp" }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ printf "http://$(DD_AGENT_HOST):%d" (int $v.export.datadog.otlpPort) | quote }}
+{{- end }}
+{{- end }}
+{{- $secretName := include "codex-sentinel.secretName" . }}
+{{- range $pair := include "codex-sentinel.secretVars" . | fromJsonArray }}
+{{- if or $v.existingSecret (index $v.secrets (index $pair 0)) }}
+- name: {{ index $pair 1 }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secretName }}
+      key: {{ index $pair 1 }}
+      {{- if $v.existingSecret }}
+      optional: true
+      {{- end }}
+{{- end }}
+{{- end }}
+{{- with $v.agent.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "codex-sentinel.configPath" -}}/etc/codex-sentinel/monitoring.json{{- end }}
+
+{{/* repository[:tag] of an image value (repository, tag). */}}
+{{- define "codex-sentinel.imageRef" -}}
+{{- if .tag }}{{ printf "%s:%s" .repository .tag }}{{ else }}{{ .repository }}{{ end }}
+{{- end }}
+
+{{- define "codex-sentinel.image" -}}
+{{- $img := .v.image -}}
+{{- $tag := default (include "codex-sentinel.appVersion" .) $img.tag -}}
+{{- if $img.digest }}{{ printf "%s@%s" $img.repository $img.digest }}{{ else }}{{ printf "%s:%s" $img.repository $tag }}{{ end }}
+{{- end }}
+
+{{/*
+The agent container, for a pod spec's `containers:` list. Public; include it with nindent:
+
+  containers:
+    - name: my-app
+      …
+    {{- include "codex-sentinel.container" . | nindent 4 }}
+*/}}
+{{- define "codex-sentinel.container" -}}
+{{- $c := include "codex-sentinel.ctxJson" . | fromJson -}}
+{{- $v := $c.v -}}
+{{- include "codex-sentinel.validate" $c -}}
+- name: {{ $v.agent.containerName }}
+  image: {{ include "codex-sentinel.image" $c | quote }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
+  args: ["--config", {{ include "codex-sentinel.configPath" $c | quote }}]
+  ports:
+    - name: http-metrics
+      containerPort: {{ int $v.agent.port }}
+      protocol: TCP
+  env:
+    {{- include "codex-sentinel.env" $c | nindent 4 }}
+  livenessProbe:
+    httpGet:
+      path: /livez
+      port: http-metrics
+    {{- toYaml $v.agent.livenessProbe | nindent 4 }}
+  readinessProbe:
+    httpGet:
+      path: /readyz
+      port: http-metrics
+    {{- toYaml $v.agent.readinessProbe | nindent 4 }}
+  resources:
+    {{- toYaml $v.agent.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml $v.agent.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: codex-sentinel-config
+      mountPath: /etc/codex-sentinel
+      readOnly: true
+    - name: codex-sentinel-state
+      mountPath: {{ $v.agent.stateDir.mountPath }}
+    - name: codex-sentinel-tmp
+      mountPath: /tmp
+    - name: {{ $v.operationsLog.volume.name }}
+      mountPath: {{ $v.operationsLog.agentMountPath }}
+      readOnly: true
+    {{- if $v.codexBinary.copyFrom.enabled }}
+    - name: codex-sentinel-codex-bin
+      mountPath: {{ $v.codexBinary.mountPath }}
+      readOnly: true
+    {{- end }}
+    {{- with $v.agent.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end }}
+
+{{/*
+The init container that copies the static Codex binary for the probes (codexBinary.copyFrom),
+for a pod spec's `initContainers:` list; renders nothing when that is off. Public.
+`appImage` is the application image to copy from when codexBinary.copyFrom.image is empty.
+*/}}
+{{- define "codex-sentinel.initContainers" -}}
+{{- $c := include "codex-sentinel.ctxJson" . | fromJson -}}
+{{- $v := $c.v -}}
+{{- $cp := $v.codexBinary.copyFrom -}}
+{{- if $cp.enabled }}
+{{- $image := include "codex-sentinel.imageRef" (ternary $cp.image $v.app.image (not (empty $cp.image.repository))) }}
+- name: codex-sentinel-copy-codex
+  image: {{ $image | quote }}
+  imagePullPolicy: {{ $cp.image.pullPolicy }}
+  command: ["cp", {{ $cp.path | quote }}, "/codex-bin/codex"]
+  resources:
+    {{- toYaml $cp.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml $v.agent.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: codex-sentinel-codex-bin
+      mountPath: /codex-bin
+{{- end }}
+{{- end }}
+
+{{/*
+The volumes the agent needs, for a pod spec's `volumes:` list. Public. The operations-log volume
+is left out when operationsLog.volume.type is existingVolume (your pod already defines it).
+*/}}
+{{- define "codex-sentinel.volumes" -}}
+{{- $c := include "codex-sentinel.ctxJson" . | fromJson -}}
+{{- $v := $c.v -}}
+- name: codex-sentinel-config
+  configMap:
+    name: {{ include "codex-sentinel.configMapName" $c }}
+- name: codex-sentinel-state
+  emptyDir:
+    sizeLimit: {{ $v.agent.stateDir.sizeLimit }}
+- name: codex-sentinel-tmp
+  emptyDir:
+    sizeLimit: 16Mi
+{{- $ol := $v.operationsLog.volume }}
+{{- if eq $ol.type "emptyDir" }}
+- name: {{ $ol.name }}
+  emptyDir:
+    sizeLimit: {{ $ol.sizeLimit }}
+{{- else if eq $ol.type "existingClaim" }}
+- name: {{ $ol.name }}
+  persistentVolumeClaim:
+    claimName: {{ $ol.existingClaim }}
+{{- end }}
+{{- if $v.codexBinary.copyFrom.enabled }}
+- name: codex-sentinel-codex-bin
+  emptyDir:
+    sizeLimit: 512Mi
+{{- end }}
+{{- end }}
+
+{{/* The application container's mount of the shared operations-log directory. Public. */}}
+{{- define "codex-sentinel.appVolumeMounts" -}}
+{{- $c := include "codex-sentinel.ctxJson" . | fromJson -}}
+- name: {{ $c.v.operationsLog.volume.name }}
+  mountPath: {{ $c.v.operationsLog.appMountPath }}
+{{- end }}
+
+{{/* Pod annotations: roll the pod when monitoring.json changes. Public. */}}
+{{- define "codex-sentinel.podAnnotations" -}}
+{{- $c := include "codex-sentinel.ctxJson" . | fromJson -}}
+checksum/codex-sentinel-config: {{ include "codex-sentinel.monitoringConfig" $c | sha256sum }}
+{{- end }}
