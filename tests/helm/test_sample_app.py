@@ -106,3 +106,26 @@ def test_monitoring_json_is_accepted_by_the_binary(docs, sentinel_bin, tmp_path)
     assert cfg["codex.executable"] == "/opt/codex/bin/codex"
     assert cfg["export.otlp.preset"] == "collector"
     assert cfg["healthMonitoring.endpoints.host"] == "0.0.0.0"
+
+
+def test_named_templates_work_under_an_alias(sample_chart, tmp_path):
+    """The README's alias form: values under the alias, passed as (dict "Values" … "Release" …)."""
+    root = tmp_path / "sample-app"
+    shutil.copytree(sample_chart, root)
+    chart_yaml = (root / "Chart.yaml").read_text()
+    (root / "Chart.yaml").write_text(chart_yaml.replace("    version: 0.1.0\n    repository", "    version: 0.1.0\n    alias: sentinel\n    repository"))
+    values = (root / "values.yaml").read_text()
+    (root / "values.yaml").write_text(values.replace("\ncodex-sentinel:\n", "\nsentinel:\n"))
+    deployment = root / "templates" / "deployment.yaml"
+    text = deployment.read_text()
+    for name in ["selectorLabels", "podAnnotations", "initContainers", "appVolumeMounts", "container", "volumes"]:
+        text = text.replace(f'include "codex-sentinel.{name}" .', f'include "codex-sentinel.{name}" (dict "Values" .Values.sentinel "Release" .Release)')
+    assert text.count(".Values.sentinel") == 6
+    deployment.write_text(text)
+
+    docs = render(chart=root, name="audit")
+    spec = pod_spec(one(docs, "Deployment"))
+    assert [c["name"] for c in spec["containers"]] == ["audit-api", "codex-sentinel"]
+    assert spec["initContainers"][0]["image"] == "registry.example.com/audit-api:1.4.2"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["codex-sentinel-config"]["configMap"]["name"] == one(docs, "ConfigMap")["metadata"]["name"]
