@@ -32,7 +32,11 @@ fn helm_chart_pytest_suite_passes() {
         Some(0),
         "pytest tests/helm exited {code:?} (5 = no tests collected)\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
-    let summary = stdout.lines().rev().find(|l| l.contains(" passed")).unwrap_or("");
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed"))
+        .unwrap_or("");
     let passed: u32 = summary
         .split_whitespace()
         .zip(summary.split_whitespace().skip(1))
