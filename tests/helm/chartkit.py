@@ -51,17 +51,22 @@ def helm():
     return helm_python
 
 
-def render(values: dict | None = None, chart: Path = CHART, **kw: Any) -> list[dict]:
-    """Renders the chart with Helm's engine and returns every manifest as a dict, in file order.
+def render_files(values: dict | None = None, chart: Path = CHART, **kw: Any) -> dict[str, str]:
+    """Renders the chart with Helm's engine: {template path: rendered text}, NOTES.txt included.
     Raises helm's errors unchanged (the schema's and `fail`'s messages)."""
     h = helm()
     with h.Chart.load(str(chart)) as ch:
-        files = ch.render(
+        return ch.render(
             values=values,
             name=kw.get("name", RELEASE),
             namespace=kw.get("namespace", NAMESPACE),
             is_install=True,
         )
+
+
+def render(values: dict | None = None, chart: Path = CHART, **kw: Any) -> list[dict]:
+    """Renders the chart and returns every manifest as a dict, in file order."""
+    files = render_files(values, chart, **kw)
     docs: list[dict] = []
     for path in sorted(files):
         if not path.endswith((".yaml", ".yml")):

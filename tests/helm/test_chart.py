@@ -28,6 +28,7 @@ from chartkit import (
     pod_env,
     pod_spec,
     render,
+    render_files,
     run_sentinel,
     strip_source,
 )
@@ -499,3 +500,19 @@ def test_chart_defaults_satisfy_the_schema():
         ch.validate_schema(None)
         assert ch.schema is not None
         assert ch.metadata["apiVersion"] == "v2"
+
+
+@pytest.mark.parametrize(
+    "values,warns",
+    [
+        (None, True),
+        ({"codexBinary": {"copyFrom": {"enabled": True}}}, False),
+        ({"config": {"codex": {"executable": "/opt/tools/codex"}}}, False),
+        ({"config": {"healthMonitoring": {"enabled": False}}}, False),
+    ],
+    ids=["no-codex-binary", "copy-from", "own-executable", "probes-off"],
+)
+def test_install_notes_warn_when_the_probe_has_no_codex(values, warns):
+    notes = render_files(values)["codex-sentinel/templates/NOTES.txt"]
+    assert "kubectl -n apps port-forward svc/demo-codex-sentinel 3000" in notes
+    assert ("WARNING: the availability probe runs `codex` inside the agent container" in notes) == warns
