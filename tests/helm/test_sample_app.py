@@ -129,3 +129,16 @@ def test_named_templates_work_under_an_alias(sample_chart, tmp_path):
     assert spec["initContainers"][0]["image"] == "registry.example.com/audit-api:1.4.2"
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["codex-sentinel-config"]["configMap"]["name"] == one(docs, "ConfigMap")["metadata"]["name"]
+
+
+def test_readme_example_is_the_sample_chart():
+    """Every include line of the README's pod-template example is in the sample chart, which the
+    tests above render and validate: the copy-paste example stays a working one."""
+    readme = (CHART / "README.md").read_text()
+    block = next(b for b in readme.split("```yaml")[1:] if 'include "codex-sentinel.container"' in b).split("```")[0]
+    sample = (SAMPLE_APP / "templates" / "deployment.yaml").read_text()
+    sample_lines = {line.split("#")[0].strip() for line in sample.splitlines()}
+    includes = [line.split("#")[0].strip() for line in block.splitlines() if "include" in line or "shareProcessNamespace" in line]
+    assert len(includes) == 7, includes
+    for line in includes:
+        assert line in sample_lines, f"README line not in tests/helm/sample-app: {line}"
