@@ -100,6 +100,12 @@ COMBINATIONS = [
     ),
     ("sidecar-only", {"deployment": {"enabled": False}}, None),
     (
+        # The README's "Try it" command line.
+        "readme-try-it",
+        {"app": {"image": {"repository": "registry.example.com/audit-api", "tag": "1.4.2"}, "command": None}, "codexBinary": {"copyFrom": {"enabled": True}}},
+        None,
+    ),
+    (
         "tuned-config",
         {
             "agent": {"port": 9464, "logFormat": "text"},
