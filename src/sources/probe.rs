@@ -298,7 +298,9 @@ async fn read_tail<R: tokio::io::AsyncRead + Unpin>(reader: Option<R>, limit: us
 pub fn parse_version(output: &str) -> Option<String> {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let re = RE.get_or_init(|| {
-        regex::Regex::new(r"\b(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.\-+]+)?)\b").expect("valid regex")
+        // Not preceded by a digit or dot, so `v1.2.3` matches and `11.2.3.4` does not match `1.2.3`.
+        regex::Regex::new(r"(?:^|[^0-9.])(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.\-+]*[0-9A-Za-z])?)")
+            .expect("valid regex")
     });
     re.captures(output).map(|c| c[1].to_string())
 }
