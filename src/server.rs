@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -24,6 +24,8 @@ pub struct AppState {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     /// Epoch ms of the monitor's last publication (0: none yet).
     pub heartbeat: Arc<AtomicU64>,
+    /// The alert engine, when alerting is on.
+    pub alerting: Option<crate::alerts::Handle>,
 }
 
 impl AppState {
@@ -40,6 +42,11 @@ pub fn router(base_path: &str, state: AppState) -> Router {
         .route(base, get(health))
         .route(&format!("{base}/status"), get(status))
         .route(&format!("{base}/metrics"), get(detailed_metrics))
+        .route(&format!("{base}/alerts"), get(crate::alerts::http::list))
+        .route(
+            &format!("{base}/alerts/maintenance"),
+            post(crate::alerts::http::start_maintenance).delete(crate::alerts::http::end_maintenance),
+        )
         .route("/metrics", get(prometheus_metrics))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
@@ -47,7 +54,7 @@ pub fn router(base_path: &str, state: AppState) -> Router {
         .with_state(state)
 }
 
-fn json(code: StatusCode, body: Bytes) -> Response {
+pub(crate) fn json(code: StatusCode, body: Bytes) -> Response {
     (
         code,
         [
