@@ -191,6 +191,20 @@ pub struct SmtpServer {
     pub child: Child,
     pub port: u16,
     pub output: Arc<Mutex<String>>,
+    /// The SMTP session log (`-d`): envelope `mail FROM` / `rcpt TO` commands.
+    pub session: Arc<Mutex<String>>,
+}
+
+fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
 }
 
 impl SmtpServer {
@@ -202,29 +216,30 @@ impl SmtpServer {
             .unwrap_or_else(|e| panic!("{python} missing ({e}): run scripts/setup.d/60-alerting.sh"));
         assert!(probe.success(), "python3-aiosmtpd missing: run scripts/setup.d/60-alerting.sh");
         let mut child = Command::new(python)
-            .args(["-u", "-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-u", "-m", "aiosmtpd", "-n", "-d", "-l", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start aiosmtpd");
         let output = Arc::new(Mutex::new(String::new()));
-        let sink = output.clone();
-        let mut out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = out.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let session = Arc::new(Mutex::new(String::new()));
+        collect(child.stdout.take().unwrap(), output.clone());
+        collect(child.stderr.take().unwrap(), session.clone());
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "aiosmtpd did not listen on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        SmtpServer { child, port, output }
+        SmtpServer {
+            child,
+            port,
+            output,
+            session,
+        }
+    }
+
+    pub fn session_log(&self) -> String {
+        self.session.lock().unwrap().clone()
     }
 
     /// The messages printed so far (aiosmtpd's Debugging handler frames each one).
