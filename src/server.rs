@@ -45,7 +45,8 @@ pub fn router(base_path: &str, state: AppState) -> Router {
         .route(&format!("{base}/alerts"), get(crate::alerts::http::list))
         .route(
             &format!("{base}/alerts/maintenance"),
-            post(crate::alerts::http::start_maintenance).delete(crate::alerts::http::end_maintenance),
+            post(crate::alerts::http::start_maintenance)
+                .delete(crate::alerts::http::end_maintenance),
         )
         .route("/metrics", get(prometheus_metrics))
         .route("/livez", get(livez))

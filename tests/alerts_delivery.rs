@@ -107,7 +107,13 @@ impl Rig {
 }
 
 fn id_of(r: &alerts_support::Recorded) -> u64 {
-    r.header("Idempotency-Key").unwrap().rsplit('-').next().unwrap().parse().unwrap()
+    r.header("Idempotency-Key")
+        .unwrap()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,12 +146,19 @@ async fn honours_retry_after_on_429() {
     let rx = Receiver::start();
     rx.script(&[Answer::TooMany(2)]);
     let rig = rig(rx.url("/hook"), 2_000, 5, |_| {});
-    rig.queue(vec![notification(vec![event("a", Severity::Critical, AlertStatus::Firing)])]);
+    rig.queue(vec![notification(vec![event(
+        "a",
+        Severity::Critical,
+        AlertStatus::Firing,
+    )])]);
     rig.drained().await;
     let all = rx.all();
     assert_eq!(all.len(), 2);
     let waited = all[1].at - all[0].at;
-    assert!(waited >= Duration::from_millis(1_950), "retried after {waited:?}, Retry-After was 2 s");
+    assert!(
+        waited >= Duration::from_millis(1_950),
+        "retried after {waited:?}, Retry-After was 2 s"
+    );
     assert_eq!(rig.counters.get(SinkKind::Webhook, result::DELIVERED), 1);
 }
 
@@ -170,12 +183,20 @@ async fn a_stalled_receiver_times_out_and_is_retried() {
     let rx = Receiver::start();
     rx.script(&[Answer::Stall(Duration::from_secs(5))]);
     let rig = rig(rx.url("/hook"), 500, 5, |_| {});
-    rig.queue(vec![notification(vec![event("a", Severity::Critical, AlertStatus::Firing)])]);
+    rig.queue(vec![notification(vec![event(
+        "a",
+        Severity::Critical,
+        AlertStatus::Firing,
+    )])]);
     rig.drained().await;
     let all = rx.all();
     assert_eq!(all.len(), 2, "one stalled attempt, one accepted");
     assert!(all[1].accepted());
-    assert_eq!(id_of(&all[0]), id_of(&all[1]), "the same notification, not a new one");
+    assert_eq!(
+        id_of(&all[0]),
+        id_of(&all[1]),
+        "the same notification, not a new one"
+    );
     assert_eq!(rig.counters.get(SinkKind::Webhook, result::RETRIED), 1);
     assert_eq!(rig.counters.get(SinkKind::Webhook, result::DELIVERED), 1);
 }
@@ -185,7 +206,11 @@ async fn gives_up_after_max_attempts_and_counts_it() {
     let rx = Receiver::start();
     rx.set_default(Answer::Status(502));
     let rig = rig(rx.url("/hook"), 2_000, 3, |_| {});
-    rig.queue(vec![notification(vec![event("a", Severity::Critical, AlertStatus::Firing)])]);
+    rig.queue(vec![notification(vec![event(
+        "a",
+        Severity::Critical,
+        AlertStatus::Firing,
+    )])]);
     rig.drained().await;
     assert_eq!(rx.all().len(), 3);
     assert_eq!(rig.counters.get(SinkKind::Webhook, result::UNDELIVERED), 1);
@@ -201,7 +226,11 @@ async fn custom_headers_are_sent() {
             .headers
             .insert("Authorization".into(), Secret::new("Bearer receiver-token"));
     });
-    rig.queue(vec![notification(vec![event("a", Severity::Info, AlertStatus::Firing)])]);
+    rig.queue(vec![notification(vec![event(
+        "a",
+        Severity::Info,
+        AlertStatus::Firing,
+    )])]);
     rig.drained().await;
     let r = &rx.all()[0];
     assert_eq!(r.header("Authorization"), Some("Bearer receiver-token"));
@@ -221,9 +250,24 @@ async fn aggregated_group_keeps_the_specification_shape() {
     let body = rx.all()[0].json();
     let mut keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
     keys.sort();
-    assert_eq!(keys, ["category", "details", "message", "recommendations", "runbook", "severity", "timestamp", "title"]);
+    assert_eq!(
+        keys,
+        [
+            "category",
+            "details",
+            "message",
+            "recommendations",
+            "runbook",
+            "severity",
+            "timestamp",
+            "title"
+        ]
+    );
     assert_eq!(body["severity"], "critical");
-    assert_eq!(body["title"], "3 Codex alerts: 1 critical, 1 warning, 1 resolved");
+    assert_eq!(
+        body["title"],
+        "3 Codex alerts: 1 critical, 1 warning, 1 resolved"
+    );
     assert_eq!(body["details"]["count"], 3);
     assert_eq!(body["details"]["alerts"][1]["title"], "Title b");
     assert_eq!(body["details"]["alerts"][2]["status"], "resolved");
@@ -247,21 +291,34 @@ async fn slack_payload_colour_and_pace() {
     ]);
     rig.drained().await;
     let all = rx.all();
-    assert_eq!(all.len(), 4, "three messages, one of them retried after 429");
+    assert_eq!(
+        all.len(),
+        4,
+        "three messages, one of them retried after 429"
+    );
     let accepted: Vec<_> = all.iter().filter(|r| r.accepted()).collect();
     for pair in all.windows(2) {
         let gap = pair[1].at - pair[0].at;
-        assert!(gap >= Duration::from_millis(950), "two Slack posts {gap:?} apart");
+        assert!(
+            gap >= Duration::from_millis(950),
+            "two Slack posts {gap:?} apart"
+        );
     }
     let first = accepted[0].json();
     assert_eq!(first["text"], "[CRITICAL] Title a: Message a");
     assert_eq!(first["channel"], "#alerts");
     assert_eq!(first["username"], "GansAuditor-Codex");
     assert_eq!(first["attachments"][0]["color"], "#e01e5a");
-    assert_eq!(first["attachments"][0]["title_link"], "https://runbooks.example/x");
+    assert_eq!(
+        first["attachments"][0]["title_link"],
+        "https://runbooks.example/x"
+    );
     assert_eq!(accepted[1].json()["attachments"][0]["color"], "#ecb22e");
     let resolved = accepted[2].json();
     assert_eq!(resolved["text"], "[RESOLVED] Title a: Message a");
     assert_eq!(resolved["attachments"][0]["color"], "#2eb67d");
-    assert!(first.get("timestamp").is_none(), "Slack gets its own payload, not the generic body");
+    assert!(
+        first.get("timestamp").is_none(),
+        "Slack gets its own payload, not the generic body"
+    );
 }

@@ -75,30 +75,55 @@ fn events(ns: &[Notification]) -> Vec<(String, AlertStatus)> {
 #[test]
 fn flapping_condition_never_notifies() {
     let on = Arc::new(AtomicUsize::new(0));
-    let mut engine = Engine::new(settings(), vec![Box::new(Storm(on.clone(), Severity::Critical))], EngineState::default());
+    let mut engine = Engine::new(
+        settings(),
+        vec![Box::new(Storm(on.clone(), Severity::Critical))],
+        EngineState::default(),
+    );
     let snap = snapshot(0, |_| {});
     let mut sent = Vec::new();
     for i in 0..200u64 {
         // on, off, on, off, … and also on, on, off patterns shorter than `hold`
-        let state = if i < 100 { i % 2 } else { u64::from(i % 3 != 2) };
+        let state = if i < 100 {
+            i % 2
+        } else {
+            u64::from(i % 3 != 2)
+        };
         on.store(state as usize, Ordering::Relaxed);
         sent.extend(engine.evaluate(&snap, i * 1000));
-        assert!(engine.view(&[], Default::default()).active.is_empty(), "fired at {i}");
+        assert!(
+            engine.view(&[], Default::default()).active.is_empty(),
+            "fired at {i}"
+        );
     }
-    assert!(sent.is_empty(), "flapping produced notifications: {:?}", events(&sent));
+    assert!(
+        sent.is_empty(),
+        "flapping produced notifications: {:?}",
+        events(&sent)
+    );
 }
 
 #[test]
 fn fires_after_hold_and_resolves_after_clear() {
     let on = Arc::new(AtomicUsize::new(1));
-    let mut engine = Engine::new(settings(), vec![Box::new(Storm(on.clone(), Severity::Critical))], EngineState::default());
+    let mut engine = Engine::new(
+        settings(),
+        vec![Box::new(Storm(on.clone(), Severity::Critical))],
+        EngineState::default(),
+    );
     let snap = snapshot(0, |_| {});
     assert!(engine.evaluate(&snap, 1_000).is_empty());
     assert!(engine.evaluate(&snap, 2_000).is_empty());
     let fired = engine.evaluate(&snap, 3_000);
-    assert_eq!(events(&fired), vec![("storm:00".to_string(), AlertStatus::Firing)]);
+    assert_eq!(
+        events(&fired),
+        vec![("storm:00".to_string(), AlertStatus::Firing)]
+    );
     let e = &fired[0].events[0];
-    assert_eq!(e.starts_at, 1_000, "startsAt is when the condition was first seen");
+    assert_eq!(
+        e.starts_at, 1_000,
+        "startsAt is when the condition was first seen"
+    );
     assert_eq!(e.body.runbook, "https://runbooks.example/test");
     assert_eq!(e.body.severity, Severity::Critical);
     // Still holding: no repeats.
@@ -108,9 +133,16 @@ fn fires_after_hold_and_resolves_after_clear() {
     on.store(0, Ordering::Relaxed);
     assert!(engine.evaluate(&snap, 10_000).is_empty());
     assert!(engine.evaluate(&snap, 11_000).is_empty());
-    assert_eq!(engine.view(&[], Default::default()).active.len(), 1, "still active until clear");
+    assert_eq!(
+        engine.view(&[], Default::default()).active.len(),
+        1,
+        "still active until clear"
+    );
     let resolved = engine.evaluate(&snap, 12_000);
-    assert_eq!(events(&resolved), vec![("storm:00".to_string(), AlertStatus::Resolved)]);
+    assert_eq!(
+        events(&resolved),
+        vec![("storm:00".to_string(), AlertStatus::Resolved)]
+    );
     let r = &resolved[0].events[0];
     assert_eq!(r.ends_at, Some(12_000));
     assert_eq!(r.body.title, "Resolved: Condition storm:00");
@@ -124,7 +156,11 @@ fn storm_with_aggregation_sends_one_notification_per_window_within_max_active() 
     s.hold = 2;
     s.max_active = 10;
     s.aggregation_window = Some(30_000);
-    let mut engine = Engine::new(s, vec![Box::new(Storm(count.clone(), Severity::Warning))], EngineState::default());
+    let mut engine = Engine::new(
+        s,
+        vec![Box::new(Storm(count.clone(), Severity::Warning))],
+        EngineState::default(),
+    );
     let snap = snapshot(0, |_| {});
     count.store(50, Ordering::Relaxed);
     let mut per_window: std::collections::BTreeMap<u64, usize> = Default::default();
@@ -140,23 +176,38 @@ fn storm_with_aggregation_sends_one_notification_per_window_within_max_active() 
         }
         all.extend(out);
         let view = engine.view(&[], Default::default());
-        assert!(view.active.len() <= 10, "{} active at {now}", view.active.len());
+        assert!(
+            view.active.len() <= 10,
+            "{} active at {now}",
+            view.active.len()
+        );
         if (2..70).contains(&t) {
             assert_eq!(view.active.len(), 10);
             assert_eq!(view.held_back, 40, "at {now}");
         }
     }
     assert!(per_window.values().all(|n| *n == 1), "{per_window:?}");
-    assert_eq!(all.len(), 2, "one group when it fired, one when it resolved: {:?}", events(&all));
+    assert_eq!(
+        all.len(),
+        2,
+        "one group when it fired, one when it resolved: {:?}",
+        events(&all)
+    );
     assert_eq!(all[0].events.len(), 10);
-    assert!(all[0].events.iter().all(|e| e.status == AlertStatus::Firing));
+    assert!(all[0]
+        .events
+        .iter()
+        .all(|e| e.status == AlertStatus::Firing));
     // The group was opened at the first event (t=1 s) and sent when the window ended.
     assert_eq!(all[0].created, 31_000);
     // Most severe first, then oldest, then by key: storm:00..09 got the slots.
     let keys: Vec<_> = all[0].events.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys[0], "storm:00");
     assert_eq!(all[1].events.len(), 10);
-    assert!(all[1].events.iter().all(|e| e.status == AlertStatus::Resolved));
+    assert!(all[1]
+        .events
+        .iter()
+        .all(|e| e.status == AlertStatus::Resolved));
 }
 
 #[test]
@@ -166,20 +217,33 @@ fn cooldown_delays_a_repeat_until_it_ends() {
     s.hold = 1;
     s.clear = 1;
     s.cooldown = 10_000;
-    let mut engine = Engine::new(s, vec![Box::new(Storm(on.clone(), Severity::Warning))], EngineState::default());
+    let mut engine = Engine::new(
+        s,
+        vec![Box::new(Storm(on.clone(), Severity::Warning))],
+        EngineState::default(),
+    );
     let snap = snapshot(0, |_| {});
     assert_eq!(engine.evaluate(&snap, 0).len(), 1);
     on.store(0, Ordering::Relaxed);
-    assert_eq!(events(&engine.evaluate(&snap, 1_000))[0].1, AlertStatus::Resolved);
+    assert_eq!(
+        events(&engine.evaluate(&snap, 1_000))[0].1,
+        AlertStatus::Resolved
+    );
     on.store(1, Ordering::Relaxed);
     for t in 2..10 {
-        assert!(engine.evaluate(&snap, t * 1000).is_empty(), "repeat within cooldown at {t}s");
+        assert!(
+            engine.evaluate(&snap, t * 1000).is_empty(),
+            "repeat within cooldown at {t}s"
+        );
     }
     let v = engine.view(&[], Default::default());
     assert_eq!(v.active.len(), 1);
     assert!(!v.active[0].notified);
     let again = engine.evaluate(&snap, 10_000);
-    assert_eq!(events(&again), vec![("storm:00".to_string(), AlertStatus::Firing)]);
+    assert_eq!(
+        events(&again),
+        vec![("storm:00".to_string(), AlertStatus::Firing)]
+    );
 }
 
 #[test]
@@ -201,15 +265,25 @@ fn escalation_is_notified_at_once() {
     let lvl = Arc::new(AtomicUsize::new(1));
     let mut s = settings();
     s.hold = 1;
-    let mut engine = Engine::new(s, vec![Box::new(Level(lvl.clone()))], EngineState::default());
+    let mut engine = Engine::new(
+        s,
+        vec![Box::new(Level(lvl.clone()))],
+        EngineState::default(),
+    );
     let snap = snapshot(0, |_| {});
-    assert_eq!(engine.evaluate(&snap, 0)[0].events[0].body.severity, Severity::Warning);
+    assert_eq!(
+        engine.evaluate(&snap, 0)[0].events[0].body.severity,
+        Severity::Warning
+    );
     lvl.store(2, Ordering::Relaxed);
     let up = engine.evaluate(&snap, 1_000);
     assert_eq!(up.len(), 1);
     assert_eq!(up[0].events[0].body.severity, Severity::Critical);
     lvl.store(1, Ordering::Relaxed);
-    assert!(engine.evaluate(&snap, 2_000).is_empty(), "de-escalation is not a new notification");
+    assert!(
+        engine.evaluate(&snap, 2_000).is_empty(),
+        "de-escalation is not a new notification"
+    );
 }
 
 #[test]
@@ -219,25 +293,45 @@ fn maintenance_silences_new_notifications_but_keeps_state() {
     s.hold = 1;
     s.clear = 1;
     s.cooldown = 0;
-    let mut engine = Engine::new(s, vec![Box::new(Storm(count.clone(), Severity::Critical))], EngineState::default());
+    let mut engine = Engine::new(
+        s,
+        vec![Box::new(Storm(count.clone(), Severity::Critical))],
+        EngineState::default(),
+    );
     let snap = snapshot(0, |_| {});
     assert_eq!(engine.evaluate(&snap, 0).len(), 1); // storm:00 notified before maintenance
     let started = engine.start_maintenance(100_000, "upgrade".into(), 1_000);
-    assert_eq!(events(&started), vec![(rules::MAINTENANCE.to_string(), AlertStatus::Firing)]);
+    assert_eq!(
+        events(&started),
+        vec![(rules::MAINTENANCE.to_string(), AlertStatus::Firing)]
+    );
     assert_eq!(started[0].events[0].body.category, Category::Maintenance);
     count.store(3, Ordering::Relaxed);
-    assert!(engine.evaluate(&snap, 2_000).is_empty(), "new alerts are silenced");
+    assert!(
+        engine.evaluate(&snap, 2_000).is_empty(),
+        "new alerts are silenced"
+    );
     let v = engine.view(&[], Default::default());
-    assert_eq!(v.active.len(), 4, "3 storm alerts + the maintenance alert are active");
+    assert_eq!(
+        v.active.len(),
+        4,
+        "3 storm alerts + the maintenance alert are active"
+    );
     assert!(v.maintenance.is_some());
     // storm:00 was notified before: its resolution still goes out.
     count.store(0, Ordering::Relaxed);
     let out = engine.evaluate(&snap, 3_000);
-    assert_eq!(events(&out), vec![("storm:00".to_string(), AlertStatus::Resolved)]);
+    assert_eq!(
+        events(&out),
+        vec![("storm:00".to_string(), AlertStatus::Resolved)]
+    );
     count.store(3, Ordering::Relaxed);
     engine.evaluate(&snap, 4_000);
     let ended = engine.end_maintenance(5_000);
-    assert_eq!(events(&ended), vec![(rules::MAINTENANCE.to_string(), AlertStatus::Resolved)]);
+    assert_eq!(
+        events(&ended),
+        vec![(rules::MAINTENANCE.to_string(), AlertStatus::Resolved)]
+    );
     // Still firing after the window: notified now.
     let after = engine.evaluate(&snap, 6_000);
     let mut keys: Vec<_> = events(&after).into_iter().map(|e| e.0).collect();
@@ -251,10 +345,17 @@ fn planned_window_from_config() {
     let mut s = settings();
     s.hold = 1;
     s.windows = vec![(10_000, 20_000, "planned".into())];
-    let mut engine = Engine::new(s, vec![Box::new(Storm(count, Severity::Critical))], EngineState::default());
+    let mut engine = Engine::new(
+        s,
+        vec![Box::new(Storm(count, Severity::Critical))],
+        EngineState::default(),
+    );
     let snap = snapshot(0, |_| {});
     let out = engine.evaluate(&snap, 10_000);
-    assert_eq!(events(&out), vec![(rules::MAINTENANCE.to_string(), AlertStatus::Firing)]);
+    assert_eq!(
+        events(&out),
+        vec![(rules::MAINTENANCE.to_string(), AlertStatus::Firing)]
+    );
     assert!(engine.evaluate(&snap, 15_000).is_empty());
     let out = engine.evaluate(&snap, 20_000);
     assert_eq!(
@@ -275,7 +376,11 @@ fn state_and_outbox_survive_a_restart() {
     let sinks = [SinkKind::Webhook, SinkKind::Email];
     {
         let store = Store::open(dir.path()).unwrap();
-        let mut engine = Engine::new(s.clone(), vec![Box::new(Storm(on.clone(), Severity::Critical))], store.engine_state());
+        let mut engine = Engine::new(
+            s.clone(),
+            vec![Box::new(Storm(on.clone(), Severity::Critical))],
+            store.engine_state(),
+        );
         let out = engine.evaluate(&snapshot(0, |_| {}), 0);
         let queued = store.commit(engine.state(), out, &sinks);
         assert_eq!(queued[0].id, 1);
@@ -285,12 +390,27 @@ fn state_and_outbox_survive_a_restart() {
     let pending = store.outbox();
     assert_eq!(pending.len(), 1, "only the email is still pending");
     assert_eq!(pending[0].sink, SinkKind::Email);
-    let mut engine = Engine::new(s, vec![Box::new(Storm(on, Severity::Critical))], store.engine_state());
+    let mut engine = Engine::new(
+        s,
+        vec![Box::new(Storm(on, Severity::Critical))],
+        store.engine_state(),
+    );
     let v = engine.view(&[], Default::default());
     assert_eq!(v.active.len(), 1);
     assert!(v.active[0].notified);
-    assert!(engine.evaluate(&snapshot(0, |_| {}), 1_000).is_empty(), "not re-notified after restart");
-    let next = store.commit(engine.state(), vec![Notification { id: 0, created: 1, events: vec![] }], &sinks);
+    assert!(
+        engine.evaluate(&snapshot(0, |_| {}), 1_000).is_empty(),
+        "not re-notified after restart"
+    );
+    let next = store.commit(
+        engine.state(),
+        vec![Notification {
+            id: 0,
+            created: 1,
+            events: vec![],
+        }],
+        &sinks,
+    );
     assert_eq!(next[0].id, 2, "ids keep increasing across restarts");
 }
 
@@ -304,32 +424,59 @@ fn corrupt_state_file_is_moved_aside() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(names.iter().any(|n| n.starts_with("state.json.corrupt-")), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("state.json.corrupt-")),
+        "{names:?}"
+    );
 }
 
 #[test]
 fn configuration_change_is_an_info_event() {
     let mut cfg = Config::default();
     let mut engine = Engine::new(settings(), vec![], EngineState::default());
-    assert!(engine.config_changed(flatten_config(&cfg), true, 0).is_empty(), "first run records only");
-    assert!(engine.config_changed(flatten_config(&cfg), true, 1).is_empty(), "unchanged");
+    assert!(
+        engine
+            .config_changed(flatten_config(&cfg), true, 0)
+            .is_empty(),
+        "first run records only"
+    );
+    assert!(
+        engine
+            .config_changed(flatten_config(&cfg), true, 1)
+            .is_empty(),
+        "unchanged"
+    );
     cfg.health_monitoring.check_interval = 60_000;
-    cfg.alerting.webhook.url = Some(codex_sentinel::config::Secret::new("https://hooks.example/T0/SECRET"));
+    cfg.alerting.webhook.url = Some(codex_sentinel::config::Secret::new(
+        "https://hooks.example/T0/SECRET",
+    ));
     let out = engine.config_changed(flatten_config(&cfg), true, 2);
     let e = &out[0].events[0];
     assert_eq!(e.body.severity, Severity::Info);
     assert_eq!(e.body.category, Category::Configuration);
     let changes = e.body.details["changes"].as_array().unwrap();
     let keys: Vec<_> = changes.iter().map(|c| c["key"].as_str().unwrap()).collect();
-    assert_eq!(keys, vec!["alerting.webhook.url", "healthMonitoring.checkInterval"]);
+    assert_eq!(
+        keys,
+        vec!["alerting.webhook.url", "healthMonitoring.checkInterval"]
+    );
     let text = serde_json::to_string(&out).unwrap();
-    assert!(!text.contains("SECRET"), "secret leaked into an alert: {text}");
+    assert!(
+        !text.contains("SECRET"),
+        "secret leaked into an alert: {text}"
+    );
 }
 
 fn fired(rules: &[Box<dyn Rule>], snap: &Snapshot, now: u64) -> Vec<Finding> {
     let mut out = Vec::new();
     for r in rules {
-        r.evaluate(&RuleContext { snapshot: snap, now }, &mut out);
+        r.evaluate(
+            &RuleContext {
+                snapshot: snap,
+                now,
+            },
+            &mut out,
+        );
     }
     out
 }
@@ -340,12 +487,16 @@ fn codex_unavailable_matches_the_specification_example() {
     let snap = snapshot(5_000, |r| {
         let mut details = serde_json::Map::new();
         details.insert("executable".into(), "codex".into());
-        details.insert("error".into(), "No such file or directory (os error 2)".into());
+        details.insert(
+            "error".into(),
+            "No such file or directory (os error 2)".into(),
+        );
         details.insert("retryCount".into(), 3.into());
         r.checks = vec![HealthCheck {
             name: "codex-availability".into(),
             status: Status::Unavailable,
-            message: "Codex CLI executable not found: No such file or directory (os error 2)".into(),
+            message: "Codex CLI executable not found: No such file or directory (os error 2)"
+                .into(),
             timestamp: 5_000,
             duration: 5,
             details,
@@ -359,7 +510,10 @@ fn codex_unavailable_matches_the_specification_example() {
     let found = fired(&rules, &snap, 5_000);
     assert_eq!(found.len(), 1, "{found:?}");
     let f = &found[0];
-    assert_eq!((f.severity, f.category), (Severity::Critical, Category::Availability));
+    assert_eq!(
+        (f.severity, f.category),
+        (Severity::Critical, Category::Availability)
+    );
     assert_eq!(f.title, "Codex CLI Unavailable");
     let keys: Vec<_> = f.details.keys().map(String::as_str).collect();
     assert_eq!(keys, vec!["duration", "error", "executable", "retryCount"]);
@@ -386,15 +540,36 @@ fn rate_and_resource_rules_follow_their_thresholds() {
             r.performance.reliability_metrics.failure_rate = 100.0 - success;
         })
     };
-    assert_eq!(sev_of(&with(100, 75.0), "failure-rate"), Some(Severity::Critical));
-    assert_eq!(sev_of(&with(100, 85.0), "failure-rate"), Some(Severity::Warning));
-    assert_eq!(sev_of(&with(100, 90.0), "failure-rate"), None, "exactly 10% is not above 10%");
-    assert_eq!(sev_of(&with(5, 0.0), "failure-rate"), None, "too few executions");
+    assert_eq!(
+        sev_of(&with(100, 75.0), "failure-rate"),
+        Some(Severity::Critical)
+    );
+    assert_eq!(
+        sev_of(&with(100, 85.0), "failure-rate"),
+        Some(Severity::Warning)
+    );
+    assert_eq!(
+        sev_of(&with(100, 90.0), "failure-rate"),
+        None,
+        "exactly 10% is not above 10%"
+    );
+    assert_eq!(
+        sev_of(&with(5, 0.0), "failure-rate"),
+        None,
+        "too few executions"
+    );
 
-    let mem = |mb: f64| snapshot(1, move |r| r.performance.resource_metrics.memory_usage.current = mb);
+    let mem = |mb: f64| {
+        snapshot(1, move |r| {
+            r.performance.resource_metrics.memory_usage.current = mb
+        })
+    };
     assert_eq!(sev_of(&mem(400.0), "memory-usage"), None);
     assert_eq!(sev_of(&mem(600.0), "memory-usage"), Some(Severity::Warning));
-    assert_eq!(sev_of(&mem(1200.0), "memory-usage"), Some(Severity::Critical));
+    assert_eq!(
+        sev_of(&mem(1200.0), "memory-usage"),
+        Some(Severity::Critical)
+    );
 
     let slow = snapshot(1, |r| {
         let m = &mut r.performance.execution_metrics;
@@ -403,13 +578,22 @@ fn rate_and_resource_rules_follow_their_thresholds() {
         m.average_execution_time = 3_000.0;
     });
     assert_eq!(sev_of(&slow, "slow-responses"), Some(Severity::Warning));
-    assert_eq!(sev_of(&slow, "performance-degradation:avg-time"), Some(Severity::Info));
+    assert_eq!(
+        sev_of(&slow, "performance-degradation:avg-time"),
+        Some(Severity::Info)
+    );
 
-    let procs = snapshot(1, |r| r.performance.resource_metrics.process_count.current = 11.0);
+    let procs = snapshot(1, |r| {
+        r.performance.resource_metrics.process_count.current = 11.0
+    });
     assert_eq!(sev_of(&procs, "process-count"), Some(Severity::Warning));
-    let queue = snapshot(1, |r| r.performance.resource_metrics.queue_metrics.current_size = 25.0);
+    let queue = snapshot(1, |r| {
+        r.performance.resource_metrics.queue_metrics.current_size = 25.0
+    });
     assert_eq!(sev_of(&queue, "queue-backlog"), Some(Severity::Warning));
-    let cpu = snapshot(1, |r| r.performance.resource_metrics.cpu_usage.current = 95.0);
+    let cpu = snapshot(1, |r| {
+        r.performance.resource_metrics.cpu_usage.current = 95.0
+    });
     assert_eq!(sev_of(&cpu, "cpu-usage"), Some(Severity::Warning));
     // A healthy, fresh snapshot raises nothing.
     assert!(fired(&rules, &snapshot(1, |_| {}), 1).is_empty());

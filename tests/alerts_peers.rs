@@ -29,7 +29,10 @@ fn base_env(state: &std::path::Path, codex: &std::path::Path) -> Vec<(&'static s
 fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + timeout;
     while !f() {
-        assert!(std::time::Instant::now() < deadline, "{what} within {timeout:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -43,32 +46,70 @@ fn email_through_real_smtp_server_down_then_up_is_delivered_once() {
         ("CODEX_ALERT_SMTP_HOST", "127.0.0.1".to_string()),
         ("CODEX_ALERT_SMTP_PORT", smtp_port.to_string()),
         ("CODEX_ALERT_SMTP_TLS", "none".to_string()),
-        ("CODEX_ALERT_SMTP_FROM", "GansAuditor-Codex <alerts@company.com>".to_string()),
-        ("CODEX_ALERT_EMAIL_RECIPIENTS", "admin@company.com,devops@company.com".to_string()),
+        (
+            "CODEX_ALERT_SMTP_FROM",
+            "GansAuditor-Codex <alerts@company.com>".to_string(),
+        ),
+        (
+            "CODEX_ALERT_EMAIL_RECIPIENTS",
+            "admin@company.com,devops@company.com".to_string(),
+        ),
     ]);
     // The SMTP server is down when the alert fires.
-    let agent = start_agent(AgentOptions { env, ..Default::default() });
+    let agent = start_agent(AgentOptions {
+        env,
+        ..Default::default()
+    });
     let agent_ref = &agent;
     wait_until(Duration::from_secs(20), "failed email attempts", || {
         let (_, j) = agent_ref.get_json("/health/codex/alerts");
         j["notifications"]["email"]["retried"].as_u64().unwrap_or(0) >= 2
     });
     let smtp = SmtpServer::start(smtp_port);
-    wait_until(Duration::from_secs(20), "the email", || !smtp.messages().is_empty());
+    wait_until(Duration::from_secs(20), "the email", || {
+        !smtp.messages().is_empty()
+    });
     std::thread::sleep(Duration::from_secs(3));
     let messages = smtp.messages();
     assert_eq!(messages.len(), 1, "delivered once: {messages:#?}");
     let m = &messages[0];
     let session = smtp.session_log();
-    assert_eq!(session.matches("sender: alerts@company.com").count(), 1, "{session}");
-    assert_eq!(session.matches("recip: admin@company.com").count(), 1, "{session}");
-    assert_eq!(session.matches("recip: devops@company.com").count(), 1, "{session}");
-    assert!(m.contains("Subject: [CRITICAL] Codex CLI Unavailable"), "{m}");
-    assert!(m.contains("From: GansAuditor-Codex <alerts@company.com>"), "{m}");
-    assert!(m.contains("To: admin@company.com, devops@company.com"), "{m}");
+    assert_eq!(
+        session.matches("sender: alerts@company.com").count(),
+        1,
+        "{session}"
+    );
+    assert_eq!(
+        session.matches("recip: admin@company.com").count(),
+        1,
+        "{session}"
+    );
+    assert_eq!(
+        session.matches("recip: devops@company.com").count(),
+        1,
+        "{session}"
+    );
+    assert!(
+        m.contains("Subject: [CRITICAL] Codex CLI Unavailable"),
+        "{m}"
+    );
+    assert!(
+        m.contains("From: GansAuditor-Codex <alerts@company.com>"),
+        "{m}"
+    );
+    assert!(
+        m.contains("To: admin@company.com, devops@company.com"),
+        "{m}"
+    );
     assert!(m.contains("Codex CLI executable not found"), "{m}");
-    assert!(m.contains("Recommendations:\n  - Verify Codex CLI installation"), "{m}");
-    assert!(m.contains("Runbook: docs/alerting.md#runbook-codex-cli-unavailable"), "{m}");
+    assert!(
+        m.contains("Recommendations:\n  - Verify Codex CLI installation"),
+        "{m}"
+    );
+    assert!(
+        m.contains("Runbook: docs/alerting.md#runbook-codex-cli-unavailable"),
+        "{m}"
+    );
     let (_, j) = agent.get_json("/health/codex/alerts");
     assert_eq!(j["notifications"]["email"]["delivered"], 1);
 }
@@ -82,8 +123,14 @@ fn alertmanager_shows_the_firing_alert_then_resolves_it() {
     let mut env = base_env(state.path(), &codex);
     env.push(("CODEX_ALERTMANAGER_URL", am.url("")));
     env.push(("CODEX_ALERTMANAGER_RESEND_INTERVAL", "1000".into()));
-    env.push(("CODEX_ALERT_GENERATOR_URL", "http://codex-sentinel.example:3000/health/codex/alerts".into()));
-    let agent = start_agent(AgentOptions { env, ..Default::default() });
+    env.push((
+        "CODEX_ALERT_GENERATOR_URL",
+        "http://codex-sentinel.example:3000/health/codex/alerts".into(),
+    ));
+    let agent = start_agent(AgentOptions {
+        env,
+        ..Default::default()
+    });
     let mut alert = serde_json::Value::Null;
     wait_until(Duration::from_secs(30), "the alert in Alertmanager", || {
         let alerts = am.alerts();
@@ -100,7 +147,10 @@ fn alertmanager_shows_the_firing_alert_then_resolves_it() {
     assert_eq!(alert["labels"]["job"], "codex-sentinel");
     assert_eq!(alert["annotations"]["summary"], "Codex CLI Unavailable");
     assert_eq!(alert["status"]["state"], "active");
-    assert_eq!(alert["generatorURL"], "http://codex-sentinel.example:3000/health/codex/alerts");
+    assert_eq!(
+        alert["generatorURL"],
+        "http://codex-sentinel.example:3000/health/codex/alerts"
+    );
     let starts = alert["startsAt"].as_str().unwrap().to_string();
 
     // Still firing after several resend intervals (re-sent, not expired).
@@ -108,15 +158,24 @@ fn alertmanager_shows_the_firing_alert_then_resolves_it() {
     let alerts = am.alerts();
     assert_eq!(alerts.as_array().unwrap().len(), 1);
     assert_eq!(alerts[0]["status"]["state"], "active");
-    assert_eq!(alerts[0]["startsAt"].as_str().unwrap(), starts, "same alert, same startsAt");
+    assert_eq!(
+        alerts[0]["startsAt"].as_str().unwrap(),
+        starts,
+        "same alert, same startsAt"
+    );
 
     // Codex appears: the alert resolves and Alertmanager drops it from the active list.
     std::fs::create_dir_all(codex.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink(common::codex_bin(), &codex).unwrap();
-    wait_until(Duration::from_secs(30), "resolution in Alertmanager", || {
-        am.alerts().as_array().is_some_and(|a| a.is_empty())
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "resolution in Alertmanager",
+        || am.alerts().as_array().is_some_and(|a| a.is_empty()),
+    );
     let (_, j) = agent.get_json("/health/codex/alerts");
     assert!(j["alerts"].as_array().unwrap().is_empty(), "{j}");
-    assert_eq!(j["notifications"]["alertmanager"]["delivered"], 2, "firing, then resolved");
+    assert_eq!(
+        j["notifications"]["alertmanager"]["delivered"], 2,
+        "firing, then resolved"
+    );
 }

@@ -37,7 +37,10 @@ fn a_60s_stalled_notifier_delays_neither_probes_nor_evaluation() {
     });
     let env = vec![
         ("ENABLE_CODEX_ALERTING", "true".to_string()),
-        ("CODEX_EXECUTABLE", state.path().join("missing/codex").display().to_string()),
+        (
+            "CODEX_EXECUTABLE",
+            state.path().join("missing/codex").display().to_string(),
+        ),
         ("CODEX_HEALTH_CHECK_INTERVAL", "250".into()),
         ("CODEX_ALERT_EVALUATION_INTERVAL", "200".into()),
         ("CODEX_ALERT_HOLD_EVALUATIONS", "2".into()),
@@ -51,7 +54,9 @@ fn a_60s_stalled_notifier_delays_neither_probes_nor_evaluation() {
         config_json: Some(config.to_string()),
         ..Default::default()
     });
-    rx.wait_for(Duration::from_secs(20), "the stalled send", |r| !r.is_empty());
+    rx.wait_for(Duration::from_secs(20), "the stalled send", |r| {
+        !r.is_empty()
+    });
     let t0 = Instant::now();
     let (_, m0) = agent.get_json("/health/codex/metrics");
     let (_, a0) = agent.get_json("/health/codex/alerts");
@@ -74,8 +79,12 @@ fn a_60s_stalled_notifier_delays_neither_probes_nor_evaluation() {
         - probe(&m0, "codex-availability")["runs"].as_u64().unwrap();
     let version_runs = probe(&m1, "codex-version")["runs"].as_u64().unwrap()
         - probe(&m0, "codex-version")["runs"].as_u64().unwrap();
-    let max_delay_avail = probe(&m1, "codex-availability")["maxStartDelay"].as_u64().unwrap();
-    let max_delay_version = probe(&m1, "codex-version")["maxStartDelay"].as_u64().unwrap();
+    let max_delay_avail = probe(&m1, "codex-availability")["maxStartDelay"]
+        .as_u64()
+        .unwrap();
+    let max_delay_version = probe(&m1, "codex-version")["maxStartDelay"]
+        .as_u64()
+        .unwrap();
     let evaluations = a1["evaluations"].as_u64().unwrap() - a0["evaluations"].as_u64().unwrap();
     eprintln!(
         "stall {secs:.1} s: availability probe runs {avail_runs} (expected {:.0}), codex-version runs {version_runs} (expected {:.0}), \
@@ -86,11 +95,26 @@ fn a_60s_stalled_notifier_delays_neither_probes_nor_evaluation() {
         secs / 0.2
     );
     // Generous bounds: the point is "not stalled for 60 s", not a latency figure.
-    assert!(avail_runs as f64 >= secs / 0.25 * 0.8, "availability probe runs {avail_runs}");
-    assert!(version_runs as f64 >= secs * 0.8, "codex-version runs {version_runs}");
-    assert!(max_delay_avail < 1_000 && max_delay_version < 1_000, "a probe started late");
-    assert!(evaluations as f64 >= secs / 0.2 * 0.8, "evaluations {evaluations}");
-    assert!(worst_request < Duration::from_secs(1), "an endpoint waited: {worst_request:?}");
+    assert!(
+        avail_runs as f64 >= secs / 0.25 * 0.8,
+        "availability probe runs {avail_runs}"
+    );
+    assert!(
+        version_runs as f64 >= secs * 0.8,
+        "codex-version runs {version_runs}"
+    );
+    assert!(
+        max_delay_avail < 1_000 && max_delay_version < 1_000,
+        "a probe started late"
+    );
+    assert!(
+        evaluations as f64 >= secs / 0.2 * 0.8,
+        "evaluations {evaluations}"
+    );
+    assert!(
+        worst_request < Duration::from_secs(1),
+        "an endpoint waited: {worst_request:?}"
+    );
     let alerts = a1["alerts"].as_array().unwrap();
     assert_eq!(alerts[0]["id"], "codex-unavailable");
 }

@@ -72,7 +72,10 @@ pub fn parse_time(text: &str) -> Option<u64> {
     }
     let offset_s: i64 = match rest {
         "Z" | "z" => 0,
-        _ if rest.len() == 6 && matches!(rest.as_bytes()[0], b'+' | b'-') && rest.as_bytes()[3] == b':' => {
+        _ if rest.len() == 6
+            && matches!(rest.as_bytes()[0], b'+' | b'-')
+            && rest.as_bytes()[3] == b':' =>
+        {
             let oh: i64 = rest[1..3].parse().ok()?;
             let om: i64 = rest[4..6].parse().ok()?;
             let sign = if rest.starts_with('-') { -1 } else { 1 };
@@ -91,9 +94,18 @@ mod tests {
 
     #[test]
     fn round_trips_and_offsets() {
-        assert_eq!(format_rfc3339(1_703_123_456_789), "2023-12-21T01:50:56.789Z");
-        assert_eq!(parse_time("2023-12-21T01:50:56.789Z"), Some(1_703_123_456_789));
-        assert_eq!(parse_time("2023-12-21T02:50:56.789+01:00"), Some(1_703_123_456_789));
+        assert_eq!(
+            format_rfc3339(1_703_123_456_789),
+            "2023-12-21T01:50:56.789Z"
+        );
+        assert_eq!(
+            parse_time("2023-12-21T01:50:56.789Z"),
+            Some(1_703_123_456_789)
+        );
+        assert_eq!(
+            parse_time("2023-12-21T02:50:56.789+01:00"),
+            Some(1_703_123_456_789)
+        );
         assert_eq!(parse_time("1703123456789"), Some(1_703_123_456_789));
         assert_eq!(parse_time("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000Z");

@@ -119,7 +119,10 @@ pub async fn run(
                 counters.add(sink, result::REJECTED);
                 tracing::error!(sink = sink.as_str(), notification = n.id, attempt, response = %reason, alerts = %n.summary(), "alert notification rejected by the sink; not retried");
             }
-            Err(SendError::Retryable { reason, retry_after }) => {
+            Err(SendError::Retryable {
+                reason,
+                retry_after,
+            }) => {
                 if attempt >= settings.max_attempts {
                     store.remove(d.id);
                     counters.add(sink, result::UNDELIVERED);

@@ -127,7 +127,9 @@ impl EngineSettings {
                     Some((
                         clock::parse_time(&w.start)?,
                         clock::parse_time(&w.end)?,
-                        w.reason.clone().unwrap_or_else(|| "planned maintenance".into()),
+                        w.reason
+                            .clone()
+                            .unwrap_or_else(|| "planned maintenance".into()),
                     ))
                 })
                 .collect(),
@@ -374,10 +376,19 @@ impl Engine {
             message: format!(
                 "{} setting(s) differ from the previous run: {}",
                 changed.len(),
-                changed.iter().take(5).map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                changed
+                    .iter()
+                    .take(5)
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
-            details: [("changes".to_string(), Value::Array(shown))].into_iter().collect(),
-            recommendations: vec!["Confirm the change was intended (codex-sentinel config show)".into()],
+            details: [("changes".to_string(), Value::Array(shown))]
+                .into_iter()
+                .collect(),
+            recommendations: vec![
+                "Confirm the change was intended (codex-sentinel config show)".into(),
+            ],
             runbook: "configuration-changed".into(),
         };
         let event = AlertEvent {
@@ -637,7 +648,11 @@ pub fn flatten_config(config: &Config) -> BTreeMap<String, String> {
         }
     }
     let mut out = BTreeMap::new();
-    walk("", &serde_json::to_value(config).expect("config serializes"), &mut out);
+    walk(
+        "",
+        &serde_json::to_value(config).expect("config serializes"),
+        &mut out,
+    );
     out
 }
 
@@ -667,7 +682,11 @@ pub fn start(
         rules::builtin_rules(&config),
         store.engine_state(),
     );
-    let config_rule_on = !a.rules.disabled.iter().any(|r| r == rules::CONFIGURATION_CHANGED);
+    let config_rule_on = !a
+        .rules
+        .disabled
+        .iter()
+        .any(|r| r == rules::CONFIGURATION_CHANGED);
     let initial = engine.config_changed(flatten_config(&config), config_rule_on, now);
     let initial = store.commit(engine.state(), initial, &sinks);
     log_queued(&initial, &sinks);
@@ -685,7 +704,11 @@ pub fn start(
                 shutdown.clone(),
             ));
         }
-        tracing::info!(sink = notifier.kind().as_str(), pending = store.pending(notifier.kind()), "alert notifier enabled");
+        tracing::info!(
+            sink = notifier.kind().as_str(),
+            pending = store.pending(notifier.kind()),
+            "alert notifier enabled"
+        );
         tasks.spawn(delivery::run(
             notifier,
             store.clone(),
@@ -695,7 +718,9 @@ pub fn start(
         ));
     }
     if sinks.is_empty() {
-        tracing::info!("alerting enabled without notifiers: alerts are shown in the health endpoints only");
+        tracing::info!(
+            "alerting enabled without notifiers: alerts are shown in the health endpoints only"
+        );
     }
     tasks.spawn(run(
         engine,
@@ -746,6 +771,9 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_saved = engine.state().clone();
     loop {
+        // A command's answer waits until its effect is persisted and published, so a client
+        // reading `/alerts` right after its POST sees the new state.
+        let mut answer = None;
         let notifications = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {
@@ -756,25 +784,26 @@ async fn run(
                 let Some(cmd) = cmd else { continue };
                 match cmd {
                     Command::StartMaintenance { until, reason, reply } => {
-                        let n = engine.start_maintenance(until, reason, now_ms());
-                        let _ = reply.send(engine.maintenance().cloned());
-                        n
+                        answer = Some(reply);
+                        engine.start_maintenance(until, reason, now_ms())
                     }
                     Command::EndMaintenance { reply } => {
-                        let n = engine.end_maintenance(now_ms());
-                        let _ = reply.send(engine.maintenance().cloned());
-                        n
+                        answer = Some(reply);
+                        engine.end_maintenance(now_ms())
                     }
                 }
             }
         };
-        // Persist only what changed (hysteresis counters change every tick while a condition
-        // holds; they are part of the state, so a held condition costs one small write a tick).
+        // Persist only what changed (hysteresis counts stop changing once a condition has
+        // held `hold` times, so a steady alert costs no writes).
         if !notifications.is_empty() || engine.state() != &last_saved {
             let sent = store.commit(engine.state(), notifications, &sinks);
             log_queued(&sent, &sinks);
             last_saved = engine.state().clone();
         }
         view_tx.send_replace(Arc::new(engine.view(&sinks, counters.clone())));
+        if let Some(reply) = answer {
+            let _ = reply.send(engine.maintenance().cloned());
+        }
     }
 }

@@ -32,6 +32,7 @@ pub async fn list(State(state): State<AppState>) -> Response {
 }
 
 /// Checks the bearer token; `Err` is the response to send.
+#[allow(clippy::result_large_err)] // the error is the HTTP answer, built once per request
 fn authorize<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Handle, Response> {
     let Some(handle) = &state.alerting else {
         return Err(reply(
@@ -115,7 +116,16 @@ pub async fn start_maintenance(
         .take(500)
         .collect();
     let (tx, rx) = oneshot::channel();
-    send(handle, Command::StartMaintenance { until, reason, reply: tx }, rx).await
+    send(
+        handle,
+        Command::StartMaintenance {
+            until,
+            reason,
+            reply: tx,
+        },
+        rx,
+    )
+    .await
 }
 
 pub async fn end_maintenance(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -163,7 +163,14 @@ impl Rule for CodexUnavailable {
             return;
         };
         let mut d = Map::new();
-        for key in ["executable", "error", "exitCode", "signal", "timedOut", "stderr"] {
+        for key in [
+            "executable",
+            "error",
+            "exitCode",
+            "signal",
+            "timedOut",
+            "stderr",
+        ] {
             if let Some(v) = check.details.get(key) {
                 d.insert(key.into(), v.clone());
             }
@@ -256,7 +263,9 @@ impl Rule for ProbeMachinery {
         let mut d = Map::new();
         let snapshot_age = ctx.now.saturating_sub(snap.report.timestamp);
         if snapshot_age > crate::server::LIVENESS_STALE_MS {
-            problems.push(format!("the monitor has not published for {snapshot_age} ms"));
+            problems.push(format!(
+                "the monitor has not published for {snapshot_age} ms"
+            ));
             d.insert("snapshotAgeMs".into(), json!(snapshot_age));
         }
         let agent_start = snap.report.timestamp.saturating_sub(snap.report.uptime);
@@ -320,7 +329,11 @@ impl Rule for FailureRate {
         let (severity, title, threshold) = if rate > self.critical {
             (Severity::Critical, "High Codex failure rate", self.critical)
         } else if rate > self.warning {
-            (Severity::Warning, "Moderate Codex failure rate", self.warning)
+            (
+                Severity::Warning,
+                "Moderate Codex failure rate",
+                self.warning,
+            )
         } else {
             return;
         };
@@ -338,9 +351,18 @@ impl Rule for FailureRate {
                 ("failureRate", json!(round1(rate))),
                 ("threshold", json!(threshold)),
                 ("totalExecutions", json!(total)),
-                ("failedExecutions", json!(perf.execution_metrics.failed_executions)),
-                ("timedOutExecutions", json!(perf.execution_metrics.timed_out_executions)),
-                ("recentFailures", json!(r.recent_failures.iter().take(5).collect::<Vec<_>>())),
+                (
+                    "failedExecutions",
+                    json!(perf.execution_metrics.failed_executions),
+                ),
+                (
+                    "timedOutExecutions",
+                    json!(perf.execution_metrics.timed_out_executions),
+                ),
+                (
+                    "recentFailures",
+                    json!(r.recent_failures.iter().take(5).collect::<Vec<_>>()),
+                ),
             ]),
             recommendations: strings(&[
                 "Look at recentFailures and the operations log for the error pattern",
@@ -380,10 +402,16 @@ impl Rule for SlowResponses {
             ));
         }
         if let Some(b) = self.baseline_p95.filter(|b| m.p95_execution_time > *b) {
-            reasons.push(format!("p95 {} ms > baseline {b} ms", m.p95_execution_time.round()));
+            reasons.push(format!(
+                "p95 {} ms > baseline {b} ms",
+                m.p95_execution_time.round()
+            ));
         }
         if let Some(b) = self.baseline_p99.filter(|b| m.p99_execution_time > *b) {
-            reasons.push(format!("p99 {} ms > baseline {b} ms", m.p99_execution_time.round()));
+            reasons.push(format!(
+                "p99 {} ms > baseline {b} ms",
+                m.p99_execution_time.round()
+            ));
         }
         if reasons.is_empty() {
             return;
@@ -426,11 +454,24 @@ impl Rule for MemoryUsage {
     }
 
     fn evaluate(&self, ctx: &RuleContext<'_>, out: &mut Vec<Finding>) {
-        let mem = ctx.snapshot.report.performance.resource_metrics.memory_usage;
+        let mem = ctx
+            .snapshot
+            .report
+            .performance
+            .resource_metrics
+            .memory_usage;
         let (severity, title, threshold) = if mem.current > self.critical_mb {
-            (Severity::Critical, "Codex memory exhaustion", self.critical_mb)
+            (
+                Severity::Critical,
+                "Codex memory exhaustion",
+                self.critical_mb,
+            )
         } else if mem.current > self.warning_mb {
-            (Severity::Warning, "High Codex memory usage", self.warning_mb)
+            (
+                Severity::Warning,
+                "High Codex memory usage",
+                self.warning_mb,
+            )
         } else {
             return;
         };
@@ -512,7 +553,12 @@ impl Rule for ProcessCount {
     }
 
     fn evaluate(&self, ctx: &RuleContext<'_>, out: &mut Vec<Finding>) {
-        let p = ctx.snapshot.report.performance.resource_metrics.process_count;
+        let p = ctx
+            .snapshot
+            .report
+            .performance
+            .resource_metrics
+            .process_count;
         if p.current <= self.max {
             return;
         }
@@ -552,7 +598,12 @@ impl Rule for QueueBacklog {
     }
 
     fn evaluate(&self, ctx: &RuleContext<'_>, out: &mut Vec<Finding>) {
-        let q = &ctx.snapshot.report.performance.resource_metrics.queue_metrics;
+        let q = &ctx
+            .snapshot
+            .report
+            .performance
+            .resource_metrics
+            .queue_metrics;
         if q.current_size <= self.size && q.average_wait_time <= self.wait_ms {
             return;
         }
@@ -606,7 +657,14 @@ impl Rule for PerformanceDegradation {
         let mut checks: Vec<(&str, &str, f64, f64, &str, bool)> = Vec::new();
         if let (Some(base), true) = (b.avg_time, enough) {
             let v = perf.execution_metrics.average_execution_time;
-            checks.push(("avg-time", "average execution time", v, base as f64, "ms", true));
+            checks.push((
+                "avg-time",
+                "average execution time",
+                v,
+                base as f64,
+                "ms",
+                true,
+            ));
         }
         if let (Some(base), true) = (b.success_rate, enough) {
             let v = perf.reliability_metrics.success_rate;

@@ -226,7 +226,10 @@ fn parse(raw: &str, kind: Kind) -> Value {
             let mut map = Dict::new();
             for pair in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                map.insert(name.trim().to_string(), Value::from(value.trim().to_string()));
+                map.insert(
+                    name.trim().to_string(),
+                    Value::from(value.trim().to_string()),
+                );
             }
             Value::from(map)
         }

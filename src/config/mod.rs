@@ -880,8 +880,14 @@ impl Config {
         for (key, v) in [
             ("alerting.evaluationInterval", a.evaluation_interval),
             ("alerting.delivery.timeout", a.delivery.timeout),
-            ("alerting.delivery.initialBackoff", a.delivery.initial_backoff),
-            ("alerting.alertmanager.resendInterval", a.alertmanager.resend_interval),
+            (
+                "alerting.delivery.initialBackoff",
+                a.delivery.initial_backoff,
+            ),
+            (
+                "alerting.alertmanager.resendInterval",
+                a.alertmanager.resend_interval,
+            ),
         ] {
             if v == 0 {
                 return bad(key, "0".into(), "must be > 0 ms");
@@ -903,8 +909,14 @@ impl Config {
             return bad("alerting.maxActiveAlerts", "0".into(), "must be at least 1");
         }
         for (key, v) in [
-            ("alerting.rules.failureRateWarning", a.rules.failure_rate_warning),
-            ("alerting.rules.failureRateCritical", a.rules.failure_rate_critical),
+            (
+                "alerting.rules.failureRateWarning",
+                a.rules.failure_rate_warning,
+            ),
+            (
+                "alerting.rules.failureRateCritical",
+                a.rules.failure_rate_critical,
+            ),
         ] {
             if !(0.0..=100.0).contains(&v) {
                 return bad(key, v.to_string(), "a percentage must be within 0..100");
@@ -915,7 +927,10 @@ impl Config {
                 return bad(
                     "alerting.rules.disabled",
                     format!("{id:?}"),
-                    &format!("unknown rule; known: {}", crate::alerts::rules::RULE_IDS.join(", ")),
+                    &format!(
+                        "unknown rule; known: {}",
+                        crate::alerts::rules::RULE_IDS.join(", ")
+                    ),
                 );
             }
         }
@@ -945,16 +960,27 @@ impl Config {
                     .map(|u| !matches!(u.scheme(), "http" | "https"))
                     .unwrap_or(true)
                 {
-                    return bad(key, secret::REDACTED.into(), "must be an http:// or https:// URL");
+                    return bad(
+                        key,
+                        secret::REDACTED.into(),
+                        "must be an http:// or https:// URL",
+                    );
                 }
             }
         }
         for name in a.webhook.headers.keys() {
             if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return bad("alerting.webhook.headers", format!("{name:?}"), "not a valid header name");
+                return bad(
+                    "alerting.webhook.headers",
+                    format!("{name:?}"),
+                    "not a valid header name",
+                );
             }
         }
-        if a.generator_url.as_deref().is_some_and(|u| reqwest::Url::parse(u).is_err()) {
+        if a.generator_url
+            .as_deref()
+            .is_some_and(|u| reqwest::Url::parse(u).is_err())
+        {
             return bad(
                 "alerting.generatorUrl",
                 format!("{:?}", a.generator_url.as_deref().unwrap_or_default()),
@@ -982,13 +1008,23 @@ impl Config {
         if email.smtp_host.is_some() {
             for r in &email.recipients {
                 if r.parse::<lettre::message::Mailbox>().is_err() {
-                    return bad("alerting.email.recipients", format!("{r:?}"), "not an email address");
+                    return bad(
+                        "alerting.email.recipients",
+                        format!("{r:?}"),
+                        "not an email address",
+                    );
                 }
             }
             let from = email.smtp_from.as_ref().or(email.smtp_user.as_ref());
             match from {
                 Some(f) if f.parse::<lettre::message::Mailbox>().is_ok() => {}
-                Some(f) => return bad("alerting.email.smtpFrom", format!("{f:?}"), "not an email address"),
+                Some(f) => {
+                    return bad(
+                        "alerting.email.smtpFrom",
+                        format!("{f:?}"),
+                        "not an email address",
+                    )
+                }
                 None => {
                     return bad(
                         "alerting.email.smtpFrom",

@@ -100,7 +100,12 @@ impl Receiver {
     }
 
     /// Waits until `pred` holds on the recorded requests.
-    pub fn wait_for(&self, timeout: Duration, what: &str, pred: impl Fn(&[Recorded]) -> bool) -> Vec<Recorded> {
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&[Recorded]) -> bool,
+    ) -> Vec<Recorded> {
         let deadline = Instant::now() + timeout;
         loop {
             let all = self.all();
@@ -111,7 +116,9 @@ impl Receiver {
                 Instant::now() < deadline,
                 "receiver: {what} not seen within {timeout:?}; got {} request(s): {:#?}",
                 all.len(),
-                all.iter().map(|r| (&r.path, r.answer, &r.body)).collect::<Vec<_>>()
+                all.iter()
+                    .map(|r| (&r.path, r.answer, &r.body))
+                    .collect::<Vec<_>>()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -202,7 +209,9 @@ fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
             if n == 0 {
                 break;
             }
-            into.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            into.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
 }
@@ -213,10 +222,23 @@ impl SmtpServer {
         let probe = Command::new(python)
             .args(["-c", "import aiosmtpd"])
             .status()
-            .unwrap_or_else(|e| panic!("{python} missing ({e}): run scripts/setup.d/60-alerting.sh"));
-        assert!(probe.success(), "python3-aiosmtpd missing: run scripts/setup.d/60-alerting.sh");
+            .unwrap_or_else(|e| {
+                panic!("{python} missing ({e}): run scripts/setup.d/60-alerting.sh")
+            });
+        assert!(
+            probe.success(),
+            "python3-aiosmtpd missing: run scripts/setup.d/60-alerting.sh"
+        );
         let mut child = Command::new(python)
-            .args(["-u", "-m", "aiosmtpd", "-n", "-d", "-l", &format!("127.0.0.1:{port}")])
+            .args([
+                "-u",
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-d",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -227,7 +249,10 @@ impl SmtpServer {
         collect(child.stderr.take().unwrap(), session.clone());
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "aiosmtpd did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not listen on {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         SmtpServer {
@@ -247,7 +272,12 @@ impl SmtpServer {
         let text = self.output.lock().unwrap().clone();
         text.split("---------- MESSAGE FOLLOWS ----------")
             .skip(1)
-            .map(|m| m.split("------------ END MESSAGE ------------").next().unwrap_or("").to_string())
+            .map(|m| {
+                m.split("------------ END MESSAGE ------------")
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
             .collect()
     }
 }
@@ -283,7 +313,10 @@ impl Alertmanager {
         .unwrap();
         let child = Command::new(ALERTMANAGER_BIN)
             .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
@@ -296,7 +329,10 @@ impl Alertmanager {
             if let Ok((200, _)) = http_get(&am.url("/-/ready")) {
                 return am;
             }
-            assert!(Instant::now() < deadline, "alertmanager not ready on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "alertmanager not ready on {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -324,12 +360,23 @@ fn http_get(url: &str) -> Result<(u16, String), String> {
     let (hostport, path) = rest.split_at(rest.find('/').unwrap());
     let mut s = TcpStream::connect(hostport).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
     let mut raw = String::new();
     s.read_to_string(&mut raw).map_err(|e| e.to_string())?;
     let (head, body) = raw.split_once("\r\n\r\n").ok_or("no header end")?;
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no status")?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no status")?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         let mut out = String::new();
         let mut rest = body;
         while let Some((size, tail)) = rest.split_once("\r\n") {

@@ -24,7 +24,12 @@ pub struct Alertmanager {
 }
 
 impl Alertmanager {
-    pub fn new(client: reqwest::Client, url: Secret, generator_url: String, resend_interval: Duration) -> Self {
+    pub fn new(
+        client: reqwest::Client,
+        url: Secret,
+        generator_url: String,
+        resend_interval: Duration,
+    ) -> Self {
         Alertmanager {
             client,
             url,
@@ -59,7 +64,14 @@ impl Alertmanager {
     }
 
     /// One Alertmanager alert. Labels identify it (same labels = same alert there).
-    pub fn alert(&self, key: &str, rule: &str, body: &AlertBody, starts_at: u64, ends_at: u64) -> Value {
+    pub fn alert(
+        &self,
+        key: &str,
+        rule: &str,
+        body: &AlertBody,
+        starts_at: u64,
+        ends_at: u64,
+    ) -> Value {
         json!({
             "labels": {
                 "alertname": alert_name(rule),
@@ -145,9 +157,17 @@ pub async fn refresh_loop(
             r = tokio::time::timeout(timeout, am.post(&alerts)) => r,
         };
         match sent {
-            Ok(Ok(())) => tracing::debug!(alerts = alerts.len(), "firing alerts re-sent to Alertmanager"),
-            Ok(Err(e)) => tracing::warn!(error = ?e, "re-sending firing alerts to Alertmanager failed; next try in one interval"),
-            Err(_) => tracing::warn!(timeout_ms = timeout.as_millis() as u64, "re-sending firing alerts to Alertmanager timed out"),
+            Ok(Ok(())) => tracing::debug!(
+                alerts = alerts.len(),
+                "firing alerts re-sent to Alertmanager"
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(error = ?e, "re-sending firing alerts to Alertmanager failed; next try in one interval")
+            }
+            Err(_) => tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "re-sending firing alerts to Alertmanager timed out"
+            ),
         }
     }
 }

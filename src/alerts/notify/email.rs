@@ -32,7 +32,8 @@ impl Email {
             }
         });
         let builder = match tls.as_str() {
-            "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host).port(cfg.smtp_port.unwrap_or(25)),
+            "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
+                .port(cfg.smtp_port.unwrap_or(25)),
             "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&host)
                 .map_err(|e| format!("SMTP {host}: {e}"))?
                 .port(cfg.smtp_port.unwrap_or(465)),
@@ -42,17 +43,29 @@ impl Email {
         };
         let mut builder = builder.timeout(Some(timeout));
         if let Some(user) = &cfg.smtp_user {
-            let pass = cfg.smtp_pass.as_ref().map(|p| p.expose().to_string()).unwrap_or_default();
+            let pass = cfg
+                .smtp_pass
+                .as_ref()
+                .map(|p| p.expose().to_string())
+                .unwrap_or_default();
             builder = builder.credentials(Credentials::new(user.clone(), pass));
         }
-        let from_text = cfg.smtp_from.as_ref().or(cfg.smtp_user.as_ref()).cloned().unwrap_or_default();
+        let from_text = cfg
+            .smtp_from
+            .as_ref()
+            .or(cfg.smtp_user.as_ref())
+            .cloned()
+            .unwrap_or_default();
         let from: Mailbox = from_text
             .parse()
             .map_err(|e| format!("CODEX_ALERT_SMTP_FROM {from_text:?}: {e}"))?;
         let to = cfg
             .recipients
             .iter()
-            .map(|r| r.parse::<Mailbox>().map_err(|e| format!("CODEX_ALERT_EMAIL_RECIPIENTS {r:?}: {e}")))
+            .map(|r| {
+                r.parse::<Mailbox>()
+                    .map_err(|e| format!("CODEX_ALERT_EMAIL_RECIPIENTS {r:?}: {e}"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Email {
             transport: builder.build(),
@@ -93,7 +106,11 @@ impl Email {
 pub fn subject(n: &Notification) -> String {
     match n.events.as_slice() {
         [e] => format!("[{}] {}", label(e.body.severity, e.status), e.body.title),
-        _ => format!("[{}] {}", n.worst_severity().as_str().to_uppercase(), group_title(n)),
+        _ => format!(
+            "[{}] {}",
+            n.worst_severity().as_str().to_uppercase(),
+            group_title(n)
+        ),
     }
 }
 
@@ -105,8 +122,19 @@ pub fn body(n: &Notification) -> String {
             out.push_str("\n----------------------------------------\n\n");
         }
         let b = &e.body;
-        out.push_str(&format!("[{}] {}\n\n{}\n\n", label(b.severity, e.status), b.title, b.message));
-        out.push_str(&format!("Severity: {}\nCategory: {}\nAlert: {}\nSince: {}\n", b.severity.as_str(), b.category.as_str(), e.key, clock::format_rfc3339(e.starts_at)));
+        out.push_str(&format!(
+            "[{}] {}\n\n{}\n\n",
+            label(b.severity, e.status),
+            b.title,
+            b.message
+        ));
+        out.push_str(&format!(
+            "Severity: {}\nCategory: {}\nAlert: {}\nSince: {}\n",
+            b.severity.as_str(),
+            b.category.as_str(),
+            e.key,
+            clock::format_rfc3339(e.starts_at)
+        ));
         if let Some(end) = e.ends_at {
             out.push_str(&format!("Resolved: {}\n", clock::format_rfc3339(end)));
         }
@@ -128,6 +156,10 @@ pub fn body(n: &Notification) -> String {
         }
         out.push_str(&format!("\nRunbook: {}\n", b.runbook));
     }
-    out.push_str(&format!("\n-- \ncodex-sentinel on {} (notification {})\n", crate::alerts::hostname(), n.id));
+    out.push_str(&format!(
+        "\n-- \ncodex-sentinel on {} (notification {})\n",
+        crate::alerts::hostname(),
+        n.id
+    ));
     out
 }

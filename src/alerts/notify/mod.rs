@@ -77,7 +77,10 @@ pub fn webhook_is_slack(url: &str, format: Option<&str>) -> bool {
         Some(f) => f == "slack",
         None => reqwest::Url::parse(url)
             .ok()
-            .and_then(|u| u.host_str().map(|h| h.eq_ignore_ascii_case("hooks.slack.com")))
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| h.eq_ignore_ascii_case("hooks.slack.com"))
+            })
             .unwrap_or(false),
     }
 }
@@ -217,7 +220,9 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
         + 1;
     let text = format!("{}-{month:02}-{:0>2}T{}Z", parts[3], parts[1], parts[4]);
     let at = super::clock::parse_time(&text)?;
-    Some(Duration::from_millis(at.saturating_sub(crate::util::now_ms())))
+    Some(Duration::from_millis(
+        at.saturating_sub(crate::util::now_ms()),
+    ))
 }
 
 pub fn truncate(s: &str, max: usize) -> String {
@@ -240,7 +245,10 @@ mod tests {
         let hook = "https://hooks.slack.com/services/T00000000/B00000000/XXXX";
         assert!(webhook_is_slack(hook, None));
         assert!(!webhook_is_slack(hook, Some("generic")));
-        assert!(!webhook_is_slack("https://example.com/hooks.slack.com", None));
+        assert!(!webhook_is_slack(
+            "https://example.com/hooks.slack.com",
+            None
+        ));
         assert!(webhook_is_slack("http://127.0.0.1:9/x", Some("slack")));
     }
 

@@ -72,7 +72,11 @@ pub fn payload(n: &Notification, channel: Option<&str>, username: Option<&str>) 
             e.body.message
         ),
         events => {
-            let mut t = format!("[{}] {}", n.worst_severity().as_str().to_uppercase(), group_title(n));
+            let mut t = format!(
+                "[{}] {}",
+                n.worst_severity().as_str().to_uppercase(),
+                group_title(n)
+            );
             if events.len() > MAX_ATTACHMENTS {
                 t.push_str(&format!(" ({} not shown)", events.len() - MAX_ATTACHMENTS));
             }

@@ -31,7 +31,9 @@ impl Webhook {
             let n = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("alerting.webhook.headers: invalid header name {name:?}"))?;
             let mut v = HeaderValue::from_str(value.expose()).map_err(|_| {
-                format!("alerting.webhook.headers: the value of {name:?} is not a valid header value")
+                format!(
+                    "alerting.webhook.headers: the value of {name:?} is not a valid header value"
+                )
             })?;
             v.set_sensitive(true);
             list.push((n, v));
