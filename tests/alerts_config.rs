@@ -64,10 +64,19 @@ fn variables_reach_the_alerting_section() {
 
 #[test]
 fn bad_values_name_the_variable_and_keep_secrets() {
-    let e = load(&[("CODEX_ALERT_SMTP_HOST", "smtp.company.com")]).unwrap_err();
-    assert!(e.contains("CODEX_ALERT_EMAIL_RECIPIENTS"), "{e}");
-    let e = load(&[("CODEX_ALERT_EMAIL_RECIPIENTS", "admin@company.com")]).unwrap_err();
-    assert!(e.contains("CODEX_ALERT_SMTP_HOST"), "{e}");
+    let e = load(&[
+        ("CODEX_ALERT_SMTP_HOST", "smtp.company.com"),
+        (
+            "CODEX_ALERT_EMAIL_RECIPIENTS",
+            "admin@company.com,not an address",
+        ),
+        ("CODEX_ALERT_SMTP_FROM", "alerts@company.com"),
+    ])
+    .unwrap_err();
+    assert!(
+        e.contains("CODEX_ALERT_EMAIL_RECIPIENTS") && e.contains("not an address"),
+        "{e}"
+    );
     let e = load(&[(
         "CODEX_ALERT_WEBHOOK_URL",
         "hooks.slack.com/services/T0/SECRETPART",

@@ -988,24 +988,8 @@ impl Config {
             );
         }
         let email = &a.email;
-        match (email.smtp_host.is_some(), email.recipients.is_empty()) {
-            (true, true) => {
-                return bad(
-                    "alerting.email.recipients",
-                    "[]".into(),
-                    "CODEX_ALERT_SMTP_HOST is set: CODEX_ALERT_EMAIL_RECIPIENTS must name at least one address",
-                )
-            }
-            (false, false) => {
-                return bad(
-                    "alerting.email.smtpHost",
-                    "unset".into(),
-                    "CODEX_ALERT_EMAIL_RECIPIENTS is set: CODEX_ALERT_SMTP_HOST must name the SMTP server",
-                )
-            }
-            _ => {}
-        }
-        if email.smtp_host.is_some() {
+        // Email is on only with both a host and recipients (one alone is reported at start).
+        if email.smtp_host.is_some() && !email.recipients.is_empty() {
             for r in &email.recipients {
                 if r.parse::<lettre::message::Mailbox>().is_err() {
                     return bad(

@@ -117,8 +117,11 @@ pub fn build(config: &Config) -> Result<Vec<Notifier>, String> {
             )?));
         }
     }
-    if a.email.smtp_host.is_some() && !a.email.recipients.is_empty() {
-        out.push(Notifier::Email(email::Email::new(&a.email, timeout)?));
+    match (a.email.smtp_host.is_some(), a.email.recipients.is_empty()) {
+        (true, false) => out.push(Notifier::Email(email::Email::new(&a.email, timeout)?)),
+        (true, true) => tracing::warn!("email alerts are off: CODEX_ALERT_SMTP_HOST is set but CODEX_ALERT_EMAIL_RECIPIENTS is empty"),
+        (false, false) => tracing::warn!("email alerts are off: CODEX_ALERT_EMAIL_RECIPIENTS is set but CODEX_ALERT_SMTP_HOST is not"),
+        (false, true) => {}
     }
     if let Some(url) = &a.alertmanager.url {
         out.push(Notifier::Alertmanager(alertmanager::Alertmanager::new(
