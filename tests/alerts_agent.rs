@@ -366,3 +366,27 @@ fn kill_9_during_a_pending_send_then_restart_delivers_exactly_once() {
     let (_, list) = third.get_json("/health/codex/alerts");
     assert_eq!(list["alerts"][0]["notified"], true);
 }
+
+#[test]
+fn alerting_without_notifiers_shows_alerts_in_the_health_report() {
+    let state = tempfile::tempdir().unwrap();
+    let env: Vec<_> = alerting_env(state.path(), "unused")
+        .into_iter()
+        .filter(|(k, _)| *k != "CODEX_ALERT_WEBHOOK_URL")
+        .collect();
+    let agent = start_agent(AgentOptions {
+        env,
+        ..Default::default()
+    });
+    let health = agent.wait_json("/health/codex", Duration::from_secs(20), |j| {
+        j["alerts"].as_array().is_some_and(|a| !a.is_empty())
+    });
+    assert_eq!(health["alerts"][0]["title"], "Codex CLI Unavailable");
+    assert_eq!(health["alerts"][0]["category"], "availability");
+    let (_, list) = agent.get_json("/health/codex/alerts");
+    assert_eq!(list["sinks"], serde_json::json!([]));
+    assert_eq!(
+        list["alerts"][0]["notified"], true,
+        "nothing to send to, but not silenced"
+    );
+}

@@ -608,3 +608,27 @@ fn stalled_monitor_is_a_probe_machinery_failure() {
     assert_eq!(found[0].key, "probe-machinery");
     assert_eq!(found[0].severity, Severity::Critical);
 }
+
+#[test]
+fn the_outbox_of_a_dead_sink_is_bounded() {
+    use codex_sentinel::alerts::store::MAX_PENDING_PER_SINK;
+    let store = Store::in_memory();
+    let mk = || Notification {
+        id: 0,
+        created: 1,
+        events: vec![],
+    };
+    let ns: Vec<Notification> = (0..MAX_PENDING_PER_SINK + 5).map(|_| mk()).collect();
+    let (_, dropped) = store.commit_counting(&EngineState::default(), ns, &[SinkKind::Email]);
+    assert_eq!(dropped.len(), 5);
+    let pending = store.outbox();
+    assert_eq!(pending.len(), MAX_PENDING_PER_SINK);
+    assert_eq!(
+        pending[0].notification.id, 1,
+        "the head (possibly mid-send) is kept"
+    );
+    assert_eq!(
+        pending[1].notification.id, 7,
+        "the oldest after it were dropped"
+    );
+}

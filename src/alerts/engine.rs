@@ -797,7 +797,10 @@ async fn run(
         // Persist only what changed (hysteresis counts stop changing once a condition has
         // held `hold` times, so a steady alert costs no writes).
         if !notifications.is_empty() || engine.state() != &last_saved {
-            let sent = store.commit(engine.state(), notifications, &sinks);
+            let (sent, dropped) = store.commit_counting(engine.state(), notifications, &sinks);
+            for sink in dropped {
+                counters.add(sink, super::result::UNDELIVERED);
+            }
             log_queued(&sent, &sinks);
             last_saved = engine.state().clone();
         }

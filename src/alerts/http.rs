@@ -4,7 +4,7 @@
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -154,11 +154,5 @@ async fn send(
     match tokio::time::timeout(std::time::Duration::from_secs(5), rx).await {
         Ok(Ok(m)) => maintenance_reply(m),
         _ => unavailable(),
-    }
-}
-
-impl IntoResponse for super::AlertsView {
-    fn into_response(self) -> Response {
-        reply(StatusCode::OK, self.to_json())
     }
 }

@@ -388,8 +388,13 @@ pub fn token_matches(presented: &str, expected: &Secret) -> bool {
     diff == 0
 }
 
-/// The host name, for Alertmanager's `instance` label and email `Message-ID`s.
+/// The host name, for Alertmanager's `instance` label and email `Message-ID`s (read once).
 pub fn hostname() -> String {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(read_hostname).clone()
+}
+
+fn read_hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())

@@ -21,6 +21,10 @@ use super::{Notification, SinkKind};
 
 /// Name of the state file inside `<stateDir>/alerts/`.
 pub const STATE_FILE: &str = "state.json";
+/// Pending deliveries kept per sink. A sink down for hours while alerts keep coming would grow
+/// the file without bound: beyond this, the oldest waiting notification (never the one being
+/// sent) is dropped, logged and counted as undelivered.
+pub const MAX_PENDING_PER_SINK: usize = 1000;
 
 /// One notification waiting for one sink.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,13 +101,24 @@ impl Store {
     }
 
     /// Saves the engine's state and queues `notifications` (ids assigned here) for every sink,
-    /// in one write. Returns the notifications with their ids.
+    /// in one write. Returns the notifications with their ids, and per sink how many old
+    /// pending deliveries were dropped to stay within [`MAX_PENDING_PER_SINK`].
     pub fn commit(
         &self,
         state: &EngineState,
         notifications: Vec<Notification>,
         sinks: &[SinkKind],
     ) -> Vec<Notification> {
+        self.commit_counting(state, notifications, sinks).0
+    }
+
+    /// [`Store::commit`], also returning the deliveries dropped per sink.
+    pub fn commit_counting(
+        &self,
+        state: &EngineState,
+        notifications: Vec<Notification>,
+        sinks: &[SinkKind],
+    ) -> (Vec<Notification>, Vec<SinkKind>) {
         let mut inner = self.inner.lock().expect("store lock");
         inner.engine = state.clone();
         let mut out = Vec::with_capacity(notifications.len());
@@ -123,6 +138,25 @@ impl Store {
             }
             out.push(n);
         }
+        let mut dropped = Vec::new();
+        for sink in sinks {
+            while inner.outbox.iter().filter(|d| d.sink == *sink).count() > MAX_PENDING_PER_SINK {
+                // The head may be mid-send: drop the oldest after it.
+                let Some(pos) = inner
+                    .outbox
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, d)| d.sink == *sink)
+                    .nth(1)
+                    .map(|(i, _)| i)
+                else {
+                    break;
+                };
+                let d = inner.outbox.remove(pos);
+                tracing::error!(sink = sink.as_str(), notification = d.notification.id, alerts = %d.notification.summary(), "alert notification UNDELIVERED: dropped, too many pending for this sink");
+                dropped.push(*sink);
+            }
+        }
         self.write_logged(&inner);
         drop(inner);
         if !out.is_empty() {
@@ -130,7 +164,7 @@ impl Store {
                 self.waker(*sink).notify_one();
             }
         }
-        out
+        (out, dropped)
     }
 
     /// The oldest pending delivery of `sink`: each sink delivers in order.
