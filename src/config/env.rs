@@ -257,10 +257,17 @@ impl Provider for SpecEnv {
         let set_by = self.set_by.clone();
         Metadata::named(METADATA_NAME).interpolater(move |_profile: &Profile, keys: &[&str]| {
             let key = keys.join(".");
-            set_by
-                .get(&key)
-                .copied()
-                .or_else(|| var_for_key(&key))
+            // A map variable (webhook headers) sets keys below its own: walk up to it.
+            let mut path = key.as_str();
+            let mut found = set_by.get(path).copied().or_else(|| var_for_key(path));
+            while found.is_none() {
+                let Some((parent, _)) = path.rsplit_once('.') else {
+                    break;
+                };
+                path = parent;
+                found = set_by.get(path).copied().or_else(|| var_for_key(path));
+            }
+            found
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("for `{key}`"))
         })
