@@ -599,7 +599,9 @@ fn maintenance_finding(m: &MaintenanceStatus) -> Finding {
         ]
         .into_iter()
         .collect(),
-        recommendations: vec!["End the window early with DELETE {path}/alerts/maintenance".into()],
+        recommendations: vec![
+            "End the window early: DELETE /health/codex/alerts/maintenance (under the configured endpoint path)".into(),
+        ],
         runbook: "maintenance".into(),
     }
 }
