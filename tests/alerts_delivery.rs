@@ -182,7 +182,7 @@ async fn client_errors_are_not_retried() {
 async fn a_stalled_receiver_times_out_and_is_retried() {
     let rx = Receiver::start();
     rx.script(&[Answer::Stall(Duration::from_secs(5))]);
-    let rig = rig(rx.url("/hook"), 500, 5, |_| {});
+    let rig = rig(rx.url("/hook"), 1_500, 5, |_| {});
     rig.queue(vec![notification(vec![event(
         "a",
         Severity::Critical,

@@ -632,3 +632,36 @@ fn the_outbox_of_a_dead_sink_is_bounded() {
         "the oldest after it were dropped"
     );
 }
+
+#[test]
+fn a_steady_alert_with_changing_values_does_not_dirty_the_state() {
+    struct Ticking;
+    impl Rule for Ticking {
+        fn id(&self) -> &'static str {
+            "ticking"
+        }
+        fn evaluate(&self, ctx: &RuleContext<'_>, out: &mut Vec<Finding>) {
+            let mut f = finding("ticking", Severity::Warning);
+            f.message = format!("value {}", ctx.now);
+            out.push(f);
+        }
+    }
+    let mut s = settings();
+    s.hold = 2;
+    let mut engine = Engine::new(s, vec![Box::new(Ticking)], EngineState::default());
+    let snap = snapshot(0, |_| {});
+    for t in 0..3 {
+        engine.evaluate(&snap, t * 1000);
+    }
+    let saved = engine.state().clone();
+    for t in 3..10 {
+        assert!(engine.evaluate(&snap, t * 1000).is_empty());
+        assert!(
+            engine.state() == &saved,
+            "state changed at {t}: a write per tick"
+        );
+    }
+    // The endpoints still show the latest values.
+    let v = engine.view(&[], Default::default());
+    assert_eq!(v.active[0].body.message, "value 9000");
+}

@@ -63,8 +63,10 @@ pub struct Series {
 }
 
 impl PartialEq for Series {
-    /// Ignores `seen_in`, a per-process evaluation number: equality decides whether the state
-    /// must be written again.
+    /// Decides whether the state must be written again, so it ignores what changes without
+    /// changing the alert: `seen_in` (a per-process evaluation number) and the finding's
+    /// measured values (message, details). A restart may show values a few evaluations old;
+    /// the next evaluation refreshes them.
     fn eq(&self, o: &Self) -> bool {
         self.hits == o.hits
             && self.misses == o.misses
@@ -73,7 +75,8 @@ impl PartialEq for Series {
             && self.fired_at == o.fired_at
             && self.notified == o.notified
             && self.notified_severity == o.notified_severity
-            && self.finding == o.finding
+            && self.finding.severity == o.finding.severity
+            && self.finding.title == o.finding.title
     }
 }
 
@@ -304,7 +307,7 @@ impl Engine {
         self.state
             .last_notice
             .retain(|k, t| series.contains_key(k) || now < t.saturating_add(cooldown));
-        self.flush_group(now, false, &mut out);
+        self.flush_group(now, &mut out);
         out
     }
 
@@ -317,7 +320,7 @@ impl Engine {
         });
         let mut out = Vec::new();
         self.update_maintenance(now, &mut out);
-        self.flush_group(now, false, &mut out);
+        self.flush_group(now, &mut out);
         out
     }
 
@@ -326,7 +329,7 @@ impl Engine {
         self.state.manual_maintenance = None;
         let mut out = Vec::new();
         self.update_maintenance(now, &mut out);
-        self.flush_group(now, false, &mut out);
+        self.flush_group(now, &mut out);
         out
     }
 
@@ -400,15 +403,7 @@ impl Engine {
             body: body_of(&self.settings, &finding, now),
         };
         self.emit(event, now, &mut out);
-        self.flush_group(now, false, &mut out);
-        out
-    }
-
-    /// Flushes a pending aggregation group regardless of its window (shutdown is NOT a reason:
-    /// the group is persisted; this is for tests and explicit flushes).
-    pub fn flush_now(&mut self, now: u64) -> Vec<Notification> {
-        let mut out = Vec::new();
-        self.flush_group(now, true, &mut out);
+        self.flush_group(now, &mut out);
         out
     }
 
@@ -560,7 +555,7 @@ impl Engine {
         }
     }
 
-    fn flush_group(&mut self, now: u64, force: bool, out: &mut Vec<Notification>) {
+    fn flush_group(&mut self, now: u64, out: &mut Vec<Notification>) {
         let Some(opened) = self.state.group_opened else {
             return;
         };
@@ -569,7 +564,7 @@ impl Engine {
             self.state.group_opened = None;
             return;
         }
-        if force || now >= opened.saturating_add(window) {
+        if now >= opened.saturating_add(window) {
             out.push(Notification {
                 id: 0,
                 created: now,
