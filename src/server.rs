@@ -34,7 +34,8 @@ impl AppState {
     }
 }
 
-/// Routes: `{base}`, `{base}/status`, `{base}/metrics`, `/metrics`, `/livez`, `/readyz`.
+/// Routes: `{base}`, `{base}/status`, `{base}/metrics`, `/metrics`, `/livez`, `/readyz`, and
+/// alerting's `{base}/alerts` and `{base}/alerts/maintenance` (POST/DELETE, token-guarded).
 /// Other paths answer 404, other methods 405 (with `Allow`).
 pub fn router(base_path: &str, state: AppState) -> Router {
     let base = base_path.trim_end_matches('/');
