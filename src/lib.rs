@@ -4,6 +4,7 @@
 //! the monitor, the single owner of state, which publishes immutable snapshots that the HTTP
 //! server and the exporters read.
 
+pub mod alerts;
 pub mod config;
 pub mod export;
 pub mod logging;
@@ -72,6 +73,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("alerting: {0}")]
+    Alerting(String),
 }
 
 /// A running agent: where it listens and how to stop it.
@@ -115,6 +118,20 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
     let heartbeat = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
 
+    // Alert rules run in their own task on the published snapshots; the monitor only reads
+    // the engine's published view (active alerts, notification counters).
+    let alerting = alerts::start(
+        config.clone(),
+        snapshots.clone(),
+        shutdown.clone(),
+        &mut tasks,
+    )
+    .map_err(StartError::Alerting)?;
+    let monitor = match &alerting {
+        Some(handle) => monitor.with_alerts(handle.view.clone()),
+        None => monitor,
+    };
+
     let mut addr = None;
     if config.health_monitoring.endpoints.enabled {
         let ep = &config.health_monitoring.endpoints;
@@ -129,6 +146,7 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
             server::AppState {
                 snapshot: snapshots.clone(),
                 heartbeat: heartbeat.clone(),
+                alerting: alerting.clone(),
             },
         );
         let stop = shutdown.clone();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -24,6 +24,8 @@ pub struct AppState {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     /// Epoch ms of the monitor's last publication (0: none yet).
     pub heartbeat: Arc<AtomicU64>,
+    /// The alert engine, when alerting is on.
+    pub alerting: Option<crate::alerts::Handle>,
 }
 
 impl AppState {
@@ -32,7 +34,8 @@ impl AppState {
     }
 }
 
-/// Routes: `{base}`, `{base}/status`, `{base}/metrics`, `/metrics`, `/livez`, `/readyz`.
+/// Routes: `{base}`, `{base}/status`, `{base}/metrics`, `/metrics`, `/livez`, `/readyz`, and
+/// alerting's `{base}/alerts` and `{base}/alerts/maintenance` (POST/DELETE, token-guarded).
 /// Other paths answer 404, other methods 405 (with `Allow`).
 pub fn router(base_path: &str, state: AppState) -> Router {
     let base = base_path.trim_end_matches('/');
@@ -40,6 +43,12 @@ pub fn router(base_path: &str, state: AppState) -> Router {
         .route(base, get(health))
         .route(&format!("{base}/status"), get(status))
         .route(&format!("{base}/metrics"), get(detailed_metrics))
+        .route(&format!("{base}/alerts"), get(crate::alerts::http::list))
+        .route(
+            &format!("{base}/alerts/maintenance"),
+            post(crate::alerts::http::start_maintenance)
+                .delete(crate::alerts::http::end_maintenance),
+        )
         .route("/metrics", get(prometheus_metrics))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
@@ -47,7 +56,7 @@ pub fn router(base_path: &str, state: AppState) -> Router {
         .with_state(state)
 }
 
-fn json(code: StatusCode, body: Bytes) -> Response {
+pub(crate) fn json(code: StatusCode, body: Bytes) -> Response {
     (
         code,
         [

@@ -27,6 +27,19 @@ fn sample_value(var: &str, kind: Kind) -> (&'static str, serde_json::Value) {
         ("CODEX_OTLP_PRESET", _) => ("newrelic", "newrelic".into()),
         ("CODEX_ALERT_WEBHOOK_FORMAT", _) => ("slack", "slack".into()),
         ("CODEX_ALERT_SMTP_TLS", _) => ("none", "none".into()),
+        ("CODEX_ALERT_WEBHOOK_URL", _) => ("https://hooks.example/T0/x", "***redacted***".into()),
+        ("CODEX_ALERTMANAGER_URL", _) => ("http://am.example:9093", "***redacted***".into()),
+        ("CODEX_ALERT_GENERATOR_URL", _) => {
+            ("http://agent.example/a", "http://agent.example/a".into())
+        }
+        ("CODEX_ALERT_DISABLED_RULES", _) => (
+            "cpu-usage, queue-backlog",
+            serde_json::json!(["cpu-usage", "queue-backlog"]),
+        ),
+        (_, Kind::Map) => (
+            "X-A=1,X-B=2",
+            serde_json::json!({"X-A": "***redacted***", "X-B": "***redacted***"}),
+        ),
         ("CODEX_SENTINEL_LOG_FORMAT", _) => ("json", "json".into()),
         ("CODEX_HEALTH_HOST", _) => ("0.0.0.0", "0.0.0.0".into()),
         ("CODEX_HEALTH_PATH", _) => ("/status/codex", "/status/codex".into()),
@@ -52,7 +65,7 @@ fn every_variable_sets_its_key_and_is_named_as_the_source() {
         let cfg = config::load_from(&fig).unwrap_or_else(|e| panic!("{var}={raw}: {e}"));
         let json = serde_json::to_value(&cfg).unwrap();
         let got = lookup(&json, key);
-        if codex_sentinel::config::env::is_secret_var(var) {
+        if codex_sentinel::config::env::is_secret_var(var) && *kind != Kind::Map {
             assert_eq!(got, "***redacted***", "{var} must stay secret");
         } else {
             assert_eq!(got, &expected, "{var} → {key}");

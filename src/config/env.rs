@@ -28,6 +28,8 @@ pub enum Kind {
     List,
     /// Whitespace-separated argv.
     Args,
+    /// Comma-separated `name=value` pairs (HTTP headers).
+    Map,
 }
 
 /// Every variable the agent reads: (variable, key path, kind, documentation).
@@ -90,7 +92,27 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("CODEX_ALERT_SMTP_FROM", "alerting.email.smtpFrom", Kind::Str, "From header."),
     ("CODEX_ALERT_SMTP_TLS", "alerting.email.tls", Kind::Str, "starttls, tls or none (new)."),
     ("CODEX_ALERT_EMAIL_RECIPIENTS", "alerting.email.recipients", Kind::List, "Comma-separated recipients."),
-    ("CODEX_ALERTMANAGER_URL", "alerting.alertmanager.url", Kind::Str, "Alertmanager base URL (new)."),
+    ("CODEX_ALERTMANAGER_URL", "alerting.alertmanager.url", Kind::Str, "Alertmanager base URL (new). Secret."),
+    ("CODEX_ALERTMANAGER_RESEND_INTERVAL", "alerting.alertmanager.resendInterval", Kind::Int, "ms between re-sends of firing alerts to Alertmanager (new)."),
+    ("CODEX_ALERT_EVALUATION_INTERVAL", "alerting.evaluationInterval", Kind::Int, "ms between rule evaluations (new)."),
+    ("CODEX_ALERT_HOLD_EVALUATIONS", "alerting.holdEvaluations", Kind::Int, "Evaluations a condition must hold before firing (new)."),
+    ("CODEX_ALERT_CLEAR_EVALUATIONS", "alerting.clearEvaluations", Kind::Int, "Evaluations a condition must be gone before resolving (new)."),
+    ("CODEX_ALERT_RUNBOOK_BASE_URL", "alerting.runbookBaseUrl", Kind::Str, "Runbook link prefix; the rule's slug is appended (new)."),
+    ("CODEX_ALERT_GENERATOR_URL", "alerting.generatorUrl", Kind::Str, "generatorURL sent to Alertmanager (new)."),
+    ("CODEX_ALERT_MAINTENANCE_TOKEN", "alerting.maintenance.token", Kind::Str, "Bearer token of the maintenance endpoint (new). Secret."),
+    ("CODEX_ALERT_WEBHOOK_HEADERS", "alerting.webhook.headers", Kind::Map, "Extra webhook headers, Name=value,Name2=value2 (new). Secret."),
+    ("CODEX_ALERT_SEND_TIMEOUT", "alerting.delivery.timeout", Kind::Int, "ms one notification send may take (new)."),
+    ("CODEX_ALERT_MAX_ATTEMPTS", "alerting.delivery.maxAttempts", Kind::Int, "Attempts per notification and sink (new)."),
+    ("CODEX_ALERT_RETRY_BACKOFF", "alerting.delivery.initialBackoff", Kind::Int, "ms before the first retry, doubling (new)."),
+    ("CODEX_ALERT_RETRY_MAX_BACKOFF", "alerting.delivery.maxBackoff", Kind::Int, "ms; longest wait between retries (new)."),
+    ("CODEX_ALERT_FAILURE_RATE_WARNING", "alerting.rules.failureRateWarning", Kind::Float, "Percent of failed executions for a warning (new)."),
+    ("CODEX_ALERT_FAILURE_RATE_CRITICAL", "alerting.rules.failureRateCritical", Kind::Float, "Percent of failed executions for a critical alert (new)."),
+    ("CODEX_ALERT_MIN_EXECUTIONS", "alerting.rules.minExecutions", Kind::Int, "Executions in the window before rate rules apply (new)."),
+    ("CODEX_ALERT_MEMORY_CRITICAL_MB", "alerting.rules.memoryCriticalMb", Kind::Int, "MB that counts as memory exhaustion (new)."),
+    ("CODEX_ALERT_CPU_WARNING_PERCENT", "alerting.rules.cpuWarningPercent", Kind::Float, "Percent of one core for a CPU warning (new)."),
+    ("CODEX_ALERT_QUEUE_BACKLOG", "alerting.rules.queueBacklog", Kind::Float, "Queued operations for a backlog warning (new)."),
+    ("CODEX_ALERT_QUEUE_WAIT", "alerting.rules.queueWait", Kind::Float, "ms of average queue wait for a backlog warning (new)."),
+    ("CODEX_ALERT_DISABLED_RULES", "alerting.rules.disabled", Kind::List, "Comma-separated rule ids that never fire (new)."),
     // — the ecosystems' own variables
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "export.otlp.endpoint", Kind::Str, "Setting it alone turns OTLP export on."),
     ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "export.otlp.endpoint", Kind::Str, "Metrics-specific endpoint (wins)."),
@@ -127,6 +149,8 @@ pub fn is_secret_var(name: &str) -> bool {
             | "NEW_RELIC_LICENSE_KEY"
             | "DD_API_KEY"
             | "CODEX_ALERTMANAGER_URL"
+            | "CODEX_ALERT_MAINTENANCE_TOKEN"
+            | "CODEX_ALERT_WEBHOOK_HEADERS"
     )
 }
 
@@ -198,6 +222,17 @@ fn parse(raw: &str, kind: Kind) -> Value {
                 .map(|s| Value::from(s.to_string()))
                 .collect::<Vec<_>>(),
         ),
+        Kind::Map => {
+            let mut map = Dict::new();
+            for pair in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                map.insert(
+                    name.trim().to_string(),
+                    Value::from(value.trim().to_string()),
+                );
+            }
+            Value::from(map)
+        }
     }
 }
 
@@ -222,10 +257,17 @@ impl Provider for SpecEnv {
         let set_by = self.set_by.clone();
         Metadata::named(METADATA_NAME).interpolater(move |_profile: &Profile, keys: &[&str]| {
             let key = keys.join(".");
-            set_by
-                .get(&key)
-                .copied()
-                .or_else(|| var_for_key(&key))
+            // A map variable (webhook headers) sets keys below its own: walk up to it.
+            let mut path = key.as_str();
+            let mut found = set_by.get(path).copied().or_else(|| var_for_key(path));
+            while found.is_none() {
+                let Some((parent, _)) = path.rsplit_once('.') else {
+                    break;
+                };
+                path = parent;
+                found = set_by.get(path).copied().or_else(|| var_for_key(path));
+            }
+            found
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("for `{key}`"))
         })

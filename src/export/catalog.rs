@@ -204,6 +204,26 @@ metric!(
     None,
     &[]
 );
+metric!(
+    ALERTS_ACTIVE,
+    "codex_sentinel.alerts_active",
+    Gauge,
+    "1",
+    "Alerts firing now, by severity (standalone alerting)",
+    ["severity"],
+    None,
+    &[]
+);
+metric!(
+    ALERT_NOTIFICATIONS,
+    "codex_sentinel.alert_notifications",
+    Counter,
+    "1",
+    "Alert notification attempts by sink and result (delivered, retried, undelivered, rejected)",
+    ["sink", "result"],
+    None,
+    &[]
+);
 
 /// Every metric, in exposition order.
 pub const CATALOG: &[&MetricDef] = &[
@@ -221,6 +241,8 @@ pub const CATALOG: &[&MetricDef] = &[
     &AGENT_UPTIME,
     &AGENT_BUILD_INFO,
     &AGENT_DROPPED_OBSERVATIONS,
+    &ALERTS_ACTIVE,
+    &ALERT_NOTIFICATIONS,
 ];
 
 #[cfg(test)]

@@ -125,6 +125,8 @@ pub struct Monitor {
     resources: ResourceStats,
     executions: ExecutionStats,
     dropped: Arc<DropCounters>,
+    /// The alert engine's published view, when alerting is on (read, never waited for).
+    alerts: Option<watch::Receiver<Arc<crate::alerts::AlertsView>>>,
 }
 
 impl Monitor {
@@ -153,7 +155,14 @@ impl Monitor {
             resources: ResourceStats::default(),
             executions: ExecutionStats::default(),
             dropped,
+            alerts: None,
         }
+    }
+
+    /// Includes the alert engine's active alerts and counters in every snapshot.
+    pub fn with_alerts(mut self, view: watch::Receiver<Arc<crate::alerts::AlertsView>>) -> Self {
+        self.alerts = Some(view);
+        self
     }
 
     /// Folds one observation into the state.
@@ -239,7 +248,11 @@ impl Monitor {
             uptime,
             checks: checks.iter().map(|e| e.check.clone()).collect(),
             performance: performance.clone(),
-            alerts: Vec::new(),
+            alerts: self
+                .alerts
+                .as_ref()
+                .map(|v| v.borrow().alerts_json())
+                .unwrap_or_default(),
             recommendations,
         };
         let metrics = MetricsReport {
@@ -363,6 +376,9 @@ impl Monitor {
                 SampleValue::Counter(n as f64),
             );
         }
+        if let Some(view) = &self.alerts {
+            out.extend(view.borrow().samples());
+        }
         out
     }
 
@@ -379,9 +395,12 @@ impl Monitor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // With every source stopped (or none configured) the monitor still publishes.
         let mut sources_open = true;
+        let mut alerts = self.alerts.clone();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                // New alert state: republish so /health/codex shows it without waiting a tick.
+                _ = alerts_changed(&mut alerts) => {}
                 obs = rx.recv(), if sources_open => {
                     let Some(obs) = obs else {
                         sources_open = false;
@@ -398,6 +417,19 @@ impl Monitor {
             publish.send_replace(Arc::new(self.snapshot(now)));
             heartbeat.store(now, Ordering::Relaxed);
         }
+    }
+}
+
+/// Resolves when the alert view changes; never when alerting is off or the engine stopped.
+async fn alerts_changed(view: &mut Option<watch::Receiver<Arc<crate::alerts::AlertsView>>>) {
+    match view {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                *view = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

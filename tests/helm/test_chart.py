@@ -76,6 +76,8 @@ COMBINATIONS = [
                 "alertWebhookUrl": "https://hooks.slack.com/services/T000/B000/XXXXSECRET",
                 "smtpPassword": "smtp-secret-password",
                 "alertmanagerUrl": "http://alertmanager.monitoring:9093",
+                "alertMaintenanceToken": "maintenance-token-0123456789",
+                "alertWebhookHeaders": "X-Receiver-Key=receiver-key-0123456789",
                 "datadogApiKey": "dd-api-key-0123456789",
                 "newRelicLicenseKey": "nr-license-0123456789",
             },
@@ -399,6 +401,8 @@ def test_secrets_stay_out_of_the_configmap(case):
             "alertWebhookUrl": "CODEX_ALERT_WEBHOOK_URL",
             "smtpPassword": "CODEX_ALERT_SMTP_PASS",
             "alertmanagerUrl": "CODEX_ALERTMANAGER_URL",
+            "alertMaintenanceToken": "CODEX_ALERT_MAINTENANCE_TOKEN",
+            "alertWebhookHeaders": "CODEX_ALERT_WEBHOOK_HEADERS",
             "newRelicLicenseKey": "NEW_RELIC_LICENSE_KEY",
             "datadogApiKey": "DD_API_KEY",
         }

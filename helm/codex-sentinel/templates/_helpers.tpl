@@ -92,6 +92,8 @@ the README list come from it.
   (list "alertWebhookUrl" "CODEX_ALERT_WEBHOOK_URL")
   (list "smtpPassword" "CODEX_ALERT_SMTP_PASS")
   (list "alertmanagerUrl" "CODEX_ALERTMANAGER_URL")
+  (list "alertMaintenanceToken" "CODEX_ALERT_MAINTENANCE_TOKEN")
+  (list "alertWebhookHeaders" "CODEX_ALERT_WEBHOOK_HEADERS")
   (list "newRelicLicenseKey" "NEW_RELIC_LICENSE_KEY")
   (list "datadogApiKey" "DD_API_KEY")) }}
 {{- end }}
@@ -140,6 +142,8 @@ the README list come from it.
   (list "alerting" "webhook" "url" "alertWebhookUrl")
   (list "alerting" "email" "smtpPass" "smtpPassword")
   (list "alerting" "alertmanager" "url" "alertmanagerUrl")
+  (list "alerting" "maintenance" "token" "alertMaintenanceToken")
+  (list "alerting" "webhook" "headers" "alertWebhookHeaders")
   (list "export" "otlp" "apiKey" "newRelicLicenseKey")
   (list "export" "statsd" "apiKey" "datadogApiKey") }}
 {{- $section := index $cfg (index $secret 0) | default dict }}

@@ -1,0 +1,173 @@
+//! Prometheus Alertmanager, API v2 (`POST {url}/api/v2/alerts`). Firing alerts carry
+//! `endsAt = now + 4 × resendInterval` and are re-sent every `resendInterval` while they fire
+//! (so Alertmanager resolves them by itself if this agent dies); resolved alerts are sent with
+//! their real `endsAt`. Alertmanager groups, deduplicates (by labels) and routes them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{classify_response, request_error, SendError};
+use crate::alerts::{clock, AlertBody, AlertStatus, AlertsView, Notification};
+use crate::config::Secret;
+use crate::util::now_ms;
+
+#[derive(Clone)]
+pub struct Alertmanager {
+    client: reqwest::Client,
+    url: Secret,
+    generator_url: String,
+    resend_interval: Duration,
+}
+
+impl Alertmanager {
+    pub fn new(
+        client: reqwest::Client,
+        url: Secret,
+        generator_url: String,
+        resend_interval: Duration,
+    ) -> Self {
+        Alertmanager {
+            client,
+            url,
+            generator_url,
+            resend_interval,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("{}/api/v2/alerts", self.url.expose().trim_end_matches('/'))
+    }
+
+    /// How long a firing alert stays firing in Alertmanager without a re-send.
+    fn validity(&self) -> u64 {
+        4 * self.resend_interval.as_millis() as u64
+    }
+
+    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
+        let now = now_ms();
+        let alerts: Vec<Value> = n
+            .events
+            .iter()
+            .map(|e| {
+                let ends = match e.status {
+                    AlertStatus::Resolved => e.ends_at.unwrap_or(now),
+                    AlertStatus::Firing => now + self.validity(),
+                };
+                self.alert(&e.key, &e.rule, &e.body, e.starts_at, ends)
+            })
+            .collect();
+        self.post(&alerts).await
+    }
+
+    /// One Alertmanager alert. Labels identify it (same labels = same alert there).
+    pub fn alert(
+        &self,
+        key: &str,
+        rule: &str,
+        body: &AlertBody,
+        starts_at: u64,
+        ends_at: u64,
+    ) -> Value {
+        json!({
+            "labels": {
+                "alertname": alert_name(rule),
+                "severity": body.severity.as_str(),
+                "category": body.category.as_str(),
+                "series": key,
+                "service": "codex",
+                "instance": crate::alerts::hostname(),
+                "job": "codex-sentinel",
+            },
+            "annotations": {
+                "summary": body.title.trim_start_matches("Resolved: "),
+                "description": body.message,
+                "runbook_url": body.runbook,
+                "recommendations": body.recommendations.join("\n"),
+                "details": Value::Object(body.details.clone()).to_string(),
+            },
+            "startsAt": clock::format_rfc3339(starts_at),
+            "endsAt": clock::format_rfc3339(ends_at),
+            "generatorURL": self.generator_url,
+        })
+    }
+
+    async fn post(&self, alerts: &[Value]) -> Result<(), SendError> {
+        let resp = self
+            .client
+            .post(self.endpoint())
+            .json(&alerts)
+            .send()
+            .await
+            .map_err(request_error)?;
+        classify_response(resp).await
+    }
+}
+
+/// `codex-unavailable` → `CodexUnavailable`.
+pub fn alert_name(rule: &str) -> String {
+    rule.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            match c.next() {
+                Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+/// Re-sends every notified firing alert each `interval`, so Alertmanager keeps them firing.
+/// Failures are logged; the next round tries again (these are refreshes, not notifications:
+/// they are not counted in `codex_sentinel_alert_notifications_total`).
+pub async fn refresh_loop(
+    am: Alertmanager,
+    view: watch::Receiver<Arc<AlertsView>>,
+    interval: Duration,
+    timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first notification is sent by the delivery task
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let current = view.borrow().clone();
+        let now = now_ms();
+        let alerts: Vec<Value> = current
+            .active
+            .iter()
+            .filter(|a| a.notified)
+            .map(|a| {
+                let rule = a.id.split(':').next().unwrap_or(&a.id);
+                am.alert(&a.id, rule, &a.body, a.starts_at, now + am.validity())
+            })
+            .collect();
+        if alerts.is_empty() {
+            continue;
+        }
+        let sent = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = tokio::time::timeout(timeout, am.post(&alerts)) => r,
+        };
+        match sent {
+            Ok(Ok(())) => tracing::debug!(
+                alerts = alerts.len(),
+                "firing alerts re-sent to Alertmanager"
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(error = ?e, "re-sending firing alerts to Alertmanager failed; next try in one interval")
+            }
+            Err(_) => tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "re-sending firing alerts to Alertmanager timed out"
+            ),
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The sinks. Each turns a [`Notification`] into its own wire format and classifies failures
+//! as retryable or not; retrying, backoff and bookkeeping live in [`super::delivery`].
+
+pub mod alertmanager;
+pub mod email;
+pub mod slack;
+pub mod webhook;
+
+use std::time::Duration;
+
+use super::{Notification, SinkKind};
+use crate::config::Config;
+
+/// Why a send failed, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendError {
+    /// Timeout, connection error, 5xx, 429, transient SMTP error.
+    Retryable {
+        reason: String,
+        /// The sink said when to come back (HTTP 429 `Retry-After`).
+        retry_after: Option<Duration>,
+    },
+    /// 4xx other than 429, permanent SMTP error, a message that cannot be built.
+    Permanent(String),
+}
+
+impl SendError {
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        SendError::Retryable {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// A configured sink.
+pub enum Notifier {
+    Webhook(webhook::Webhook),
+    Slack(slack::Slack),
+    Email(email::Email),
+    Alertmanager(alertmanager::Alertmanager),
+}
+
+impl Notifier {
+    pub fn kind(&self) -> SinkKind {
+        match self {
+            Notifier::Webhook(_) => SinkKind::Webhook,
+            Notifier::Slack(_) => SinkKind::Slack,
+            Notifier::Email(_) => SinkKind::Email,
+            Notifier::Alertmanager(_) => SinkKind::Alertmanager,
+        }
+    }
+
+    /// Sends once. The caller wraps this in its own timeout.
+    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
+        match self {
+            Notifier::Webhook(w) => w.send(n).await,
+            Notifier::Slack(s) => s.send(n).await,
+            Notifier::Email(e) => e.send(n).await,
+            Notifier::Alertmanager(a) => a.send(n).await,
+        }
+    }
+
+    /// Least time between two sends (Slack allows about one message a second per webhook).
+    pub fn min_spacing(&self) -> Option<Duration> {
+        match self {
+            Notifier::Slack(_) => Some(slack::MIN_SPACING),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a webhook URL gets Slack's payload: `CODEX_ALERT_WEBHOOK_FORMAT` if set, else a
+/// `hooks.slack.com` address does (Slack rejects the generic body).
+pub fn webhook_is_slack(url: &str, format: Option<&str>) -> bool {
+    match format {
+        Some(f) => f == "slack",
+        None => reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| h.eq_ignore_ascii_case("hooks.slack.com"))
+            })
+            .unwrap_or(false),
+    }
+}
+
+/// The HTTP client of the webhook-like sinks. Its own timeout backs up the delivery timeout.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("codex-sentinel/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client for alert notifications: {e}"))
+}
+
+/// Builds every sink the configuration turns on.
+pub fn build(config: &Config) -> Result<Vec<Notifier>, String> {
+    let a = &config.alerting;
+    let timeout = Duration::from_millis(a.delivery.timeout);
+    let mut out = Vec::new();
+    if let Some(url) = &a.webhook.url {
+        let client = http_client(timeout)?;
+        if webhook_is_slack(url.expose(), a.webhook.format.as_deref()) {
+            out.push(Notifier::Slack(slack::Slack::new(
+                client,
+                url.clone(),
+                a.slack.channel.clone(),
+                a.slack.username.clone(),
+            )));
+        } else {
+            out.push(Notifier::Webhook(webhook::Webhook::new(
+                client,
+                url.clone(),
+                &a.webhook.headers,
+            )?));
+        }
+    }
+    match (a.email.smtp_host.is_some(), a.email.recipients.is_empty()) {
+        (true, false) => out.push(Notifier::Email(email::Email::new(&a.email, timeout)?)),
+        (true, true) => tracing::warn!("email alerts are off: CODEX_ALERT_SMTP_HOST is set but CODEX_ALERT_EMAIL_RECIPIENTS is empty"),
+        (false, false) => tracing::warn!("email alerts are off: CODEX_ALERT_EMAIL_RECIPIENTS is set but CODEX_ALERT_SMTP_HOST is not"),
+        (false, true) => {}
+    }
+    if let Some(url) = &a.alertmanager.url {
+        out.push(Notifier::Alertmanager(alertmanager::Alertmanager::new(
+            http_client(timeout)?,
+            url.clone(),
+            generator_url(config),
+            Duration::from_millis(a.alertmanager.resend_interval),
+        )));
+    }
+    Ok(out)
+}
+
+/// `alerting.generatorUrl`, else this agent's alerts endpoint on its host name.
+pub fn generator_url(config: &Config) -> String {
+    if let Some(u) = &config.alerting.generator_url {
+        return u.clone();
+    }
+    let ep = &config.health_monitoring.endpoints;
+    let host = match ep.host.as_str() {
+        "0.0.0.0" | "::" => super::hostname(),
+        h => h.to_string(),
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    format!("http://{host}:{}{}/alerts", ep.port, config.health_path())
+}
+
+/// Turns an HTTP answer into the delivery verdict: 2xx delivered; 429 retried after
+/// `Retry-After`; 5xx retried; other statuses are not retried and carry the response body.
+pub async fn classify_response(resp: reqwest::Response) -> Result<(), SendError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let body = resp.text().await.unwrap_or_default();
+    let body = truncate(body.trim(), 500);
+    let reason = format!("HTTP {status}: {body}");
+    if status.as_u16() == 429 {
+        Err(SendError::Retryable {
+            reason,
+            retry_after: Some(retry_after.unwrap_or(Duration::from_secs(1))),
+        })
+    } else if status.is_server_error() {
+        Err(SendError::Retryable {
+            reason,
+            retry_after: None,
+        })
+    } else {
+        Err(SendError::Permanent(reason))
+    }
+}
+
+/// A request error (connection refused, reset, timeout) as a retryable failure. The URL is
+/// removed: webhook URLs carry tokens.
+pub fn request_error(e: reqwest::Error) -> SendError {
+    let e = e.without_url();
+    if e.is_builder() {
+        SendError::Permanent(format!("invalid request: {e}"))
+    } else {
+        SendError::retryable(error_chain(&e))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// `Retry-After` in seconds, or as an HTTP date (IMF-fixdate).
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    // "Wed, 21 Oct 2015 07:28:00 GMT"
+    let parts: Vec<&str> = v.split_whitespace().collect();
+    if parts.len() != 6 || parts[5] != "GMT" {
+        return None;
+    }
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == parts[2])?
+        + 1;
+    let text = format!("{}-{month:02}-{:0>2}T{}Z", parts[3], parts[1], parts[4]);
+    let at = super::clock::parse_time(&text)?;
+    Some(Duration::from_millis(
+        at.saturating_sub(crate::util::now_ms()),
+    ))
+}
+
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_is_guessed_from_the_host_and_overridable() {
+        let hook = "https://hooks.slack.com/services/T00000000/B00000000/XXXX";
+        assert!(webhook_is_slack(hook, None));
+        assert!(!webhook_is_slack(hook, Some("generic")));
+        assert!(!webhook_is_slack(
+            "https://example.com/hooks.slack.com",
+            None
+        ));
+        assert!(webhook_is_slack("http://127.0.0.1:9/x", Some("slack")));
+    }
+
+    #[test]
+    fn retry_after_in_seconds_and_dates() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

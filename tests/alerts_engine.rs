@@ -1,0 +1,667 @@
+//! The alert engine's decisions, driven with constructed snapshots and explicit clocks:
+//! hysteresis (flapping never notifies), storms with aggregation and maxActiveAlerts, cooldown,
+//! maintenance, escalation, persistence across a restart, and the built-in rules' thresholds.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use codex_sentinel::alerts::engine::{flatten_config, Engine, EngineSettings, EngineState};
+use codex_sentinel::alerts::rules::{self, builtin_rules, Finding, Rule, RuleContext};
+use codex_sentinel::alerts::store::Store;
+use codex_sentinel::alerts::{AlertStatus, Category, Notification, Severity, SinkKind};
+use codex_sentinel::config::Config;
+use codex_sentinel::monitor::snapshot::{HealthCheck, HealthReport, Snapshot, Status};
+use codex_sentinel::monitor::{self, Monitor};
+
+/// A snapshot as the monitor makes it, changed by `f`, stamped `now`.
+fn snapshot(now: u64, f: impl FnOnce(&mut HealthReport)) -> Snapshot {
+    let cfg = Arc::new(Config::default());
+    let (_, _, dropped) = monitor::channel();
+    let base = Monitor::new(cfg.clone(), codex_sentinel::probe_specs(&cfg), dropped).snapshot(now);
+    let mut report = base.report.clone();
+    report.timestamp = now;
+    f(&mut report);
+    let mut metrics = base.metrics.clone();
+    metrics.timestamp = now;
+    Snapshot::new(report, metrics, vec![], true, 0)
+}
+
+/// A rule raising `count` warning conditions (`storm:0..count`); `count` changes at will.
+struct Storm(Arc<AtomicUsize>, Severity);
+
+impl Rule for Storm {
+    fn id(&self) -> &'static str {
+        "storm"
+    }
+    fn evaluate(&self, _ctx: &RuleContext<'_>, out: &mut Vec<Finding>) {
+        for i in 0..self.0.load(Ordering::Relaxed) {
+            out.push(finding(&format!("storm:{i:02}"), self.1));
+        }
+    }
+}
+
+fn finding(key: &str, severity: Severity) -> Finding {
+    Finding {
+        key: key.into(),
+        rule: key.split(':').next().unwrap().into(),
+        severity,
+        category: Category::Resources,
+        title: format!("Condition {key}"),
+        message: "test condition".into(),
+        details: Default::default(),
+        recommendations: vec!["do something".into()],
+        runbook: "test".into(),
+    }
+}
+
+fn settings() -> EngineSettings {
+    EngineSettings {
+        hold: 3,
+        clear: 3,
+        cooldown: 60_000,
+        max_active: 50,
+        aggregation_window: None,
+        runbook_base: "https://runbooks.example/".into(),
+        windows: vec![],
+    }
+}
+
+fn events(ns: &[Notification]) -> Vec<(String, AlertStatus)> {
+    ns.iter()
+        .flat_map(|n| n.events.iter().map(|e| (e.key.clone(), e.status)))
+        .collect()
+}
+
+#[test]
+fn flapping_condition_never_notifies() {
+    let on = Arc::new(AtomicUsize::new(0));
+    let mut engine = Engine::new(
+        settings(),
+        vec![Box::new(Storm(on.clone(), Severity::Critical))],
+        EngineState::default(),
+    );
+    let snap = snapshot(0, |_| {});
+    let mut sent = Vec::new();
+    for i in 0..200u64 {
+        // on, off, on, off, … and also on, on, off patterns shorter than `hold`
+        let state = if i < 100 {
+            i % 2
+        } else {
+            u64::from(i % 3 != 2)
+        };
+        on.store(state as usize, Ordering::Relaxed);
+        sent.extend(engine.evaluate(&snap, i * 1000));
+        assert!(
+            engine.view(&[], Default::default()).active.is_empty(),
+            "fired at {i}"
+        );
+    }
+    assert!(
+        sent.is_empty(),
+        "flapping produced notifications: {:?}",
+        events(&sent)
+    );
+}
+
+#[test]
+fn fires_after_hold_and_resolves_after_clear() {
+    let on = Arc::new(AtomicUsize::new(1));
+    let mut engine = Engine::new(
+        settings(),
+        vec![Box::new(Storm(on.clone(), Severity::Critical))],
+        EngineState::default(),
+    );
+    let snap = snapshot(0, |_| {});
+    assert!(engine.evaluate(&snap, 1_000).is_empty());
+    assert!(engine.evaluate(&snap, 2_000).is_empty());
+    let fired = engine.evaluate(&snap, 3_000);
+    assert_eq!(
+        events(&fired),
+        vec![("storm:00".to_string(), AlertStatus::Firing)]
+    );
+    let e = &fired[0].events[0];
+    assert_eq!(
+        e.starts_at, 1_000,
+        "startsAt is when the condition was first seen"
+    );
+    assert_eq!(e.body.runbook, "https://runbooks.example/test");
+    assert_eq!(e.body.severity, Severity::Critical);
+    // Still holding: no repeats.
+    for t in 4..10 {
+        assert!(engine.evaluate(&snap, t * 1000).is_empty());
+    }
+    on.store(0, Ordering::Relaxed);
+    assert!(engine.evaluate(&snap, 10_000).is_empty());
+    assert!(engine.evaluate(&snap, 11_000).is_empty());
+    assert_eq!(
+        engine.view(&[], Default::default()).active.len(),
+        1,
+        "still active until clear"
+    );
+    let resolved = engine.evaluate(&snap, 12_000);
+    assert_eq!(
+        events(&resolved),
+        vec![("storm:00".to_string(), AlertStatus::Resolved)]
+    );
+    let r = &resolved[0].events[0];
+    assert_eq!(r.ends_at, Some(12_000));
+    assert_eq!(r.body.title, "Resolved: Condition storm:00");
+    assert!(engine.view(&[], Default::default()).active.is_empty());
+}
+
+#[test]
+fn storm_with_aggregation_sends_one_notification_per_window_within_max_active() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut s = settings();
+    s.hold = 2;
+    s.max_active = 10;
+    s.aggregation_window = Some(30_000);
+    let mut engine = Engine::new(
+        s,
+        vec![Box::new(Storm(count.clone(), Severity::Warning))],
+        EngineState::default(),
+    );
+    let snap = snapshot(0, |_| {});
+    count.store(50, Ordering::Relaxed);
+    let mut per_window: std::collections::BTreeMap<u64, usize> = Default::default();
+    let mut all = Vec::new();
+    for t in 0..120u64 {
+        let now = t * 1000;
+        if t == 70 {
+            count.store(0, Ordering::Relaxed); // the storm ends
+        }
+        let out = engine.evaluate(&snap, now);
+        for _ in &out {
+            *per_window.entry(now / 30_000).or_default() += 1;
+        }
+        all.extend(out);
+        let view = engine.view(&[], Default::default());
+        assert!(
+            view.active.len() <= 10,
+            "{} active at {now}",
+            view.active.len()
+        );
+        if (2..70).contains(&t) {
+            assert_eq!(view.active.len(), 10);
+            assert_eq!(view.held_back, 40, "at {now}");
+        }
+    }
+    assert!(per_window.values().all(|n| *n == 1), "{per_window:?}");
+    assert_eq!(
+        all.len(),
+        2,
+        "one group when it fired, one when it resolved: {:?}",
+        events(&all)
+    );
+    assert_eq!(all[0].events.len(), 10);
+    assert!(all[0]
+        .events
+        .iter()
+        .all(|e| e.status == AlertStatus::Firing));
+    // The group was opened at the first event (t=1 s) and sent when the window ended.
+    assert_eq!(all[0].created, 31_000);
+    // Most severe first, then oldest, then by key: storm:00..09 got the slots.
+    let keys: Vec<_> = all[0].events.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys[0], "storm:00");
+    assert_eq!(all[1].events.len(), 10);
+    assert!(all[1]
+        .events
+        .iter()
+        .all(|e| e.status == AlertStatus::Resolved));
+}
+
+#[test]
+fn cooldown_delays_a_repeat_until_it_ends() {
+    let on = Arc::new(AtomicUsize::new(1));
+    let mut s = settings();
+    s.hold = 1;
+    s.clear = 1;
+    s.cooldown = 10_000;
+    let mut engine = Engine::new(
+        s,
+        vec![Box::new(Storm(on.clone(), Severity::Warning))],
+        EngineState::default(),
+    );
+    let snap = snapshot(0, |_| {});
+    assert_eq!(engine.evaluate(&snap, 0).len(), 1);
+    on.store(0, Ordering::Relaxed);
+    assert_eq!(
+        events(&engine.evaluate(&snap, 1_000))[0].1,
+        AlertStatus::Resolved
+    );
+    on.store(1, Ordering::Relaxed);
+    for t in 2..10 {
+        assert!(
+            engine.evaluate(&snap, t * 1000).is_empty(),
+            "repeat within cooldown at {t}s"
+        );
+    }
+    let v = engine.view(&[], Default::default());
+    assert_eq!(v.active.len(), 1);
+    assert!(!v.active[0].notified);
+    let again = engine.evaluate(&snap, 10_000);
+    assert_eq!(
+        events(&again),
+        vec![("storm:00".to_string(), AlertStatus::Firing)]
+    );
+}
+
+#[test]
+fn escalation_is_notified_at_once() {
+    struct Level(Arc<AtomicUsize>);
+    impl Rule for Level {
+        fn id(&self) -> &'static str {
+            "level"
+        }
+        fn evaluate(&self, _: &RuleContext<'_>, out: &mut Vec<Finding>) {
+            let sev = match self.0.load(Ordering::Relaxed) {
+                0 => return,
+                1 => Severity::Warning,
+                _ => Severity::Critical,
+            };
+            out.push(finding("level", sev));
+        }
+    }
+    let lvl = Arc::new(AtomicUsize::new(1));
+    let mut s = settings();
+    s.hold = 1;
+    let mut engine = Engine::new(
+        s,
+        vec![Box::new(Level(lvl.clone()))],
+        EngineState::default(),
+    );
+    let snap = snapshot(0, |_| {});
+    assert_eq!(
+        engine.evaluate(&snap, 0)[0].events[0].body.severity,
+        Severity::Warning
+    );
+    lvl.store(2, Ordering::Relaxed);
+    let up = engine.evaluate(&snap, 1_000);
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].events[0].body.severity, Severity::Critical);
+    lvl.store(1, Ordering::Relaxed);
+    assert!(
+        engine.evaluate(&snap, 2_000).is_empty(),
+        "de-escalation is not a new notification"
+    );
+}
+
+#[test]
+fn maintenance_silences_new_notifications_but_keeps_state() {
+    let count = Arc::new(AtomicUsize::new(1));
+    let mut s = settings();
+    s.hold = 1;
+    s.clear = 1;
+    s.cooldown = 0;
+    let mut engine = Engine::new(
+        s,
+        vec![Box::new(Storm(count.clone(), Severity::Critical))],
+        EngineState::default(),
+    );
+    let snap = snapshot(0, |_| {});
+    assert_eq!(engine.evaluate(&snap, 0).len(), 1); // storm:00 notified before maintenance
+    let started = engine.start_maintenance(100_000, "upgrade".into(), 1_000);
+    assert_eq!(
+        events(&started),
+        vec![(rules::MAINTENANCE.to_string(), AlertStatus::Firing)]
+    );
+    assert_eq!(started[0].events[0].body.category, Category::Maintenance);
+    count.store(3, Ordering::Relaxed);
+    assert!(
+        engine.evaluate(&snap, 2_000).is_empty(),
+        "new alerts are silenced"
+    );
+    let v = engine.view(&[], Default::default());
+    assert_eq!(
+        v.active.len(),
+        4,
+        "3 storm alerts + the maintenance alert are active"
+    );
+    assert!(v.maintenance.is_some());
+    // storm:00 was notified before: its resolution still goes out.
+    count.store(0, Ordering::Relaxed);
+    let out = engine.evaluate(&snap, 3_000);
+    assert_eq!(
+        events(&out),
+        vec![("storm:00".to_string(), AlertStatus::Resolved)]
+    );
+    count.store(3, Ordering::Relaxed);
+    engine.evaluate(&snap, 4_000);
+    let ended = engine.end_maintenance(5_000);
+    assert_eq!(
+        events(&ended),
+        vec![(rules::MAINTENANCE.to_string(), AlertStatus::Resolved)]
+    );
+    // Still firing after the window: notified now.
+    let after = engine.evaluate(&snap, 6_000);
+    let mut keys: Vec<_> = events(&after).into_iter().map(|e| e.0).collect();
+    keys.sort();
+    assert_eq!(keys, vec!["storm:00", "storm:01", "storm:02"]);
+}
+
+#[test]
+fn planned_window_from_config() {
+    let count = Arc::new(AtomicUsize::new(1));
+    let mut s = settings();
+    s.hold = 1;
+    s.windows = vec![(10_000, 20_000, "planned".into())];
+    let mut engine = Engine::new(
+        s,
+        vec![Box::new(Storm(count, Severity::Critical))],
+        EngineState::default(),
+    );
+    let snap = snapshot(0, |_| {});
+    let out = engine.evaluate(&snap, 10_000);
+    assert_eq!(
+        events(&out),
+        vec![(rules::MAINTENANCE.to_string(), AlertStatus::Firing)]
+    );
+    assert!(engine.evaluate(&snap, 15_000).is_empty());
+    let out = engine.evaluate(&snap, 20_000);
+    assert_eq!(
+        events(&out),
+        vec![
+            (rules::MAINTENANCE.to_string(), AlertStatus::Resolved),
+            ("storm:00".to_string(), AlertStatus::Firing)
+        ]
+    );
+}
+
+#[test]
+fn state_and_outbox_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let on = Arc::new(AtomicUsize::new(1));
+    let mut s = settings();
+    s.hold = 1;
+    let sinks = [SinkKind::Webhook, SinkKind::Email];
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let mut engine = Engine::new(
+            s.clone(),
+            vec![Box::new(Storm(on.clone(), Severity::Critical))],
+            store.engine_state(),
+        );
+        let out = engine.evaluate(&snapshot(0, |_| {}), 0);
+        let queued = store.commit(engine.state(), out, &sinks);
+        assert_eq!(queued[0].id, 1);
+        store.remove(store.next_for(SinkKind::Webhook).unwrap().id); // webhook delivered
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let pending = store.outbox();
+    assert_eq!(pending.len(), 1, "only the email is still pending");
+    assert_eq!(pending[0].sink, SinkKind::Email);
+    let mut engine = Engine::new(
+        s,
+        vec![Box::new(Storm(on, Severity::Critical))],
+        store.engine_state(),
+    );
+    let v = engine.view(&[], Default::default());
+    assert_eq!(v.active.len(), 1);
+    assert!(v.active[0].notified);
+    assert!(
+        engine.evaluate(&snapshot(0, |_| {}), 1_000).is_empty(),
+        "not re-notified after restart"
+    );
+    let next = store.commit(
+        engine.state(),
+        vec![Notification {
+            id: 0,
+            created: 1,
+            events: vec![],
+        }],
+        &sinks,
+    );
+    assert_eq!(next[0].id, 2, "ids keep increasing across restarts");
+}
+
+#[test]
+fn corrupt_state_file_is_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("state.json"), b"{not json").unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.outbox().is_empty());
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("state.json.corrupt-")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn configuration_change_is_an_info_event() {
+    let mut cfg = Config::default();
+    let mut engine = Engine::new(settings(), vec![], EngineState::default());
+    assert!(
+        engine
+            .config_changed(flatten_config(&cfg), true, 0)
+            .is_empty(),
+        "first run records only"
+    );
+    assert!(
+        engine
+            .config_changed(flatten_config(&cfg), true, 1)
+            .is_empty(),
+        "unchanged"
+    );
+    cfg.health_monitoring.check_interval = 60_000;
+    cfg.alerting.webhook.url = Some(codex_sentinel::config::Secret::new(
+        "https://hooks.example/T0/SECRET",
+    ));
+    let out = engine.config_changed(flatten_config(&cfg), true, 2);
+    let e = &out[0].events[0];
+    assert_eq!(e.body.severity, Severity::Info);
+    assert_eq!(e.body.category, Category::Configuration);
+    let changes = e.body.details["changes"].as_array().unwrap();
+    let keys: Vec<_> = changes.iter().map(|c| c["key"].as_str().unwrap()).collect();
+    assert_eq!(
+        keys,
+        vec!["alerting.webhook.url", "healthMonitoring.checkInterval"]
+    );
+    let text = serde_json::to_string(&out).unwrap();
+    assert!(
+        !text.contains("SECRET"),
+        "secret leaked into an alert: {text}"
+    );
+}
+
+fn fired(rules: &[Box<dyn Rule>], snap: &Snapshot, now: u64) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for r in rules {
+        r.evaluate(
+            &RuleContext {
+                snapshot: snap,
+                now,
+            },
+            &mut out,
+        );
+    }
+    out
+}
+
+#[test]
+fn codex_unavailable_matches_the_specification_example() {
+    let rules = builtin_rules(&Config::default());
+    let snap = snapshot(5_000, |r| {
+        let mut details = serde_json::Map::new();
+        details.insert("executable".into(), "codex".into());
+        details.insert(
+            "error".into(),
+            "No such file or directory (os error 2)".into(),
+        );
+        details.insert("retryCount".into(), 3.into());
+        r.checks = vec![HealthCheck {
+            name: "codex-availability".into(),
+            status: Status::Unavailable,
+            message: "Codex CLI executable not found: No such file or directory (os error 2)"
+                .into(),
+            timestamp: 5_000,
+            duration: 5,
+            details,
+        }];
+        r.recommendations = vec![
+            "Verify Codex CLI installation".into(),
+            "Check PATH environment variable".into(),
+            "Restart the service if necessary".into(),
+        ];
+    });
+    let found = fired(&rules, &snap, 5_000);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let f = &found[0];
+    assert_eq!(
+        (f.severity, f.category),
+        (Severity::Critical, Category::Availability)
+    );
+    assert_eq!(f.title, "Codex CLI Unavailable");
+    let keys: Vec<_> = f.details.keys().map(String::as_str).collect();
+    assert_eq!(keys, vec!["duration", "error", "executable", "retryCount"]);
+    assert_eq!(f.runbook, "codex-cli-unavailable");
+    assert_eq!(f.recommendations.len(), 3);
+}
+
+#[test]
+fn rate_and_resource_rules_follow_their_thresholds() {
+    let mut cfg = Config::default();
+    cfg.baselines.avg_time = Some(2_500);
+    cfg.baselines.p95_time = Some(8_000);
+    let rules = builtin_rules(&cfg);
+    let sev_of = |snap: &Snapshot, key: &str| {
+        fired(&rules, snap, snap.report.timestamp)
+            .into_iter()
+            .find(|f| f.key == key)
+            .map(|f| f.severity)
+    };
+    let with = |total: u64, success: f64| {
+        snapshot(1, move |r| {
+            r.performance.execution_metrics.total_executions = total;
+            r.performance.reliability_metrics.success_rate = success;
+            r.performance.reliability_metrics.failure_rate = 100.0 - success;
+        })
+    };
+    assert_eq!(
+        sev_of(&with(100, 75.0), "failure-rate"),
+        Some(Severity::Critical)
+    );
+    assert_eq!(
+        sev_of(&with(100, 85.0), "failure-rate"),
+        Some(Severity::Warning)
+    );
+    assert_eq!(
+        sev_of(&with(100, 90.0), "failure-rate"),
+        None,
+        "exactly 10% is not above 10%"
+    );
+    assert_eq!(
+        sev_of(&with(5, 0.0), "failure-rate"),
+        None,
+        "too few executions"
+    );
+
+    let mem = |mb: f64| {
+        snapshot(1, move |r| {
+            r.performance.resource_metrics.memory_usage.current = mb
+        })
+    };
+    assert_eq!(sev_of(&mem(400.0), "memory-usage"), None);
+    assert_eq!(sev_of(&mem(600.0), "memory-usage"), Some(Severity::Warning));
+    assert_eq!(
+        sev_of(&mem(1200.0), "memory-usage"),
+        Some(Severity::Critical)
+    );
+
+    let slow = snapshot(1, |r| {
+        let m = &mut r.performance.execution_metrics;
+        m.total_executions = 50;
+        m.p95_execution_time = 9_000.0;
+        m.average_execution_time = 3_000.0;
+    });
+    assert_eq!(sev_of(&slow, "slow-responses"), Some(Severity::Warning));
+    assert_eq!(
+        sev_of(&slow, "performance-degradation:avg-time"),
+        Some(Severity::Info)
+    );
+
+    let procs = snapshot(1, |r| {
+        r.performance.resource_metrics.process_count.current = 11.0
+    });
+    assert_eq!(sev_of(&procs, "process-count"), Some(Severity::Warning));
+    let queue = snapshot(1, |r| {
+        r.performance.resource_metrics.queue_metrics.current_size = 25.0
+    });
+    assert_eq!(sev_of(&queue, "queue-backlog"), Some(Severity::Warning));
+    let cpu = snapshot(1, |r| {
+        r.performance.resource_metrics.cpu_usage.current = 95.0
+    });
+    assert_eq!(sev_of(&cpu, "cpu-usage"), Some(Severity::Warning));
+    // A healthy, fresh snapshot raises nothing.
+    assert!(fired(&rules, &snapshot(1, |_| {}), 1).is_empty());
+}
+
+#[test]
+fn stalled_monitor_is_a_probe_machinery_failure() {
+    let rules = builtin_rules(&Config::default());
+    let snap = snapshot(1_000, |_| {});
+    let found = fired(&rules, &snap, 1_000 + 60_000);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].key, "probe-machinery");
+    assert_eq!(found[0].severity, Severity::Critical);
+}
+
+#[test]
+fn the_outbox_of_a_dead_sink_is_bounded() {
+    use codex_sentinel::alerts::store::MAX_PENDING_PER_SINK;
+    let store = Store::in_memory();
+    let mk = || Notification {
+        id: 0,
+        created: 1,
+        events: vec![],
+    };
+    let ns: Vec<Notification> = (0..MAX_PENDING_PER_SINK + 5).map(|_| mk()).collect();
+    let (_, dropped) = store.commit_counting(&EngineState::default(), ns, &[SinkKind::Email]);
+    assert_eq!(dropped.len(), 5);
+    let pending = store.outbox();
+    assert_eq!(pending.len(), MAX_PENDING_PER_SINK);
+    assert_eq!(
+        pending[0].notification.id, 1,
+        "the head (possibly mid-send) is kept"
+    );
+    assert_eq!(
+        pending[1].notification.id, 7,
+        "the oldest after it were dropped"
+    );
+}
+
+#[test]
+fn a_steady_alert_with_changing_values_does_not_dirty_the_state() {
+    struct Ticking;
+    impl Rule for Ticking {
+        fn id(&self) -> &'static str {
+            "ticking"
+        }
+        fn evaluate(&self, ctx: &RuleContext<'_>, out: &mut Vec<Finding>) {
+            let mut f = finding("ticking", Severity::Warning);
+            f.message = format!("value {}", ctx.now);
+            out.push(f);
+        }
+    }
+    let mut s = settings();
+    s.hold = 2;
+    let mut engine = Engine::new(s, vec![Box::new(Ticking)], EngineState::default());
+    let snap = snapshot(0, |_| {});
+    for t in 0..3 {
+        engine.evaluate(&snap, t * 1000);
+    }
+    let saved = engine.state().clone();
+    for t in 3..10 {
+        assert!(engine.evaluate(&snap, t * 1000).is_empty());
+        assert!(
+            engine.state() == &saved,
+            "state changed at {t}: a write per tick"
+        );
+    }
+    // The endpoints still show the latest values.
+    let v = engine.view(&[], Default::default());
+    assert_eq!(v.active[0].body.message, "value 9000");
+}
