@@ -161,6 +161,14 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
 
     tasks.spawn(monitor.run(rx, publish, heartbeat, shutdown.clone()));
 
+    if config.operations_log.enabled {
+        tasks.spawn(sources::oplog::run(
+            config.clone(),
+            sender.clone(),
+            shutdown.clone(),
+        ));
+    }
+
     if config.health_monitoring.enabled {
         for spec in specs {
             tracing::info!(probe = %spec.name, program = %spec.program, interval_ms = spec.interval.as_millis() as u64, "probe scheduled");

@@ -224,6 +224,26 @@ metric!(
     None,
     &[]
 );
+metric!(
+    OPLOG_LINES,
+    "codex_sentinel.oplog.lines",
+    Counter,
+    "1",
+    "Operations-log lines read, by result (ok, malformed, invalid, missing_field, too_long, empty)",
+    ["result"],
+    None,
+    &[]
+);
+metric!(
+    OPLOG_READ_ERRORS,
+    "codex_sentinel.oplog.read_errors",
+    Counter,
+    "1",
+    "Problems reading the operations log, by kind (list, open, read, truncated_without_copy, lost_file)",
+    ["kind"],
+    None,
+    &[]
+);
 
 /// Every metric, in exposition order.
 pub const CATALOG: &[&MetricDef] = &[
@@ -243,6 +263,8 @@ pub const CATALOG: &[&MetricDef] = &[
     &AGENT_DROPPED_OBSERVATIONS,
     &ALERTS_ACTIVE,
     &ALERT_NOTIFICATIONS,
+    &OPLOG_LINES,
+    &OPLOG_READ_ERRORS,
 ];
 
 #[cfg(test)]

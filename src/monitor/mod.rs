@@ -21,7 +21,7 @@ use crate::export::catalog::{self, MetricDef};
 use crate::sources::probe::{Ending, ProbeRun, ProbeSpec};
 use crate::util::now_ms;
 use availability::AvailabilityTracker;
-use executions::{Execution, ExecutionStats};
+use executions::{ExecutionBatch, ExecutionStats};
 use health::Evaluated;
 use resources::{ResourceSample, ResourceStats};
 use snapshot::{
@@ -42,7 +42,8 @@ pub enum Observation {
         start_delay: Duration,
     },
     Resources(ResourceSample),
-    Executions(Vec<Execution>),
+    /// Lines read from the operations log, with the reader's positions after them.
+    Executions(ExecutionBatch),
 }
 
 impl Observation {
@@ -82,6 +83,13 @@ impl ObservationSender {
                 .or_default() += 1;
             tracing::warn!(source, "monitor queue full: observation dropped");
         }
+    }
+
+    /// Queues the observation, waiting for room: for sources whose input is durable (the
+    /// operations log), where waiting loses nothing and dropping would lose data. `false`
+    /// when the monitor is gone.
+    pub async fn send_wait(&self, obs: Observation) -> bool {
+        self.tx.send(obs).await.is_ok()
     }
 }
 
@@ -145,6 +153,7 @@ impl Monitor {
                 (s.name.clone(), stats)
             })
             .collect();
+        let executions = ExecutionStats::new(&config);
         Monitor {
             config,
             specs,
@@ -153,7 +162,7 @@ impl Monitor {
             probes,
             availability: AvailabilityTracker::default(),
             resources: ResourceStats::default(),
-            executions: ExecutionStats::default(),
+            executions,
             dropped,
             alerts: None,
         }
@@ -170,11 +179,7 @@ impl Monitor {
         match obs {
             Observation::Probe { run, start_delay } => self.apply_probe(run, start_delay),
             Observation::Resources(sample) => self.resources.record(sample),
-            Observation::Executions(list) => {
-                for e in &list {
-                    self.executions.record(e);
-                }
-            }
+            Observation::Executions(batch) => self.executions.apply(batch, now_ms()),
         }
     }
 
@@ -228,12 +233,16 @@ impl Monitor {
                 None => {}
             }
         }
+        checks.extend(self.executions.checks(now));
         let mut reliability = snapshot::ReliabilityMetrics::default();
-        self.executions.fill_reliability(&mut reliability);
+        self.executions.fill_reliability(&mut reliability, now);
         self.availability.fill(&mut reliability, now);
         let performance = Performance {
-            execution_metrics: self.executions.metrics(),
-            resource_metrics: self.resources.metrics(),
+            execution_metrics: self.executions.metrics(now),
+            resource_metrics: snapshot::ResourceMetrics {
+                queue_metrics: self.executions.queue_metrics(now),
+                ..self.resources.metrics()
+            },
             reliability_metrics: reliability,
         };
         let mut recommendations = health::recommendations(&checks);
@@ -255,13 +264,14 @@ impl Monitor {
                 .unwrap_or_default(),
             recommendations,
         };
-        let metrics = MetricsReport {
+        let mut metrics = MetricsReport {
             timestamp: now,
             uptime,
             performance,
             probes: self.probes.values().map(|p| p.summary.clone()).collect(),
             extra: Default::default(),
         };
+        self.executions.add_extra(&mut metrics.extra, now);
         let codex_available = self.availability.is_available();
         let samples = self.samples(&report, codex_available, uptime);
         Snapshot::new(
@@ -290,16 +300,9 @@ impl Monitor {
                 SampleValue::Gauge(f64::from(check.status.code())),
             );
         }
-        let execution_counts = vec![0; catalog::EXECUTION_TIME.buckets.len() + 1];
-        push(
-            &catalog::EXECUTION_TIME,
-            vec!["all".into()],
-            SampleValue::Histogram {
-                counts: execution_counts,
-                sum: 0.0,
-                count: 0,
-            },
-        );
+        for s in self.executions.samples() {
+            push(s.def, s.labels, s.value);
+        }
         push(
             &catalog::SUCCESS_RATE,
             vec![],
@@ -414,9 +417,12 @@ impl Monitor {
                 _ = tick.tick() => {}
             }
             let now = now_ms();
+            self.executions.tick(now);
             publish.send_replace(Arc::new(self.snapshot(now)));
             heartbeat.store(now, Ordering::Relaxed);
         }
+        // The operations-log positions and statistics, as far as they were applied.
+        self.executions.flush();
     }
 }
 

@@ -1,4 +1,5 @@
 //! Sources observe and send; they never touch shared state.
 
+pub mod oplog;
 pub mod probe;
 pub mod scheduler;

@@ -1,0 +1,93 @@
+//! The operations-log source: tails `logs/codex/codex-operations-YYYY-MM-DD.jsonl` (written by
+//! the application, one JSON object a line) and sends the executions it finds to the monitor.
+//!
+//! - [`parse`]: one line → the used fields, borrowed, never panicking.
+//! - [`tail`]: which files to read and from where (rotation, truncation, positions).
+//! - this module: the task that polls every [`POLL_INTERVAL`] and hands batches over.
+//!
+//! Unlike the probes, this source never drops: the file is its buffer, so when the monitor's
+//! queue is full it waits ([`ObservationSender::send_wait`]) and reads on afterwards. Positions
+//! are persisted by the monitor together with the statistics they produced (see
+//! [`crate::monitor::executions`]), which is what makes counting exactly-once across restarts.
+
+pub mod parse;
+pub mod tail;
+mod throttle;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::monitor::executions::{checkpoint_path, load_checkpoint, Checkpoint};
+use crate::monitor::{Observation, ObservationSender};
+use crate::util::now_ms;
+pub use tail::FileCursor;
+use tail::{TailConfig, Tailer};
+
+/// How often the files are looked at when caught up (an appended line shows within ~this).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Builds the tailer for `config`, resuming from the checkpoint when it belongs to the same
+/// directory and pattern.
+pub fn tailer(config: &Config) -> Tailer {
+    let ol = &config.operations_log;
+    let path = checkpoint_path(config);
+    let cursors = match load_checkpoint::<serde::de::IgnoredAny>(&path) {
+        Some(Checkpoint {
+            dir,
+            pattern,
+            cursors,
+            ..
+        }) if dir == ol.dir && pattern == ol.pattern => Some(cursors),
+        Some(_) => {
+            tracing::info!(
+                "operations-log location changed since the last checkpoint: starting fresh"
+            );
+            None
+        }
+        None => None,
+    };
+    Tailer::new(
+        TailConfig::new(ol.dir.clone(), &ol.pattern, ol.backfill),
+        cursors,
+    )
+}
+
+/// Runs until shutdown: polls the files, sends what it read, waits when caught up.
+pub async fn run(config: Arc<Config>, sender: ObservationSender, shutdown: CancellationToken) {
+    let ol = &config.operations_log;
+    tracing::info!(dir = %ol.dir.display(), pattern = %ol.pattern, backfill = ol.backfill, "operations-log reader started");
+    let mut tailer = tailer(&config);
+    loop {
+        let polled = tokio::task::spawn_blocking(move || {
+            let out = tailer.poll(now_ms());
+            (tailer, out)
+        })
+        .await;
+        let out;
+        (tailer, out) = match polled {
+            Ok(v) => v,
+            Err(e) => {
+                // A bug, not bad input (that is counted): stop reading rather than loop on it.
+                tracing::error!(error = %e, "operations-log reader failed; executions are no longer read");
+                return;
+            }
+        };
+        if let Some(batch) = out.batch {
+            if !sender.send_wait(Observation::Executions(batch)).await {
+                return; // the monitor is gone: shutting down
+            }
+        }
+        if shutdown.is_cancelled() {
+            return;
+        }
+        if !out.more {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
+        }
+    }
+}
