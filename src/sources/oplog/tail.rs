@@ -119,6 +119,8 @@ struct Tracked {
     dated: bool,
     /// Not in the directory any more (deleted, or compressed away).
     gone: bool,
+    /// Seen under another name than at the previous poll.
+    renamed: bool,
     last_growth: Instant,
 }
 
@@ -259,6 +261,7 @@ impl Tailer {
                 cursor,
                 file: None,
                 gone: false,
+                renamed: false,
                 last_growth: now,
             })
             .collect();
@@ -349,6 +352,7 @@ impl Tailer {
                 .find(|e| e.dev == t.cursor.dev && e.ino == t.cursor.ino)
             {
                 Some(e) => {
+                    t.renamed = t.cursor.path != e.path;
                     t.cursor.path = e.path.clone();
                     t.dated = e.dated;
                     t.gone = false;
@@ -402,10 +406,26 @@ impl Tailer {
             self.read_tracked(i, &listing, &mut out, &mut budget);
         }
 
-        // 4. Rotated names not followed yet are copies or old files: taken as read.
+        // 4. Rotated names not followed yet: on first start, old files (taken as read); later,
+        //    a copy of a followed file (copytruncate: taken as read, its lines come from the
+        //    original or through the truncation recovery), or a file that was created and
+        //    rotated between two looks (or while the agent was down): read whole.
+        let first_start = self.fresh && !self.first_poll_done;
         for e in listing.iter().filter(|e| !e.dated) {
-            if !self.is_tracked(e) {
+            if self.is_tracked(e) {
+                continue;
+            }
+            if first_start {
                 self.track(e, e.size);
+            } else if e.size == 0 {
+                // Nothing to lose yet; decided when it has content.
+            } else if self.is_copy_of_followed(e) {
+                self.track(e, e.size);
+            } else {
+                tracing::info!(path = %e.path.display(), "operations log: reading a rotated file never seen under its own name");
+                self.track(e, 0);
+                let i = self.tracked.len() - 1;
+                self.read_tracked(i, &listing, &mut out, &mut budget);
             }
         }
 
@@ -449,6 +469,37 @@ impl Tailer {
         self.last_sent_cursors.is_none()
     }
 
+    /// Whether `e` starts with the same bytes as a followed file (as far as both go): a copy.
+    fn is_copy_of_followed(&self, e: &Entry) -> bool {
+        let Ok(candidate) = File::open(&e.path) else {
+            return false;
+        };
+        let n = e.size.min(FINGERPRINT_BYTES);
+        let Ok(head) = read_exact_at(&candidate, n, 0) else {
+            return false;
+        };
+        self.tracked.iter().filter(|t| !t.gone).any(|t| {
+            let reopened;
+            let file = match &t.file {
+                Some(f) => f,
+                None => match File::open(&t.cursor.path) {
+                    Ok(f) => {
+                        reopened = f;
+                        &reopened
+                    }
+                    Err(_) => return false,
+                },
+            };
+            // Compare with what the followed file holds now, or, if it was truncated already,
+            // with the fingerprint of what it held.
+            let same_now = read_exact_at(file, n, 0).is_ok_and(|b| b == head);
+            let same_before = t.cursor.fp_len > 0
+                && t.cursor.fp_len <= n
+                && fnv1a(&head[..t.cursor.fp_len as usize]) == t.cursor.fp_hash;
+            same_now || same_before
+        })
+    }
+
     fn is_tracked(&self, e: &Entry) -> bool {
         self.tracked
             .iter()
@@ -473,6 +524,7 @@ impl Tailer {
             file: None,
             dated: e.dated,
             gone: false,
+            renamed: false,
             last_growth: Instant::now(),
         });
     }
@@ -485,7 +537,8 @@ impl Tailer {
         budget: &mut u64,
     ) {
         let t = &self.tracked[i];
-        if t.file.is_none() {
+        let reopened = t.file.is_none();
+        if reopened {
             if t.gone {
                 return;
             }
@@ -524,7 +577,11 @@ impl Tailer {
         };
         let truncated = size < t.cursor.offset
             || fingerprint(file, t.cursor.fp_len) != Some(t.cursor.fp_hash);
-        if truncated {
+        if truncated && t.renamed && reopened {
+            // Another file under a reused inode (the old one was deleted while closed, and
+            // logrotate created the new one at once): a new file, read from its start.
+            tracing::info!(path = %t.cursor.path.display(), "operations log: new file (inode reused)");
+        } else if truncated {
             let cursor = t.cursor.clone();
             self.recover_truncated(&cursor, listing, out, budget);
             let t = &mut self.tracked[i];
@@ -540,6 +597,7 @@ impl Tailer {
         let file = t.file.as_ref().expect("opened above");
         let mut cursor = t.cursor.clone();
         let before = cursor.offset;
+        let bad_before = bad_lines(&out.batch);
         let result = read_lines(
             file,
             &mut cursor.offset,
@@ -555,6 +613,23 @@ impl Tailer {
             let path = cursor.path.clone();
             self.throttle.warn("read", || {
                 format!("cannot read operations-log file {}: {e}", path.display())
+            });
+        }
+        let bad_after: u64 = bad_lines(&out.batch);
+        if bad_after > bad_before {
+            let path = cursor.path.clone();
+            let lines = out.batch.lines;
+            self.throttle.warn("bad_lines", || {
+                let counts: Vec<String> = LineResult::ALL
+                    .iter()
+                    .filter(|r| **r != LineResult::Ok && lines[r.index()] > 0)
+                    .map(|r| format!("{} {}", lines[r.index()], r.as_str()))
+                    .collect();
+                format!(
+                    "operations-log lines skipped in {} (this batch: {}); counted in codex_sentinel_oplog_lines_total",
+                    path.display(),
+                    counts.join(", ")
+                )
             });
         }
         let t = &mut self.tracked[i];
@@ -639,6 +714,11 @@ impl Tailer {
             });
         }
     }
+}
+
+fn bad_lines(batch: &ExecutionBatch) -> u64 {
+    let ok = batch.lines[LineResult::Ok.index()];
+    batch.lines.iter().sum::<u64>() - ok
 }
 
 /// Sets the fingerprint over `min(offset, 1 KiB)` bytes when it covers less than that.
