@@ -500,3 +500,316 @@ fn backfill_switch_and_lines_appended_while_down() {
     agent.expect_total(112, work.path());
     assert!(work.path().join("other-state/operations-log.json").exists());
 }
+
+/// A deterministic generator (xorshift64*): the test's distribution is known and repeatable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Nearest-rank quantile of sorted values (the definition the agent documents).
+fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn within(got: f64, want: f64, rel: f64) -> bool {
+    (got - want).abs() <= want.abs() * rel
+}
+
+/// Runs a shell pipeline (the specification's commands) and returns its stdout.
+fn sh(script: &str) -> String {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -o pipefail; {script}"))
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn percentiles_buckets_and_the_specifications_jq_commands_agree() {
+    assert!(
+        Command::new("jq").arg("--version").output().is_ok(),
+        "jq missing: run scripts/test (scripts/setup.d/00-apt.sh installs it)"
+    );
+    const N: usize = 100_000;
+    let (work, logs) = setup();
+    let file = logs.join(DAY1);
+    let ops = ["audit", "review", "fix", "explain"];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let now = now_ms();
+    let mut text = String::with_capacity(N * 160);
+    let mut durations: Vec<f64> = Vec::with_capacity(N);
+    let mut by_type: Vec<Vec<f64>> = vec![Vec::new(); ops.len()];
+    let (mut failed, mut timed_out) = (0u64, 0u64);
+    for i in 0..N {
+        // Log-normal around 2.5 s (σ = 1.2), in whole milliseconds as applications log them,
+        // plus a tenth of sub-second ones with a fraction.
+        let u1 = rng.unit().max(1e-12);
+        let u2 = rng.unit();
+        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+        let mut d = (2500.0 * (1.2 * z).exp()).round().max(1.0);
+        if i % 10 == 0 {
+            d = (rng.unit() * 999.0 * 8.0).round() / 8.0;
+        }
+        let op = (rng.next() % ops.len() as u64) as usize;
+        let roll = rng.next() % 100;
+        let (success, to) = match roll {
+            0..=3 => (false, true),
+            4..=9 => (false, false),
+            _ => (true, false),
+        };
+        if to {
+            timed_out += 1;
+        } else if !success {
+            failed += 1;
+        }
+        let ts = now - 50 * 60_000 + (i as u64 * 3_000 * 1000 / N as u64);
+        text.push_str(&format!(
+            "{{\"timestamp\":{ts},\"operationType\":\"{}\",\"sessionId\":\"s-{i}\",\"timing\":{{\"duration\":{d},\"queueWait\":{}}},\"result\":{{\"success\":{success},\"timedOut\":{to}}},\"retryCount\":{}}}\n",
+            ops[op],
+            i % 17,
+            u64::from(i % 9 == 0)
+        ));
+        durations.push(d);
+        by_type[op].push(d);
+    }
+    std::fs::write(&file, &text).unwrap();
+
+    let agent = Agent::start(work.path(), &[("CODEX_OPERATIONS_LOG_BACKFILL", "true")]);
+    let m = agent.expect_total(N as u64, work.path());
+    let window = &m["performance"]["executionMetrics"];
+    let since = &m["executionMetricsSinceStart"];
+    assert_eq!(window, since, "all timestamps are within the window");
+
+    // Counts and average, exact.
+    assert_eq!(window["totalExecutions"], N as u64);
+    assert_eq!(window["failedExecutions"], failed);
+    assert_eq!(window["timedOutExecutions"], timed_out);
+    assert_eq!(
+        window["successfulExecutions"],
+        N as u64 - failed - timed_out
+    );
+    let mean = durations.iter().sum::<f64>() / N as f64;
+    let avg = window["averageExecutionTime"].as_f64().unwrap();
+    assert!(within(avg, mean, 1e-12), "average {avg} vs {mean}");
+
+    // Percentiles within 1 % of the sorted values.
+    let mut sorted = durations.clone();
+    sorted.sort_by(f64::total_cmp);
+    for (key, q) in [
+        ("medianExecutionTime", 0.5),
+        ("p95ExecutionTime", 0.95),
+        ("p99ExecutionTime", 0.99),
+    ] {
+        let want = exact_quantile(&sorted, q);
+        let got = window[key].as_f64().unwrap();
+        assert!(within(got, want, 0.01), "{key}: {got} vs exact {want}");
+    }
+    for (i, op) in ops.iter().enumerate() {
+        let mut v = by_type[i].clone();
+        v.sort_by(f64::total_cmp);
+        let t = &m["executionMetricsByOperationType"][op]["sinceStart"];
+        assert_eq!(t["totalExecutions"], v.len() as u64);
+        for (key, q) in [("medianExecutionTime", 0.5), ("p99ExecutionTime", 0.99)] {
+            let got = t[key].as_f64().unwrap();
+            let want = exact_quantile(&v, q);
+            assert!(within(got, want, 0.01), "{op} {key}: {got} vs {want}");
+        }
+    }
+
+    // Distribution buckets, exact, with the histogram's edges ((previous, bound] seconds).
+    let edges = [1000.0, 5000.0, 10_000.0, 30_000.0, 60_000.0];
+    let mut want = [0u64; 6];
+    for d in &durations {
+        want[edges.iter().position(|e| d <= e).unwrap_or(5)] += 1;
+    }
+    let dist = &window["executionTimeDistribution"];
+    let got: Vec<u64> = [
+        "under1s", "under5s", "under10s", "under30s", "under60s", "over60s",
+    ]
+    .iter()
+    .map(|k| dist[k].as_u64().unwrap())
+    .collect();
+    assert_eq!(got, want.to_vec());
+
+    // The Prometheus histogram says the same (cumulative buckets summed over types).
+    let (_, prom) = common::http_get(&agent.url("/metrics")).unwrap();
+    let series_sum = |prefix: &str| -> f64 {
+        prom.lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        series_sum("codex_execution_time_seconds_count{") as u64,
+        N as u64
+    );
+    let mut cumulative = 0;
+    for (i, le) in ["1", "5", "10", "30", "60"].iter().enumerate() {
+        cumulative += want[i];
+        let got = prom
+            .lines()
+            .filter(|l| {
+                l.starts_with("codex_execution_time_seconds_bucket{")
+                    && l.contains(&format!("le=\"{le}\""))
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum::<u64>();
+        assert_eq!(got, cumulative, "le={le}");
+    }
+    let sum_s = series_sum("codex_execution_time_seconds_sum{");
+    assert!(within(sum_s, mean * N as f64 / 1000.0, 1e-9));
+
+    // The specification's own commands, run on the same file.
+    let f = file.display();
+    let out = sh(&format!(
+        "cat {f} | jq '.timing.duration' | awk '{{sum+=$1; count++}} END {{print \"Average:\", sum/count \"ms\"}}'"
+    ));
+    let jq_avg: f64 = out
+        .trim()
+        .strip_prefix("Average: ")
+        .and_then(|s| s.strip_suffix("ms"))
+        .unwrap_or_else(|| panic!("unexpected output {out:?}"))
+        .parse()
+        .unwrap();
+    // awk prints 6 significant digits.
+    assert!(within(avg, jq_avg, 5e-6), "agent {avg} vs jq/awk {jq_avg}");
+    let out = sh(&format!(
+        "cat {f} | jq -r '.operationType' | sort | uniq -c | sort -nr"
+    ));
+    let mut jq_types = 0;
+    for l in out.lines() {
+        let (count, op) = l.trim().split_once(' ').unwrap();
+        let agent_count = &m["executionMetricsByOperationType"][op]["sinceStart"]["totalExecutions"];
+        assert_eq!(agent_count, count.parse::<u64>().unwrap(), "{op}");
+        jq_types += 1;
+    }
+    assert_eq!(jq_types, ops.len());
+    let out = sh(&format!(
+        "cat {f} | jq 'select(.result.timedOut == true)' | jq -r '.timing.duration' | wc -l"
+    ));
+    assert_eq!(out.trim().parse::<u64>().unwrap(), timed_out);
+    let out = sh(&format!(
+        "cat {f} | jq -c 'select(.result.success == false)' | wc -l"
+    ));
+    assert_eq!(out.trim().parse::<u64>().unwrap(), failed + timed_out);
+}
+
+/// Peak resident memory of a process (VmHWM), KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn bad_lines_are_counted_and_skipped_with_bounded_memory() {
+    let (work, logs) = setup();
+    let file = logs.join(DAY1);
+    std::fs::write(&file, "").unwrap();
+    let mut agent = Agent::start(work.path(), &[]);
+    let before = peak_rss_kib(agent.child.id());
+    let mut f = OpenOptions::new().append(true).open(&file).unwrap();
+    let mut garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .filter(|b| *b != b'\n')
+        .collect();
+    garbage.insert(0, 0xff);
+    garbage.push(b'\n');
+    let mut bytes: Vec<u8> = Vec::new();
+    bytes.extend(line(1).as_bytes());
+    bytes.extend(b"{\"timestamp\":\n"); // malformed: cut short
+    bytes.extend(b"{\"timing\":{},\"result\":{\"success\":true}}\n"); // missing duration
+    bytes.extend(b"{\"timing\":{\"duration\":\"12\"},\"result\":{\"success\":true}}\n"); // wrong type
+    bytes.extend(&garbage); // binary garbage: malformed
+    bytes.extend(b"\n"); // empty
+    bytes.extend(line(2).as_bytes());
+    f.write_all(&bytes).unwrap();
+    // A 10 MB line, written in pieces as a slow writer would.
+    let piece = vec![b'x'; 1 << 20];
+    for _ in 0..10 {
+        f.write_all(&piece).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f.write_all(b"\n").unwrap();
+    f.write_all(line(3).as_bytes()).unwrap();
+    agent.expect_total(3, work.path());
+    let m = agent.metrics();
+    let lines = &m["operationsLog"]["lines"];
+    assert_eq!(lines["ok"], 3, "{lines}");
+    assert_eq!(lines["malformed"], 2, "{lines}");
+    assert_eq!(lines["missing_field"], 1, "{lines}");
+    assert_eq!(lines["invalid"], 1, "{lines}");
+    assert_eq!(lines["empty"], 1, "{lines}");
+    assert_eq!(lines["too_long"], 1, "{lines}");
+    let (_, prom) = common::http_get(&agent.url("/metrics")).unwrap();
+    assert!(prom.contains("codex_sentinel_oplog_lines_total{result=\"malformed\"} 2"));
+    // The long line was never held whole: the peak grew by far less than its 10 MB.
+    let grown = peak_rss_kib(agent.child.id()).saturating_sub(before);
+    assert!(grown < 6 * 1024, "peak RSS grew by {grown} KiB");
+    assert!(agent.child.try_wait().unwrap().is_none(), "agent exited");
+    // Warnings about bad lines are rate-limited: one for this burst.
+    std::thread::sleep(Duration::from_millis(300));
+    let log = agent_logs(work.path());
+    assert_eq!(
+        log.matches("operations-log lines skipped").count(),
+        1,
+        "{log}"
+    );
+}
+
+#[test]
+fn unreadable_log_directory_is_reported_and_recovered_from() {
+    // As root (the CI), file permissions cannot make a file unreadable; a directory path that
+    // is a regular file fails to be listed for everyone.
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("logs")).unwrap();
+    std::fs::write(work.path().join("logs/codex"), "not a directory").unwrap();
+    let agent = Agent::start(work.path(), &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while agent.metrics()["operationsLog"]["readErrors"]["list"]
+        .as_u64()
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(Instant::now() < deadline, "listing errors not counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(agent.metrics()["operationsLog"]["directoryExists"], false);
+    let (_, prom) = common::http_get(&agent.url("/metrics")).unwrap();
+    assert!(prom.contains("codex_sentinel_oplog_read_errors_total{kind=\"list\"}"));
+    std::fs::remove_file(work.path().join("logs/codex")).unwrap();
+    std::fs::create_dir_all(work.path().join("logs/codex")).unwrap();
+    let mut text = String::new();
+    for i in 0..10 {
+        text.push_str(&line(i));
+    }
+    std::fs::write(work.path().join("logs/codex").join(DAY1), text).unwrap();
+    agent.expect_total(10, work.path());
+    assert_eq!(
+        agent_logs(work.path())
+            .matches("cannot be read")
+            .count(),
+        1,
+        "the warning is rate-limited"
+    );
+}
