@@ -71,7 +71,10 @@ impl Agent {
         // Without backfill the first look decides where reading starts: lines written before
         // it are (by design) not counted, so the tests write only after it.
         while agent.metrics()["operationsLog"]["readerStarted"] != true {
-            assert!(Instant::now() < deadline, "operations-log reader not started");
+            assert!(
+                Instant::now() < deadline,
+                "operations-log reader not started"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         agent
@@ -246,7 +249,11 @@ impl Writer {
     fn wait_for(&self, n: u64) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.written() < n {
-            assert!(Instant::now() < deadline, "writer stalled at {}", self.written());
+            assert!(
+                Instant::now() < deadline,
+                "writer stalled at {}",
+                self.written()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -696,7 +703,8 @@ fn percentiles_buckets_and_the_specifications_jq_commands_agree() {
     let mut jq_types = 0;
     for l in out.lines() {
         let (count, op) = l.trim().split_once(' ').unwrap();
-        let agent_count = &m["executionMetricsByOperationType"][op]["sinceStart"]["totalExecutions"];
+        let agent_count =
+            &m["executionMetricsByOperationType"][op]["sinceStart"]["totalExecutions"];
         assert_eq!(agent_count, count.parse::<u64>().unwrap(), "{op}");
         jq_types += 1;
     }
@@ -806,9 +814,7 @@ fn unreadable_log_directory_is_reported_and_recovered_from() {
     std::fs::write(work.path().join("logs/codex").join(DAY1), text).unwrap();
     agent.expect_total(10, work.path());
     assert_eq!(
-        agent_logs(work.path())
-            .matches("cannot be read")
-            .count(),
+        agent_logs(work.path()).matches("cannot be read").count(),
         1,
         "the warning is rate-limited"
     );

@@ -48,7 +48,7 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("CODEX_HEALTH_PATH", "healthMonitoring.endpoints.path", Kind::Str, "Base path of the JSON endpoints (new)."),
     ("CODEX_HEALTH_THRESHOLD_AVAILABILITY_TIMEOUT", "healthMonitoring.thresholds.availabilityTimeout", Kind::Int, "ms; a slower probe is a warning."),
     ("CODEX_HEALTH_THRESHOLD_MAX_EXECUTION_TIME", "healthMonitoring.thresholds.maxExecutionTime", Kind::Int, "ms; p95 above it is a warning."),
-    ("CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "healthMonitoring.thresholds.minSuccessRate", Kind::Float, "Percent; below it is a warning."),
+    ("CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "healthMonitoring.thresholds.minSuccessRate", Kind::Float, "Percent; below it the success-rate check is critical."),
     ("CODEX_HEALTH_THRESHOLD_MAX_ERROR_RATE", "healthMonitoring.thresholds.maxErrorRate", Kind::Float, "Percent; above it is a warning."),
     ("CODEX_HEALTH_THRESHOLD_MAX_MEMORY_USAGE", "healthMonitoring.thresholds.maxMemoryUsage", Kind::Int, "MB across Codex processes."),
     ("CODEX_HEALTH_THRESHOLD_MAX_CONCURRENT_PROCESSES", "healthMonitoring.thresholds.maxConcurrentProcesses", Kind::Int, "Codex processes at once."),
@@ -74,7 +74,7 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("CODEX_SAMPLE_INTERVAL", "processes.sampleInterval", Kind::Int, "ms between process samples."),
     // — operations log (new names)
     ("CODEX_OPERATIONS_LOG_DIR", "operationsLog.dir", Kind::Str, "Directory of codex-operations-YYYY-MM-DD.jsonl."),
-    ("CODEX_OPERATIONS_LOG_BACKFILL", "operationsLog.backfill", Kind::Bool, "Read today's file from its start."),
+    ("CODEX_OPERATIONS_LOG_BACKFILL", "operationsLog.backfill", Kind::Bool, "First start without a checkpoint: read today's file from its start, not its end."),
     // — alerting
     ("ENABLE_CODEX_ALERTING", "alerting.enabled", Kind::Bool, "Evaluate alert rules."),
     ("CODEX_ALERT_COOLDOWN", "alerting.cooldown", Kind::Int, "ms between repeats of one alert."),

@@ -131,8 +131,25 @@ fn bucket_of(duration_ms: f64) -> usize {
         .unwrap_or(catalog::EXECUTION_TIME_BUCKETS.len())
 }
 
+/// Where an execution goes in every aggregate, computed once per execution.
+#[derive(Clone, Copy)]
+struct Placement {
+    bucket: usize,
+    sketch_index: Option<i32>,
+}
+
+impl Placement {
+    fn of(duration_ms: f64) -> Self {
+        Placement {
+            bucket: bucket_of(duration_ms),
+            sketch_index: (duration_ms >= sketch::MIN_VALUE_MS)
+                .then(|| sketch::bucket_index(duration_ms)),
+        }
+    }
+}
+
 impl Aggregate {
-    fn record(&mut self, e: &Execution) {
+    fn record(&mut self, e: &Execution, at: Placement) {
         self.total += 1;
         match e.outcome {
             Outcome::Success => self.success += 1,
@@ -147,8 +164,8 @@ impl Aggregate {
             self.queue_wait_sum_ms += q;
             self.queue_wait_count += 1;
         }
-        self.buckets[bucket_of(e.duration)] += 1;
-        self.sketch.record(e.duration);
+        self.buckets[at.bucket] += 1;
+        self.sketch.record_at(e.duration, at.sketch_index);
     }
 
     fn merge(&mut self, o: &Aggregate) {
@@ -390,10 +407,11 @@ impl ExecutionStats {
         let horizon = self.window_start(now);
         for e in &batch.executions {
             let t = map.get(usize::from(e.operation)).copied().unwrap_or(0);
-            self.state.totals[usize::from(t)].record(e);
+            let at = Placement::of(e.duration);
+            self.state.totals[usize::from(t)].record(e, at);
             let ts = e.timestamp.min(now);
             if ts >= horizon {
-                self.slot(ts).aggregate(t).record(e);
+                self.slot(ts).aggregate(t).record(e, at);
             }
             if e.outcome != Outcome::Success {
                 self.remember_failure(e, t, ts);
@@ -488,6 +506,9 @@ impl ExecutionStats {
     fn slot(&mut self, ts: u64) -> &mut Slot {
         let start = ts - ts % self.slot_ms;
         let slots = &mut self.state.slots;
+        if slots.back().is_some_and(|s| s.start == start) {
+            return slots.back_mut().expect("checked");
+        }
         // Slots are kept sorted by start; nearly every execution lands in the newest one.
         let pos = slots.iter().rposition(|s| s.start <= start);
         match pos {
@@ -623,17 +644,20 @@ impl ExecutionStats {
         let mut base = Map::new();
         base.insert("window".into(), json!(self.window_ms));
         base.insert("executions".into(), json!(w.total));
-        let check = |name: &str, status, message: String, details: Map<String, Value>, recs: &[&str]| Evaluated {
-            check: HealthCheck {
-                name: name.into(),
-                status,
-                message,
-                timestamp: now,
-                duration: 0,
-                details,
-            },
-            recommendations: recs.iter().map(|s| s.to_string()).collect(),
-        };
+        let check =
+            |name: &str, status, message: String, details: Map<String, Value>, recs: &[&str]| {
+                Evaluated {
+                    check: HealthCheck {
+                        name: name.into(),
+                        status,
+                        message,
+                        timestamp: now,
+                        duration: 0,
+                        details,
+                    },
+                    recommendations: recs.iter().map(|s| s.to_string()).collect(),
+                }
+            };
         let too_few = w.total < MIN_EXECUTIONS_FOR_RATES;
         let few_message = |what: &str| {
             format!(
@@ -723,7 +747,10 @@ impl ExecutionStats {
 
         // execution-time: p95 against maxExecutionTime, then avg/p95/p99 against baselines.
         let mut d = base;
-        d.insert("averageExecutionTime".into(), json!(m.average_execution_time));
+        d.insert(
+            "averageExecutionTime".into(),
+            json!(m.average_execution_time),
+        );
         d.insert("p95ExecutionTime".into(), json!(m.p95_execution_time));
         d.insert("p99ExecutionTime".into(), json!(m.p99_execution_time));
         d.insert("maxExecutionTime".into(), json!(self.max_execution_time));
@@ -756,7 +783,10 @@ impl ExecutionStats {
         } else if !over_baseline.is_empty() {
             (
                 Status::Warning,
-                format!("Execution times above baseline: {}", over_baseline.join(", ")),
+                format!(
+                    "Execution times above baseline: {}",
+                    over_baseline.join(", ")
+                ),
             )
         } else {
             (
@@ -806,7 +836,10 @@ impl ExecutionStats {
             "executionMetricsSinceStart".into(),
             json!(self.totals().metrics()),
         );
-        extra.insert("executionMetricsByOperationType".into(), Value::Object(by_type));
+        extra.insert(
+            "executionMetricsByOperationType".into(),
+            Value::Object(by_type),
+        );
         let files: Vec<Value> = self
             .cursors
             .iter()
@@ -863,7 +896,7 @@ impl ExecutionStats {
                 def: &catalog::OPLOG_LINES,
                 labels: vec![r.as_str().into()],
                 value: SampleValue::Counter(
-                    self.state.lines.get(r.as_str()).copied().unwrap_or(0) as f64,
+                    self.state.lines.get(r.as_str()).copied().unwrap_or(0) as f64
                 ),
             });
         }

@@ -32,6 +32,7 @@ fn bucket_value(index: i32) -> f64 {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "SparseSketch", into = "SparseSketch")]
 pub struct Sketch {
     /// Values below [`MIN_VALUE_MS`].
     zeros: u64,
@@ -44,12 +45,65 @@ pub struct Sketch {
     max: f64,
 }
 
+/// The persisted form: only the used buckets, as `[index, count]` pairs (a minute's sketch
+/// uses a few of the hundreds of buckets between its extremes).
+#[derive(Serialize, Deserialize)]
+struct SparseSketch {
+    zeros: u64,
+    bins: Vec<(i32, u64)>,
+    count: u64,
+    min: f64,
+    max: f64,
+}
+
+impl From<Sketch> for SparseSketch {
+    fn from(s: Sketch) -> Self {
+        let bins = s
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, n)| (s.offset + i as i32, *n))
+            .collect();
+        SparseSketch {
+            zeros: s.zeros,
+            bins,
+            count: s.count,
+            min: s.min,
+            max: s.max,
+        }
+    }
+}
+
+impl From<SparseSketch> for Sketch {
+    fn from(p: SparseSketch) -> Self {
+        let mut s = Sketch {
+            zeros: p.zeros,
+            count: p.count,
+            min: p.min,
+            max: p.max,
+            ..Default::default()
+        };
+        for (i, n) in p.bins {
+            s.add_at(i, n);
+        }
+        s
+    }
+}
+
 impl Sketch {
     pub fn count(&self) -> u64 {
         self.count
     }
 
     pub fn record(&mut self, value_ms: f64) {
+        let index = (value_ms >= MIN_VALUE_MS).then(|| bucket_index(value_ms));
+        self.record_at(value_ms, index);
+    }
+
+    /// Records a value whose bucket index is already known (`None`: below the minimum), so
+    /// that one execution recorded in several aggregates takes one logarithm.
+    pub fn record_at(&mut self, value_ms: f64, index: Option<i32>) {
         if self.count == 0 {
             self.min = value_ms;
             self.max = value_ms;
@@ -58,11 +112,10 @@ impl Sketch {
             self.max = self.max.max(value_ms);
         }
         self.count += 1;
-        if value_ms < MIN_VALUE_MS {
-            self.zeros += 1;
-            return;
+        match index {
+            Some(i) => self.add_at(i, 1),
+            None => self.zeros += 1,
         }
-        self.add_at(bucket_index(value_ms), 1);
     }
 
     fn add_at(&mut self, index: i32, n: u64) {
@@ -171,6 +224,19 @@ mod tests {
                 "q={q}: {got} vs {want}"
             );
         }
+    }
+
+    #[test]
+    fn persisted_form_is_sparse_and_round_trips() {
+        let mut s = Sketch::default();
+        for v in [0.0, 1.0, 1000.0, 1e6] {
+            s.record(v);
+        }
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.len() < 200, "{json}");
+        let back: Sketch = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.quantile(0.75), s.quantile(0.75));
+        assert_eq!(back.count(), 4);
     }
 
     #[test]

@@ -417,7 +417,10 @@ mod tests {
         assert_eq!(p.duration, 2345.5);
         assert!(!p.success);
         assert!(p.timed_out);
-        assert!(matches!(p.error, Some(Cow::Borrowed("Timed out after 45000ms"))));
+        assert!(matches!(
+            p.error,
+            Some(Cow::Borrowed("Timed out after 45000ms"))
+        ));
         assert_eq!(p.retry_count, 2);
         assert_eq!(p.queue_wait, Some(12.0));
     }
@@ -435,7 +438,11 @@ mod tests {
             let line = format!(
                 r#"{{"timestamp":{ts},"timing":{{"duration":1}},"result":{{"success":true}}}}"#
             );
-            assert_eq!(parse_line(line.as_bytes()).unwrap().timestamp, Some(ms), "{ts}");
+            assert_eq!(
+                parse_line(line.as_bytes()).unwrap().timestamp,
+                Some(ms),
+                "{ts}"
+            );
         }
     }
 
@@ -492,7 +499,10 @@ mod tests {
     #[test]
     fn rfc3339_edges() {
         assert_eq!(parse_rfc3339(b"1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339(b"2000-02-29T00:00:00Z"), Some(951_782_400_000));
+        assert_eq!(
+            parse_rfc3339(b"2000-02-29T00:00:00Z"),
+            Some(951_782_400_000)
+        );
         assert_eq!(parse_rfc3339(b"2026-13-01T00:00:00Z"), None);
         assert_eq!(parse_rfc3339(b"2026-11-26T10:00:00.Z"), None);
         assert_eq!(parse_rfc3339(b"2026-11-26T10:00:00+0100"), None);

@@ -79,9 +79,7 @@ pub struct TailConfig {
 
 impl TailConfig {
     pub fn new(dir: PathBuf, pattern: &str, backfill: bool) -> Self {
-        let (prefix, suffix) = pattern
-            .split_once("YYYY-MM-DD")
-            .unwrap_or((pattern, ""));
+        let (prefix, suffix) = pattern.split_once("YYYY-MM-DD").unwrap_or((pattern, ""));
         TailConfig {
             dir,
             prefix: prefix.into(),
@@ -92,12 +90,18 @@ impl TailConfig {
 
     /// The date of a dated (active) file name, e.g. `2026-11-26`.
     fn date_of<'a>(&self, name: &'a str) -> Option<&'a str> {
-        let date = name.strip_prefix(&self.prefix)?.strip_suffix(&self.suffix)?;
+        let date = name
+            .strip_prefix(&self.prefix)?
+            .strip_suffix(&self.suffix)?;
         let b = date.as_bytes();
         let ok = b.len() == 10
-            && b.iter()
-                .enumerate()
-                .all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() });
+            && b.iter().enumerate().all(|(i, c)| {
+                if i == 4 || i == 7 {
+                    *c == b'-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            });
         ok.then_some(date)
     }
 }
@@ -373,7 +377,12 @@ impl Tailer {
         }
 
         // 2. New dated files.
-        let newest_dated = listing.iter().filter(|e| e.dated).map(|e| &e.path).max().cloned();
+        let newest_dated = listing
+            .iter()
+            .filter(|e| e.dated)
+            .map(|e| &e.path)
+            .max()
+            .cloned();
         for e in listing.iter().filter(|e| e.dated) {
             if self.is_tracked(e) {
                 continue;
@@ -575,8 +584,8 @@ impl Tailer {
                 return;
             }
         };
-        let truncated = size < t.cursor.offset
-            || fingerprint(file, t.cursor.fp_len) != Some(t.cursor.fp_hash);
+        let truncated =
+            size < t.cursor.offset || fingerprint(file, t.cursor.fp_len) != Some(t.cursor.fp_hash);
         if truncated && t.renamed && reopened {
             // Another file under a reused inode (the old one was deleted while closed, and
             // logrotate created the new one at once): a new file, read from its start.
@@ -857,7 +866,10 @@ mod tests {
     #[test]
     fn names_and_dates() {
         let c = TailConfig::new("x".into(), "codex-operations-YYYY-MM-DD.jsonl", false);
-        assert_eq!(c.date_of("codex-operations-2026-11-26.jsonl"), Some("2026-11-26"));
+        assert_eq!(
+            c.date_of("codex-operations-2026-11-26.jsonl"),
+            Some("2026-11-26")
+        );
         assert_eq!(c.date_of("codex-operations-2026-11-26.jsonl.1"), None);
         assert_eq!(c.date_of("codex-operations-2026-1-26.jsonl"), None);
     }
@@ -874,7 +886,11 @@ mod tests {
         assert_eq!(ok_lines(&out), 0, "started at the end");
         append(&f, &half[20..]);
         append(&f, &line(3)[..10]);
-        assert_eq!(ok_lines(&t.poll(0)), 1, "the line being written when we started");
+        assert_eq!(
+            ok_lines(&t.poll(0)),
+            1,
+            "the line being written when we started"
+        );
         assert_eq!(ok_lines(&t.poll(0)), 0);
         append(&f, &line(3)[10..]);
         assert_eq!(ok_lines(&t.poll(0)), 1);
