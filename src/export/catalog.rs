@@ -239,7 +239,7 @@ metric!(
     "codex_sentinel.oplog.read_errors",
     Counter,
     "1",
-    "Problems reading the operations log, by kind (list, open, read, truncated_without_copy, lost_file)",
+    "Problems reading the operations log, by kind (list, open, read, truncated_without_copy, lost_file, checkpoint_write)",
     ["kind"],
     None,
     &[]

@@ -101,6 +101,9 @@ pub struct ExecutionBatch {
     pub cursors: Vec<FileCursor>,
     /// Whether the log directory exists.
     pub dir_exists: bool,
+    /// Held until the monitor has applied the batch: the reader counts the clones of its
+    /// ticket to bound the batches in flight (and so its memory).
+    pub ticket: std::sync::Arc<()>,
 }
 
 /// Counts, sums, distribution and sketch of a set of executions.
@@ -470,6 +473,11 @@ impl ExecutionStats {
             Ok(()) => self.dirty = false,
             Err(e) => {
                 self.write_failures += 1;
+                *self
+                    .state
+                    .read_errors
+                    .entry("checkpoint_write".into())
+                    .or_default() += 1;
                 // Once a minute at most (one attempt a second while it fails).
                 if self.write_failures % 60 == 1 {
                     tracing::warn!(path = %path.display(), error = %e, failures = self.write_failures,

@@ -28,6 +28,9 @@ use tail::{TailConfig, Tailer};
 
 /// How often the files are looked at when caught up (an appended line shows within ~this).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Batches sent but not yet applied by the monitor, at most: bounds the reader's memory when
+/// it reads faster than the monitor folds (a backlog being read).
+pub const MAX_BATCHES_IN_FLIGHT: usize = 4;
 
 /// Builds the tailer for `config`, resuming from the checkpoint when it belongs to the same
 /// directory and pattern.
@@ -60,7 +63,14 @@ pub async fn run(config: Arc<Config>, sender: ObservationSender, shutdown: Cance
     let ol = &config.operations_log;
     tracing::info!(dir = %ol.dir.display(), pattern = %ol.pattern, backfill = ol.backfill, "operations-log reader started");
     let mut tailer = tailer(&config);
+    let ticket = Arc::new(());
     loop {
+        while Arc::strong_count(&ticket) > MAX_BATCHES_IN_FLIGHT {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+            }
+        }
         let polled = tokio::task::spawn_blocking(move || {
             let out = tailer.poll(now_ms());
             (tailer, out)
@@ -75,7 +85,8 @@ pub async fn run(config: Arc<Config>, sender: ObservationSender, shutdown: Cance
                 return;
             }
         };
-        if let Some(batch) = out.batch {
+        if let Some(mut batch) = out.batch {
+            batch.ticket = ticket.clone();
             if !sender.send_wait(Observation::Executions(batch)).await {
                 return; // the monitor is gone: shutting down
             }
