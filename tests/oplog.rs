@@ -158,8 +158,8 @@ fn agent_logs(workdir: &Path) -> String {
 /// One generated execution line (~135 bytes, as the application writes them).
 fn line(i: u64) -> String {
     let ops = ["audit", "review", "fix"];
-    let success = i % 10 != 0;
-    let timed_out = i % 50 == 0;
+    let success = !i.is_multiple_of(10);
+    let timed_out = i.is_multiple_of(50);
     format!(
         "{{\"timestamp\":{},\"operationType\":\"{}\",\"sessionId\":\"s-{i}\",\"timing\":{{\"duration\":{},\"queueWait\":{}}},\"result\":{{\"success\":{},\"timedOut\":{}}},\"retryCount\":{}}}\n",
         now_ms(),
@@ -230,7 +230,7 @@ impl Writer {
                 }
                 i += 1;
                 w.store(i, Ordering::SeqCst);
-                if i % 8 == 0 {
+                if i.is_multiple_of(8) {
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
@@ -682,6 +682,30 @@ fn percentiles_buckets_and_the_specifications_jq_commands_agree() {
     }
     let sum_s = series_sum("codex_execution_time_seconds_sum{");
     assert!(within(sum_s, mean * N as f64 / 1000.0, 1e-9));
+    // The populated page passes Prometheus' own linter.
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; installed by scripts/test)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(prom.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
 
     // The specification's own commands, run on the same file.
     let f = file.display();

@@ -936,11 +936,12 @@ mod tests {
     }
 
     fn stats(window: u64) -> ExecutionStats {
-        let mut s = ExecutionStats::default();
-        s.enabled = true;
-        s.window_ms = window;
-        s.slot_ms = window / SLOTS_PER_WINDOW;
-        s
+        ExecutionStats {
+            enabled: true,
+            window_ms: window,
+            slot_ms: window / SLOTS_PER_WINDOW,
+            ..Default::default()
+        }
     }
 
     #[test]

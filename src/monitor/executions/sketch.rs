@@ -169,7 +169,7 @@ impl Sketch {
         }
         let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
         if rank <= self.zeros {
-            return self.min.max(0.0).min(MIN_VALUE_MS);
+            return self.min.clamp(0.0, MIN_VALUE_MS);
         }
         let mut seen = self.zeros;
         for (i, n) in self.counts.iter().enumerate() {
