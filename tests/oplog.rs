@@ -19,8 +19,6 @@ use serde_json::Value;
 const LOGROTATE: &str = "/usr/sbin/logrotate";
 const DAY1: &str = "codex-operations-2026-11-26.jsonl";
 const DAY2: &str = "codex-operations-2026-11-27.jsonl";
-/// Time between two rotations: several of the agent's polls.
-const ROTATION_GAP: Duration = Duration::from_millis(800);
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -121,6 +119,14 @@ impl Agent {
             m["operationsLog"]
         );
         m
+    }
+
+    fn wait_total_at_least(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.total() < n {
+            assert!(Instant::now() < deadline, "agent stuck below {n}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn kill9(mut self) {
@@ -325,10 +331,11 @@ fn rotation_case(options: &str, mode: WriteMode, with_lock: bool) -> (tempfile::
     let writer = Writer::start(logs.clone(), mode, lock.clone(), |_| DAY1);
     for round in 1..=3 {
         writer.wait_for(round * 1500);
+        // A file must have been seen by the agent before it is compressed away or deleted
+        // (daily rotation leaves it a day): wait until it read from the current file. Its
+        // unread tail is still being appended to when the rotation comes.
+        agent.wait_total_at_least(round * 1500 - 500);
         rotate(&logs, work.path(), options, lock.as_deref());
-        // A file must exist under a name the agent reads for at least one poll (250 ms) before
-        // it is compressed away or deleted; daily rotation leaves a day.
-        std::thread::sleep(ROTATION_GAP);
     }
     writer.wait_for(6000);
     let written = writer.finish();
@@ -401,8 +408,8 @@ fn deleted_and_recreated_file_with_a_concurrent_writer() {
     let writer = Writer::start(logs.clone(), WriteMode::ReopenPerLine, None, |_| DAY1);
     for round in 1..=3 {
         writer.wait_for(round * 1500);
+        agent.wait_total_at_least(round * 1500 - 500);
         std::fs::remove_file(logs.join(DAY1)).unwrap();
-        std::thread::sleep(ROTATION_GAP);
     }
     writer.wait_for(6000);
     let written = writer.finish();
