@@ -1007,6 +1007,78 @@ mod tests {
     }
 
     #[test]
+    fn queue_metrics_follow_littles_law() {
+        let hour = 3_600_000;
+        let minute = hour / SLOTS_PER_WINDOW;
+        let mut s = stats(hour);
+        let now = 100 * hour + 30_000; // half-way through a minute
+        let this_minute = now - now % minute;
+        let mut executions = Vec::new();
+        // Last complete minute: 60 executions that each waited 2 s → on average 2 waiting.
+        for i in 0..60 {
+            let mut e = exec(this_minute - minute + i * 1000, 0, 10.0, Outcome::Success);
+            e.queue_wait = Some(2000.0);
+            executions.push(e);
+        }
+        // Ten minutes earlier: 30 executions that waited 10 s each → 5 waiting on average.
+        for i in 0..30 {
+            let mut e = exec(
+                this_minute - 10 * minute + i * 1000,
+                0,
+                10.0,
+                Outcome::Success,
+            );
+            e.queue_wait = Some(10_000.0);
+            executions.push(e);
+        }
+        executions.push(exec(now, 0, 10.0, Outcome::Success)); // no queueWait logged
+        s.apply(
+            ExecutionBatch {
+                operation_types: vec!["audit".into()],
+                executions,
+                ..Default::default()
+            },
+            now,
+        );
+        let q = s.queue_metrics(now);
+        assert_eq!(q.current_size, 2.0);
+        assert_eq!(q.peak_size, 5.0);
+        assert_eq!(
+            q.average_wait_time,
+            (60.0 * 2000.0 + 30.0 * 10_000.0) / 90.0
+        );
+    }
+
+    #[test]
+    fn checkpoint_round_trip_restores_every_figure() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.state_dir = dir.path().to_path_buf();
+        let now = crate::util::now_ms();
+        let mut s = ExecutionStats::new(&config);
+        let mut e = exec(now - 5000, 0, 1234.0, Outcome::Failure);
+        e.error = Some("boom".into());
+        s.apply(
+            ExecutionBatch {
+                operation_types: vec!["audit".into()],
+                executions: vec![e, exec(now, 0, 99_000.0, Outcome::Success)],
+                lines: [2, 1, 0, 0, 0, 0],
+                ..Default::default()
+            },
+            now,
+        );
+        s.flush();
+        let restored = ExecutionStats::new(&config);
+        assert_eq!(restored.metrics(now), s.metrics(now));
+        assert_eq!(restored.samples(), s.samples());
+        let (mut a, mut b) = (ReliabilityMetrics::default(), ReliabilityMetrics::default());
+        s.fill_reliability(&mut a, now);
+        restored.fill_reliability(&mut b, now);
+        assert_eq!(a, b);
+        assert_eq!(b.recent_failures[0].error, "boom");
+    }
+
+    #[test]
     fn operation_types_are_bounded() {
         let mut s = stats(3_600_000);
         let names: Vec<String> = (0..100).map(|i| format!("op{i}")).collect();
