@@ -1052,8 +1052,10 @@ mod tests {
     #[test]
     fn checkpoint_round_trip_restores_every_figure() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.state_dir = dir.path().to_path_buf();
+        let config = Config {
+            state_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
         let now = crate::util::now_ms();
         let mut s = ExecutionStats::new(&config);
         let mut e = exec(now - 5000, 0, 1234.0, Outcome::Failure);
