@@ -446,10 +446,19 @@ impl Tailer {
             .map(|t| t.cursor.path.clone())
             .max();
         let now = Instant::now();
+        let budget_spent = budget == 0;
         self.tracked.retain_mut(|t| {
             let idle = now.duration_since(t.last_growth);
             if t.gone {
-                return t.file.is_some() && idle < DELETED_GRACE;
+                // Drained through the descriptor: kept while a writer may still append to it,
+                // or while this poll's budget ran out before its end (a partial last line
+                // alone does not keep it).
+                let unread = budget_spent
+                    && t.file
+                        .as_ref()
+                        .and_then(|f| f.metadata().ok())
+                        .is_some_and(|md| md.len() > t.cursor.offset);
+                return t.file.is_some() && (idle < DELETED_GRACE || unread);
             }
             if t.file.is_some() && Some(&t.cursor.path) != newest.as_ref() && idle >= IDLE_CLOSE {
                 t.file = None;
@@ -461,7 +470,7 @@ impl Tailer {
         let more = budget == 0;
         let cursors = self.cursors();
         let cursors_changed = self.last_sent_cursors.as_ref() != Some(&cursors);
-        let batch = if out.is_empty() && !cursors_changed && !self.dir_changed_unsent() {
+        let batch = if out.is_empty() && !cursors_changed && !self.never_reported() {
             None
         } else {
             let mut batch = out.batch;
@@ -473,8 +482,8 @@ impl Tailer {
         PollOutput { batch, more }
     }
 
-    fn dir_changed_unsent(&self) -> bool {
-        // The first poll always reports (so the monitor learns the reader runs).
+    /// The first poll always reports, so that the monitor learns the reader runs.
+    fn never_reported(&self) -> bool {
         self.last_sent_cursors.is_none()
     }
 
