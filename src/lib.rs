@@ -5,12 +5,15 @@
 //! server and the exporters read.
 
 pub mod alerts;
+pub mod audit;
 pub mod config;
 pub mod export;
 pub mod logging;
 pub mod monitor;
+pub mod reload;
 pub mod server;
 pub mod sources;
+pub mod statefile;
 pub mod util;
 
 use std::net::SocketAddr;
@@ -83,6 +86,7 @@ pub struct RunningAgent {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     shutdown: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
+    reloader: Arc<reload::Reloader>,
 }
 
 impl RunningAgent {
@@ -98,6 +102,16 @@ impl RunningAgent {
             tracing::warn!("shutdown deadline reached; abandoning remaining tasks");
             self.tasks.abort_all();
         }
+    }
+
+    /// Applies a newly loaded configuration without dropping state, or rejects it with the
+    /// reason and keeps the running one (`SIGHUP`, config-file change).
+    pub fn reload(
+        &self,
+        loaded: Result<Config, config::ConfigError>,
+        trigger: &str,
+    ) -> reload::Outcome {
+        self.reloader.reload(loaded, trigger)
     }
 
     /// A token that stops the agent when cancelled (signal handlers hold one).
@@ -117,16 +131,26 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
     let (publish, snapshots) = watch::channel(Arc::new(monitor.snapshot(util::now_ms())));
     let heartbeat = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
+    let (reloader, updates) = reload::Reloader::new(config.clone());
+    // First, so that problems found while starting (a corrupt state file) reach errors-*.log.
+    audit::start(
+        &config.audit_log,
+        snapshots.clone(),
+        shutdown.clone(),
+        &mut tasks,
+    );
 
     // Alert rules run in their own task on the published snapshots; the monitor only reads
     // the engine's published view (active alerts, notification counters).
     let alerting = alerts::start(
         config.clone(),
         snapshots.clone(),
+        Some(updates.clone()),
         shutdown.clone(),
         &mut tasks,
     )
     .map_err(StartError::Alerting)?;
+    let monitor = monitor.with_config_updates(updates.clone());
     let monitor = match &alerting {
         Some(handle) => monitor.with_alerts(handle.view.clone()),
         None => monitor,
@@ -169,25 +193,70 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
         ));
     }
 
-    if config.health_monitoring.enabled {
-        for spec in specs {
-            tracing::info!(probe = %spec.name, program = %spec.program, interval_ms = spec.interval.as_millis() as u64, "probe scheduled");
-            tasks.spawn(sources::scheduler::probe_loop(
-                spec,
-                sender.clone(),
-                shutdown.clone(),
-            ));
-        }
-    } else {
-        tracing::warn!("health monitoring disabled: no probes will run");
-    }
+    tasks.spawn(probe_supervisor(
+        specs,
+        config.health_monitoring.enabled,
+        updates,
+        sender.clone(),
+        shutdown.clone(),
+    ));
 
     Ok(RunningAgent {
         addr,
         snapshots,
         shutdown,
         tasks,
+        reloader: Arc::new(reloader),
     })
+}
+
+/// Runs the probe loops; after a reload that changes a probe (interval, timeout, command,
+/// the list itself) or turns probing on or off, stops the loops and starts the new set. Their
+/// statistics live in the monitor and survive.
+async fn probe_supervisor(
+    mut specs: Vec<ProbeSpec>,
+    mut enabled: bool,
+    mut updates: watch::Receiver<Arc<reload::Update>>,
+    sender: monitor::ObservationSender,
+    shutdown: CancellationToken,
+) {
+    updates.mark_unchanged();
+    let mut updates = Some(updates);
+    loop {
+        let token = shutdown.child_token();
+        let mut loops = tokio::task::JoinSet::new();
+        if enabled {
+            for spec in &specs {
+                tracing::info!(probe = %spec.name, program = %spec.program, interval_ms = spec.interval.as_millis() as u64, "probe scheduled");
+                loops.spawn(sources::scheduler::probe_loop(
+                    spec.clone(),
+                    sender.clone(),
+                    token.clone(),
+                ));
+            }
+        } else {
+            tracing::warn!("health monitoring disabled: no probes will run");
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    while loops.join_next().await.is_some() {}
+                    return;
+                }
+                update = reload::next_update(&mut updates) => {
+                    let new_specs = probe_specs(&update.config);
+                    let new_enabled = update.config.health_monitoring.enabled;
+                    if new_specs != specs || new_enabled != enabled {
+                        specs = new_specs;
+                        enabled = new_enabled;
+                        break;
+                    }
+                }
+            }
+        }
+        token.cancel();
+        while loops.join_next().await.is_some() {}
+    }
 }
 
 /// Runs every probe once and returns the resulting snapshot (`codex-sentinel check`).

@@ -126,13 +126,13 @@ fn main() -> ExitCode {
             ExitCode::from(snapshot.report.overall.code())
         }
         Command::Run => {
-            let cfg = match config::load(&Sources::from_process(cli.config)) {
+            let cfg = match config::load(&Sources::from_process(cli.config.clone())) {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
             init_logging(&cfg, cli.log_format);
             let runtime = runtime(2);
-            runtime.block_on(run(cfg))
+            runtime.block_on(run(cfg, cli.config))
         }
     }
 }
@@ -163,11 +163,15 @@ fn runtime(max_workers: usize) -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-async fn run(cfg: config::Config) -> ExitCode {
+async fn run(cfg: config::Config, config_file: Option<PathBuf>) -> ExitCode {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         "codex-sentinel starting"
     );
+    let watch = cfg
+        .reload
+        .watch_file
+        .then(|| std::time::Duration::from_millis(cfg.reload.watch_interval));
     let agent = match codex_sentinel::start(cfg).await {
         Ok(a) => a,
         Err(e) => {
@@ -176,19 +180,53 @@ async fn run(cfg: config::Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    wait_for_signal().await;
+    serve_signals(&agent, config_file, watch).await;
     tracing::info!("shutting down");
     agent.stop().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// Until SIGTERM or SIGINT: SIGHUP (and, when watched, a change of the configuration file)
+/// reloads the configuration; SIGUSR1 reopens the audit log files.
+async fn serve_signals(
+    agent: &codex_sentinel::RunningAgent,
+    config_file: Option<PathBuf>,
+    watch: Option<std::time::Duration>,
+) {
+    use codex_sentinel::reload;
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    let mut usr1 = signal(SignalKind::user_defined1()).expect("SIGUSR1 handler");
+    let watched = reload::watched_file(config_file.as_deref());
+    let mut fingerprint = reload::file_fingerprint(&watched);
+    let mut poll = tokio::time::interval(watch.unwrap_or(std::time::Duration::from_secs(3600)));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let load = || config::load(&Sources::from_process(config_file.clone()));
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => {
+                fingerprint = reload::file_fingerprint(&watched);
+                agent.reload(load(), "SIGHUP");
+            }
+            _ = usr1.recv() => codex_sentinel::audit::reopen(),
+            _ = poll.tick(), if watch.is_some() => {
+                let now = reload::file_fingerprint(&watched);
+                if now.is_none() && fingerprint.is_some() {
+                    // Mid-replace by an editor or a ConfigMap update: wait for the new file
+                    // rather than falling back to defaults.
+                    tracing::warn!(file = %watched.display(), "configuration file missing; keeping the running configuration");
+                    continue;
+                }
+                if now != fingerprint {
+                    fingerprint = now;
+                    agent.reload(load(), "config file change");
+                }
+            }
+        }
     }
 }

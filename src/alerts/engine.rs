@@ -346,30 +346,78 @@ impl Engine {
         now: u64,
     ) -> Vec<Notification> {
         let previous = std::mem::replace(&mut self.state.config, config);
-        let mut out = Vec::new();
         if previous.is_empty() || previous == self.state.config || !enabled {
-            return out;
+            return Vec::new();
         }
-        let mut changed: Vec<&String> = self
+        let mut changed: Vec<String> = self
             .state
             .config
             .keys()
             .chain(previous.keys())
             .filter(|k| previous.get(*k) != self.state.config.get(*k))
+            .cloned()
             .collect();
         changed.sort();
         changed.dedup();
+        self.raise_config_changed(&previous, &changed, &[], "differ from the previous run", now)
+    }
+
+    /// A reload was applied (see [`crate::reload`]): takes the new rules and settings, keeping
+    /// every series, cooldown and queued event, and raises `configuration-changed` once with
+    /// the keys the reloader found changed (secrets included, values redacted).
+    pub fn config_reloaded(
+        &mut self,
+        update: &crate::reload::Update,
+        enabled: bool,
+        now: u64,
+    ) -> Vec<Notification> {
+        self.settings = EngineSettings::from_config(&update.config.alerting);
+        self.rules = rules::builtin_rules(&update.config);
+        let previous = std::mem::replace(&mut self.state.config, flatten_config(&update.loaded));
+        if !enabled || update.changed.is_empty() {
+            return Vec::new();
+        }
+        let what = format!("changed on reload ({})", update.trigger);
+        self.raise_config_changed(&previous, &update.changed, &update.restart_required, &what, now)
+    }
+
+    fn raise_config_changed(
+        &mut self,
+        previous: &BTreeMap<String, String>,
+        changed: &[String],
+        restart_required: &[String],
+        what: &str,
+        now: u64,
+    ) -> Vec<Notification> {
+        let mut out = Vec::new();
         let shown: Vec<Value> = changed
             .iter()
             .take(50)
             .map(|k| {
-                json!({
+                let mut change = json!({
                     "key": k,
-                    "previous": previous.get(*k),
-                    "current": self.state.config.get(*k),
-                })
+                    "previous": previous.get(k),
+                    "current": self.state.config.get(k),
+                });
+                if !restart_required.is_empty() {
+                    change["applied"] = json!(!restart_required.contains(k));
+                }
+                change
             })
             .collect();
+        let mut details: serde_json::Map<String, Value> =
+            [("changes".to_string(), Value::Array(shown))]
+                .into_iter()
+                .collect();
+        let mut recommendations =
+            vec!["Confirm the change was intended (codex-sentinel config show)".to_string()];
+        if !restart_required.is_empty() {
+            details.insert("restartRequired".into(), json!(restart_required));
+            recommendations.push(format!(
+                "Restart the agent to apply: {}",
+                restart_required.join(", ")
+            ));
+        }
         let finding = Finding {
             key: rules::CONFIGURATION_CHANGED.into(),
             rule: rules::CONFIGURATION_CHANGED.into(),
@@ -377,7 +425,7 @@ impl Engine {
             category: Category::Configuration,
             title: "Codex monitoring configuration changed".into(),
             message: format!(
-                "{} setting(s) differ from the previous run: {}",
+                "{} setting(s) {what}: {}",
                 changed.len(),
                 changed
                     .iter()
@@ -386,12 +434,8 @@ impl Engine {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            details: [("changes".to_string(), Value::Array(shown))]
-                .into_iter()
-                .collect(),
-            recommendations: vec![
-                "Confirm the change was intended (codex-sentinel config show)".into(),
-            ],
+            details,
+            recommendations,
             runbook: "configuration-changed".into(),
         };
         let event = AlertEvent {
@@ -658,6 +702,7 @@ pub fn flatten_config(config: &Config) -> BTreeMap<String, String> {
 pub fn start(
     config: Arc<Config>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
+    updates: Option<watch::Receiver<Arc<crate::reload::Update>>>,
     shutdown: CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<Option<Handle>, String> {
@@ -727,6 +772,7 @@ pub fn start(
         snapshots,
         view_tx,
         cmd_rx,
+        updates,
         Duration::from_millis(a.evaluation_interval),
         shutdown,
     ));
@@ -761,10 +807,14 @@ async fn run(
     snapshots: watch::Receiver<Arc<Snapshot>>,
     view_tx: watch::Sender<Arc<AlertsView>>,
     mut commands: mpsc::Receiver<Command>,
+    mut updates: Option<watch::Receiver<Arc<crate::reload::Update>>>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(interval);
+    if let Some(rx) = updates.as_mut() {
+        rx.mark_unchanged();
+    }
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_saved = engine.state().clone();
     loop {
@@ -776,6 +826,21 @@ async fn run(
             _ = tick.tick() => {
                 let snapshot = snapshots.borrow().clone();
                 engine.evaluate(&snapshot, now_ms())
+            }
+            update = crate::reload::next_update(&mut updates) => {
+                let enabled = !update
+                    .config
+                    .alerting
+                    .rules
+                    .disabled
+                    .iter()
+                    .any(|r| r == rules::CONFIGURATION_CHANGED);
+                let interval = Duration::from_millis(update.config.alerting.evaluation_interval);
+                if interval != tick.period() {
+                    tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                }
+                engine.config_reloaded(&update, enabled, now_ms())
             }
             cmd = commands.recv() => {
                 let Some(cmd) = cmd else { continue };
@@ -807,3 +872,4 @@ async fn run(
         }
     }
 }
+

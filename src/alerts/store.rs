@@ -57,24 +57,13 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) `<dir>/state.json`. A file that cannot be parsed is moved
-    /// aside (`state.json.corrupt-<ms>`) and reported, never silently overwritten.
+    /// aside (`state.json.corrupt-<ms>`) and reported ([`crate::statefile`]), never silently
+    /// overwritten.
     pub fn open(dir: &Path) -> Result<Store, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create alert state directory {}: {e}", dir.display()))?;
         let file = dir.join(STATE_FILE);
-        let persisted = match std::fs::read(&file) {
-            Ok(bytes) => match serde_json::from_slice::<Persisted>(&bytes) {
-                Ok(p) => p,
-                Err(e) => {
-                    let aside = dir.join(format!("{STATE_FILE}.corrupt-{}", crate::util::now_ms()));
-                    let _ = std::fs::rename(&file, &aside);
-                    tracing::error!(error = %e, moved_to = %aside.display(), "alert state file unreadable; starting with empty state");
-                    Persisted::default()
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
-            Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
-        };
+        let persisted = crate::statefile::load_json::<Persisted>(&file, "alerts")?.unwrap_or_default();
         let store = Store {
             file: Some(file),
             inner: Mutex::new(persisted),

@@ -60,6 +60,13 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("CODEX_DEBUG", "logging.debug", Kind::Bool, "Debug-level logs."),
     ("CODEX_SENTINEL_LOG_FORMAT", "logging.format", Kind::Str, "text or json (new)."),
     ("CODEX_STATE_DIR", "stateDir", Kind::Str, "Directory for persistent state (new)."),
+    // — the agent's own log files and reloading (new)
+    ("ENABLE_CODEX_AUDIT_LOGS", "auditLog.enabled", Kind::Bool, "Write logs/audit/health-checks|errors|performance-YYYY-MM-DD.log (new)."),
+    ("CODEX_AUDIT_LOG_DIR", "auditLog.dir", Kind::Str, "Directory of the audit log files (new)."),
+    ("CODEX_AUDIT_LOG_RETENTION_DAYS", "auditLog.retentionDays", Kind::Int, "Delete audit log files older than this many days; 0 keeps them (new)."),
+    ("CODEX_AUDIT_PERFORMANCE_INTERVAL", "auditLog.performanceInterval", Kind::Int, "ms between performance log lines (new)."),
+    ("CODEX_SENTINEL_RELOAD_WATCH", "reload.watchFile", Kind::Bool, "Reload when the configuration file changes, not only on SIGHUP (new)."),
+    ("CODEX_SENTINEL_RELOAD_INTERVAL", "reload.watchInterval", Kind::Int, "ms between checks of the configuration file (new)."),
     // — performance baselines
     ("CODEX_PERF_BASELINE_AVG_TIME", "baselines.avgTime", Kind::Int, "ms."),
     ("CODEX_PERF_BASELINE_P95_TIME", "baselines.p95Time", Kind::Int, "ms."),

@@ -39,6 +39,54 @@ pub struct Config {
     /// Settings of the watched application that the specification documents next to the
     /// monitoring variables. The agent accepts and shows them but does not act on them.
     pub application: ApplicationSettings,
+    /// The agent's own log files (health checks, errors, performance samples).
+    pub audit_log: AuditLogConfig,
+    /// Reloading the configuration while running (SIGHUP, config-file changes).
+    pub reload: ReloadConfig,
+}
+
+/// The specification's `logs/audit/*.log` files, written by the agent: one JSON object a line,
+/// one file per stream and UTC day. `SIGUSR1` reopens them (logrotate's `postrotate`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct AuditLogConfig {
+    pub enabled: bool,
+    pub dir: PathBuf,
+    /// Files of these streams older than this many days are deleted by the agent (0 = keep all,
+    /// e.g. when logrotate does it).
+    pub retention_days: u64,
+    /// ms between lines of `performance-YYYY-MM-DD.log`.
+    pub performance_interval: u64,
+}
+
+impl Default for AuditLogConfig {
+    fn default() -> Self {
+        AuditLogConfig {
+            enabled: true,
+            dir: PathBuf::from("logs/audit"),
+            retention_days: 0,
+            performance_interval: 60_000,
+        }
+    }
+}
+
+/// How a running agent picks up a new configuration. `SIGHUP` always reloads.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// Also reload when the configuration file changes (checked every `watchInterval`).
+    pub watch_file: bool,
+    /// ms between checks of the configuration file.
+    pub watch_interval: u64,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        ReloadConfig {
+            watch_file: false,
+            watch_interval: 2_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -384,6 +432,8 @@ impl Default for Config {
             logging: LoggingConfig::default(),
             state_dir: PathBuf::from(".codex-sentinel"),
             application: ApplicationSettings::default(),
+            audit_log: AuditLogConfig::default(),
+            reload: ReloadConfig::default(),
         }
     }
 }
@@ -825,6 +875,12 @@ impl Config {
             }
         }
         self.validate_alerting(fig)?;
+        if self.audit_log.enabled && self.audit_log.performance_interval == 0 {
+            return bad("auditLog.performanceInterval", "0".into(), "must be > 0 ms");
+        }
+        if self.reload.watch_file && self.reload.watch_interval == 0 {
+            return bad("reload.watchInterval", "0".into(), "must be > 0 ms");
+        }
         if !matches!(
             self.export.statsd.timing_kind.as_str(),
             "distribution" | "histogram"

@@ -245,6 +245,37 @@ metric!(
     &[]
 );
 
+metric!(
+    AUDIT_LOG_LINES,
+    "codex_sentinel.audit_log_lines",
+    Counter,
+    "1",
+    "Lines for the audit log files by stream and result (written, failed: disk error, dropped: writer behind)",
+    ["stream", "result"],
+    None,
+    &[]
+);
+metric!(
+    CONFIG_RELOADS,
+    "codex_sentinel.config_reloads",
+    Counter,
+    "1",
+    "Configuration reloads by result (applied, unchanged, rejected)",
+    ["result"],
+    None,
+    &[]
+);
+metric!(
+    STATE_FILES_RECOVERED,
+    "codex_sentinel.state_files_recovered",
+    Counter,
+    "1",
+    "State files found corrupt or truncated, moved aside and started fresh, by kind",
+    ["kind"],
+    None,
+    &[]
+);
+
 /// Every metric, in exposition order.
 pub const CATALOG: &[&MetricDef] = &[
     &AVAILABILITY,
@@ -265,6 +296,9 @@ pub const CATALOG: &[&MetricDef] = &[
     &ALERT_NOTIFICATIONS,
     &OPLOG_LINES,
     &OPLOG_READ_ERRORS,
+    &AUDIT_LOG_LINES,
+    &CONFIG_RELOADS,
+    &STATE_FILES_RECOVERED,
 ];
 
 #[cfg(test)]

@@ -135,6 +135,8 @@ pub struct Monitor {
     dropped: Arc<DropCounters>,
     /// The alert engine's published view, when alerting is on (read, never waited for).
     alerts: Option<watch::Receiver<Arc<crate::alerts::AlertsView>>>,
+    /// Applied configuration reloads ([`crate::reload`]).
+    updates: Option<watch::Receiver<Arc<crate::reload::Update>>>,
 }
 
 impl Monitor {
@@ -165,7 +167,38 @@ impl Monitor {
             executions,
             dropped,
             alerts: None,
+            updates: None,
         }
+    }
+
+    /// Takes new thresholds and probe lists from configuration reloads.
+    pub fn with_config_updates(
+        mut self,
+        mut updates: watch::Receiver<Arc<crate::reload::Update>>,
+    ) -> Self {
+        updates.mark_unchanged();
+        self.updates = Some(updates);
+        self
+    }
+
+    /// Applies a reloaded configuration, keeping every statistic: probes that still exist keep
+    /// their counts and last result; removed probes disappear from the reports.
+    pub fn reconfigure(&mut self, config: Arc<Config>, specs: Vec<ProbeSpec>) {
+        self.probes.retain(|name, _| specs.iter().any(|s| &s.name == name));
+        self.checks
+            .retain(|name, _| specs.iter().any(|s| &s.name == name));
+        for s in &specs {
+            self.probes.entry(s.name.clone()).or_insert_with(|| ProbeStats {
+                summary: ProbeSummary {
+                    name: s.name.clone(),
+                    ..Default::default()
+                },
+                duration_counts: vec![0; catalog::PROBE_DURATION.buckets.len() + 1],
+                ..Default::default()
+            });
+        }
+        self.specs = specs;
+        self.config = config;
     }
 
     /// Includes the alert engine's active alerts and counters in every snapshot.
@@ -246,6 +279,7 @@ impl Monitor {
             reliability_metrics: reliability,
         };
         let mut recommendations = health::recommendations(&checks);
+        recommendations.extend(crate::statefile::recommendations());
         if !self.config.health_monitoring.enabled {
             recommendations.push(
                 "Health monitoring is disabled (ENABLE_CODEX_HEALTH_MONITORING=false)".into(),
@@ -382,6 +416,9 @@ impl Monitor {
         if let Some(view) = &self.alerts {
             out.extend(view.borrow().samples());
         }
+        out.extend(crate::audit::samples());
+        out.extend(crate::reload::samples());
+        out.extend(crate::statefile::samples());
         out
     }
 
@@ -399,9 +436,14 @@ impl Monitor {
         // With every source stopped (or none configured) the monitor still publishes.
         let mut sources_open = true;
         let mut alerts = self.alerts.clone();
+        let mut updates = self.updates.take();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                update = crate::reload::next_update(&mut updates) => {
+                    let specs = crate::probe_specs(&update.config);
+                    self.reconfigure(update.config.clone(), specs);
+                }
                 // New alert state: republish so /health/codex shows it without waiting a tick.
                 _ = alerts_changed(&mut alerts) => {}
                 obs = rx.recv(), if sources_open => {
@@ -425,6 +467,7 @@ impl Monitor {
         self.executions.flush();
     }
 }
+
 
 /// Resolves when the alert view changes; never when alerting is off or the engine stopped.
 async fn alerts_changed(view: &mut Option<watch::Receiver<Arc<crate::alerts::AlertsView>>>) {

@@ -21,7 +21,7 @@ const STDERR_TAIL: usize = 2 * 1024;
 const REAP_DEADLINE: Duration = Duration::from_secs(2);
 
 /// What to run and how.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProbeSpec {
     /// Health check name: `codex-availability` or an extra probe's name.
     pub name: String,

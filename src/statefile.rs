@@ -1,0 +1,151 @@
+//! Reading the agent's state files so that a damaged one never stops the agent.
+//!
+//! Every file under `stateDir` is written atomically (temp file, fsync, rename), but a file
+//! can still be damaged: a disk that filled up, a kill -9 on a filesystem without ordered
+//! renames, a hand edit. Such a file is moved aside to `<name>.corrupt-<epoch ms>` (kept for a
+//! post-mortem, never overwritten), reported once — error log, `errors-*.log` line, the
+//! `codex_sentinel_state_files_recovered_total{kind}` counter and a recommendation in
+//! `/health/codex` — and the agent starts that part with fresh state.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::de::DeserializeOwned;
+
+use crate::export::catalog;
+use crate::monitor::snapshot::{Sample, SampleValue};
+
+/// One recovery, as reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovery {
+    /// What the file holds (`alerts`, `history`, `baselines`).
+    pub kind: &'static str,
+    pub file: PathBuf,
+    pub moved_to: PathBuf,
+    pub error: String,
+}
+
+static RECOVERIES: Mutex<Vec<Recovery>> = Mutex::new(Vec::new());
+
+/// Reads and parses `path`. Missing: `Ok(None)`. Unparsable (corrupt, truncated, empty, not
+/// UTF-8): moved aside, reported, `Ok(None)`. Unreadable for another reason (permissions):
+/// `Err`, since moving it would not help and the operator must fix the directory.
+pub fn load_json<T: DeserializeOwned>(path: &Path, kind: &'static str) -> Result<Option<T>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    match serde_json::from_slice::<T>(&bytes) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) => {
+            quarantine(path, kind, &describe(&e, bytes.len()));
+            Ok(None)
+        }
+    }
+}
+
+fn describe(e: &serde_json::Error, len: usize) -> String {
+    if len == 0 {
+        "empty file".into()
+    } else if e.is_eof() {
+        format!("truncated after {len} bytes ({e})")
+    } else {
+        e.to_string()
+    }
+}
+
+/// Moves a damaged state file aside and reports it.
+pub fn quarantine(path: &Path, kind: &'static str, error: &str) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".into());
+    let stamp = crate::util::now_ms();
+    let mut moved_to = path.with_file_name(format!("{name}.corrupt-{stamp}"));
+    let mut n = 1;
+    while moved_to.exists() {
+        moved_to = path.with_file_name(format!("{name}.corrupt-{stamp}-{n}"));
+        n += 1;
+    }
+    let moved = std::fs::rename(path, &moved_to);
+    match &moved {
+        Ok(()) => tracing::error!(kind, file = %path.display(), moved_to = %moved_to.display(), error, "state file corrupt: moved aside, starting this part with fresh state"),
+        Err(e) => tracing::error!(kind, file = %path.display(), error, rename_error = %e, "state file corrupt and cannot be moved aside: it will be overwritten with fresh state"),
+    }
+    crate::audit::error(
+        "state",
+        &format!("state file {} corrupt: {error}", path.display()),
+        serde_json::json!({ "kind": kind, "file": path, "movedTo": moved.is_ok().then_some(&moved_to) }),
+    );
+    RECOVERIES.lock().expect("recoveries lock").push(Recovery {
+        kind,
+        file: path.to_path_buf(),
+        moved_to,
+        error: error.to_string(),
+    });
+}
+
+/// Recoveries since the agent started.
+pub fn recoveries() -> Vec<Recovery> {
+    RECOVERIES.lock().expect("recoveries lock").clone()
+}
+
+/// What `/health/codex` recommends after a recovery (one line per file).
+pub fn recommendations() -> Vec<String> {
+    recoveries()
+        .iter()
+        .map(|r| {
+            format!(
+                "State file {} was corrupt ({}); moved to {} and started fresh: inspect it, then delete it",
+                r.file.display(),
+                r.error,
+                r.moved_to.display()
+            )
+        })
+        .collect()
+}
+
+/// `codex_sentinel_state_files_recovered_total{kind}` (every kind, zero included).
+pub fn samples() -> Vec<Sample> {
+    let mut counts: BTreeMap<&'static str, u64> = KINDS.iter().map(|k| (*k, 0)).collect();
+    for r in recoveries() {
+        *counts.entry(r.kind).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(kind, n)| Sample {
+            def: &catalog::STATE_FILES_RECOVERED,
+            labels: vec![kind.into()],
+            value: SampleValue::Counter(n as f64),
+        })
+        .collect()
+}
+
+/// Every kind of state file the agent keeps.
+pub const KINDS: &[&str] = &["alerts", "history", "baselines"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_files_are_moved_aside_and_missing_ones_are_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.json");
+        assert_eq!(load_json::<serde_json::Value>(&f, "history").unwrap(), None);
+        for bad in [&b""[..], b"{\"a\": [1, 2", b"\xff\xfe", b"{} trailing"] {
+            std::fs::write(&f, bad).unwrap();
+            assert_eq!(load_json::<serde_json::Value>(&f, "history").unwrap(), None);
+            assert!(!f.exists(), "moved aside");
+        }
+        let aside = std::fs::read_dir(dir.path()).unwrap().count();
+        assert!(aside >= 1);
+        std::fs::write(&f, b"{\"a\": 1}").unwrap();
+        assert_eq!(
+            load_json::<serde_json::Value>(&f, "history").unwrap(),
+            Some(serde_json::json!({"a": 1}))
+        );
+    }
+}
