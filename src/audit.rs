@@ -136,11 +136,17 @@ pub fn reopen() {
 pub fn samples() -> Vec<Sample> {
     let mut out = Vec::new();
     for stream in Stream::ALL {
-        for (result, i) in [("written", WRITTEN), ("failed", FAILED), ("dropped", DROPPED)] {
+        for (result, i) in [
+            ("written", WRITTEN),
+            ("failed", FAILED),
+            ("dropped", DROPPED),
+        ] {
             out.push(Sample {
                 def: &catalog::AUDIT_LOG_LINES,
                 labels: vec![stream.prefix().into(), result.into()],
-                value: SampleValue::Counter(COUNTS[stream.index()][i].load(Ordering::Relaxed) as f64),
+                value: SampleValue::Counter(
+                    COUNTS[stream.index()][i].load(Ordering::Relaxed) as f64
+                ),
             });
         }
     }
@@ -361,9 +367,7 @@ impl Writer {
                 self.retention();
             }
             std::fs::create_dir_all(&self.dir)?;
-            let path = self
-                .dir
-                .join(format!("{}-{day}.log", stream.prefix()));
+            let path = self.dir.join(format!("{}-{day}.log", stream.prefix()));
             let file = OpenOptions::new().create(true).append(true).open(path)?;
             self.open[i] = Some(Open {
                 day: day.to_string(),
@@ -401,8 +405,12 @@ impl Writer {
                 .is_some_and(|age| age > max_age);
             if old {
                 match std::fs::remove_file(entry.path()) {
-                    Ok(()) => tracing::info!(file = %entry.path().display(), "audit log file past retention deleted"),
-                    Err(e) => tracing::warn!(file = %entry.path().display(), error = %e, "cannot delete audit log file past retention"),
+                    Ok(()) => {
+                        tracing::info!(file = %entry.path().display(), "audit log file past retention deleted")
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %entry.path().display(), error = %e, "cannot delete audit log file past retention")
+                    }
                 }
             }
         }

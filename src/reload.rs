@@ -49,9 +49,12 @@ pub const RESTART_ONLY: &[&str] = &[
 
 /// Whether a changed key only applies at the next start.
 pub fn needs_restart(key: &str) -> bool {
-    RESTART_ONLY
-        .iter()
-        .any(|p| key == *p || key.strip_prefix(p).is_some_and(|rest| rest.starts_with('.')))
+    RESTART_ONLY.iter().any(|p| {
+        key == *p
+            || key
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('.'))
+    })
 }
 
 /// What the running parts receive after a successful reload.
@@ -156,8 +159,11 @@ impl Reloader {
             tracing::info!(trigger, "configuration reloaded: nothing changed");
             return Outcome::Unchanged;
         }
-        let restart_required: Vec<String> =
-            changed.iter().filter(|k| needs_restart(k)).cloned().collect();
+        let restart_required: Vec<String> = changed
+            .iter()
+            .filter(|k| needs_restart(k))
+            .cloned()
+            .collect();
         let effective = keep_restart_only(&current.config, loaded.clone());
         APPLIED.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
@@ -225,7 +231,11 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
         .keys()
         .chain(b.keys())
         .filter(|k| a.get(*k) != b.get(*k))
-        .chain(sa.keys().chain(sb.keys()).filter(|k| sa.get(*k) != sb.get(*k)))
+        .chain(
+            sa.keys()
+                .chain(sb.keys())
+                .filter(|k| sa.get(*k) != sb.get(*k)),
+        )
         .cloned()
         .collect();
     keys.sort();
@@ -241,12 +251,27 @@ fn secret_values(c: &Config) -> BTreeMap<String, String> {
             out.insert(key, s.expose().to_string());
         }
     };
-    put("alerting.webhook.url".into(), c.alerting.webhook.url.as_ref());
-    put("alerting.email.smtpPass".into(), c.alerting.email.smtp_pass.as_ref());
-    put("alerting.alertmanager.url".into(), c.alerting.alertmanager.url.as_ref());
-    put("alerting.maintenance.token".into(), c.alerting.maintenance.token.as_ref());
+    put(
+        "alerting.webhook.url".into(),
+        c.alerting.webhook.url.as_ref(),
+    );
+    put(
+        "alerting.email.smtpPass".into(),
+        c.alerting.email.smtp_pass.as_ref(),
+    );
+    put(
+        "alerting.alertmanager.url".into(),
+        c.alerting.alertmanager.url.as_ref(),
+    );
+    put(
+        "alerting.maintenance.token".into(),
+        c.alerting.maintenance.token.as_ref(),
+    );
     put("export.otlp.apiKey".into(), c.export.otlp.api_key.as_ref());
-    put("export.statsd.apiKey".into(), c.export.statsd.api_key.as_ref());
+    put(
+        "export.statsd.apiKey".into(),
+        c.export.statsd.api_key.as_ref(),
+    );
     for (name, v) in &c.alerting.webhook.headers {
         put(format!("alerting.webhook.headers.{name}"), Some(v));
     }

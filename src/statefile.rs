@@ -31,7 +31,10 @@ static RECOVERIES: Mutex<Vec<Recovery>> = Mutex::new(Vec::new());
 /// Reads and parses `path`. Missing: `Ok(None)`. Unparsable (corrupt, truncated, empty, not
 /// UTF-8): moved aside, reported, `Ok(None)`. Unreadable for another reason (permissions):
 /// `Err`, since moving it would not help and the operator must fix the directory.
-pub fn load_json<T: DeserializeOwned>(path: &Path, kind: &'static str) -> Result<Option<T>, String> {
+pub fn load_json<T: DeserializeOwned>(
+    path: &Path,
+    kind: &'static str,
+) -> Result<Option<T>, String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -71,8 +74,12 @@ pub fn quarantine(path: &Path, kind: &'static str, error: &str) {
     }
     let moved = std::fs::rename(path, &moved_to);
     match &moved {
-        Ok(()) => tracing::error!(kind, file = %path.display(), moved_to = %moved_to.display(), error, "state file corrupt: moved aside, starting this part with fresh state"),
-        Err(e) => tracing::error!(kind, file = %path.display(), error, rename_error = %e, "state file corrupt and cannot be moved aside: it will be overwritten with fresh state"),
+        Ok(()) => {
+            tracing::error!(kind, file = %path.display(), moved_to = %moved_to.display(), error, "state file corrupt: moved aside, starting this part with fresh state")
+        }
+        Err(e) => {
+            tracing::error!(kind, file = %path.display(), error, rename_error = %e, "state file corrupt and cannot be moved aside: it will be overwritten with fresh state")
+        }
     }
     crate::audit::error(
         "state",

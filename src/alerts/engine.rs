@@ -359,7 +359,13 @@ impl Engine {
             .collect();
         changed.sort();
         changed.dedup();
-        self.raise_config_changed(&previous, &changed, &[], "differ from the previous run", now)
+        self.raise_config_changed(
+            &previous,
+            &changed,
+            &[],
+            "differ from the previous run",
+            now,
+        )
     }
 
     /// A reload was applied (see [`crate::reload`]): takes the new rules and settings, keeping
@@ -378,7 +384,13 @@ impl Engine {
             return Vec::new();
         }
         let what = format!("changed on reload ({})", update.trigger);
-        self.raise_config_changed(&previous, &update.changed, &update.restart_required, &what, now)
+        self.raise_config_changed(
+            &previous,
+            &update.changed,
+            &update.restart_required,
+            &what,
+            now,
+        )
     }
 
     fn raise_config_changed(
@@ -872,4 +884,3 @@ async fn run(
         }
     }
 }
-

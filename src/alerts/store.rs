@@ -63,7 +63,8 @@ impl Store {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create alert state directory {}: {e}", dir.display()))?;
         let file = dir.join(STATE_FILE);
-        let persisted = crate::statefile::load_json::<Persisted>(&file, "alerts")?.unwrap_or_default();
+        let persisted =
+            crate::statefile::load_json::<Persisted>(&file, "alerts")?.unwrap_or_default();
         let store = Store {
             file: Some(file),
             inner: Mutex::new(persisted),

@@ -184,18 +184,21 @@ impl Monitor {
     /// Applies a reloaded configuration, keeping every statistic: probes that still exist keep
     /// their counts and last result; removed probes disappear from the reports.
     pub fn reconfigure(&mut self, config: Arc<Config>, specs: Vec<ProbeSpec>) {
-        self.probes.retain(|name, _| specs.iter().any(|s| &s.name == name));
+        self.probes
+            .retain(|name, _| specs.iter().any(|s| &s.name == name));
         self.checks
             .retain(|name, _| specs.iter().any(|s| &s.name == name));
         for s in &specs {
-            self.probes.entry(s.name.clone()).or_insert_with(|| ProbeStats {
-                summary: ProbeSummary {
-                    name: s.name.clone(),
+            self.probes
+                .entry(s.name.clone())
+                .or_insert_with(|| ProbeStats {
+                    summary: ProbeSummary {
+                        name: s.name.clone(),
+                        ..Default::default()
+                    },
+                    duration_counts: vec![0; catalog::PROBE_DURATION.buckets.len() + 1],
                     ..Default::default()
-                },
-                duration_counts: vec![0; catalog::PROBE_DURATION.buckets.len() + 1],
-                ..Default::default()
-            });
+                });
         }
         self.specs = specs;
         self.config = config;
@@ -467,7 +470,6 @@ impl Monitor {
         self.executions.flush();
     }
 }
-
 
 /// Resolves when the alert view changes; never when alerting is off or the engine stopped.
 async fn alerts_changed(view: &mut Option<watch::Receiver<Arc<crate::alerts::AlertsView>>>) {

@@ -1,0 +1,436 @@
+//! Day-two operations against the real agent binary and the real Codex CLI: audit log files
+//! rotated by renaming + SIGUSR1 while the agent runs, an unwritable log directory, SIGHUP
+//! reloads (valid, invalid, secret change) with the "configuration changed" info alert sent to
+//! a recording webhook, and corrupt state files.
+
+mod alerts_support;
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use alerts_support::Receiver;
+use common::{codex_bin, start_agent, Agent, AgentOptions};
+use serde_json::Value;
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {l}", path.display()))
+        })
+        .collect()
+}
+
+fn today_file(agent: &Agent, prefix: &str) -> std::path::PathBuf {
+    let day = codex_sentinel::audit::day_of(codex_sentinel::util::now_ms());
+    agent.path().join(format!("logs/audit/{prefix}-{day}.log"))
+}
+
+fn wait_until(timeout: Duration, what: &str, agent: &Agent, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !pred() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} not reached within {timeout:?}; stderr:\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(agent: &Agent, sig: i32) {
+    unsafe {
+        libc::kill(agent.child.id() as i32, sig);
+    }
+}
+
+fn stderr_count(agent: &Agent, needle: &str) -> usize {
+    agent
+        .stderr_lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+fn metric(agent: &Agent, series: &str) -> f64 {
+    let (_, text) = agent.get("/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{series} not in /metrics:\n{text}"))
+}
+
+/// Waits for a counter to reach `value` (metrics come with the next snapshot, within a second).
+fn wait_metric(agent: &Agent, series: &str, value: f64) {
+    wait_until(Duration::from_secs(10), series, agent, || {
+        metric(agent, series) == value
+    });
+}
+
+fn seqs(v: &[Value]) -> Vec<u64> {
+    v.iter().map(|l| l["seq"].as_u64().expect("seq")).collect()
+}
+
+#[test]
+fn audit_logs_survive_rename_and_sigusr1_without_losing_a_line() {
+    let agent = start_agent(AgentOptions {
+        env: vec![
+            ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+            ("CODEX_HEALTH_CHECK_INTERVAL", "150".into()),
+            ("CODEX_AUDIT_PERFORMANCE_INTERVAL", "150".into()),
+        ],
+        ..Default::default()
+    });
+    let health = today_file(&agent, "health-checks");
+    let perf = today_file(&agent, "performance");
+    wait_until(
+        Duration::from_secs(30),
+        "3 health-check lines",
+        &agent,
+        || lines(&health).len() >= 3 && lines(&perf).len() >= 2,
+    );
+
+    // logrotate without copytruncate: rename, then postrotate sends SIGUSR1.
+    let rotated_health = health.with_extension("log.1");
+    let rotated_perf = perf.with_extension("log.1");
+    std::fs::rename(&health, &rotated_health).unwrap();
+    std::fs::rename(&perf, &rotated_perf).unwrap();
+    signal(&agent, libc::SIGUSR1);
+    wait_until(
+        Duration::from_secs(10),
+        "reopen acknowledged",
+        &agent,
+        || stderr_count(&agent, "audit log files reopened") == 1,
+    );
+    let sizes = (
+        std::fs::metadata(&rotated_health).unwrap().len(),
+        std::fs::metadata(&rotated_perf).unwrap().len(),
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "lines in the new files",
+        &agent,
+        || lines(&health).len() >= 3 && lines(&perf).len() >= 2,
+    );
+    assert_eq!(
+        (
+            std::fs::metadata(&rotated_health).unwrap().len(),
+            std::fs::metadata(&rotated_perf).unwrap().len()
+        ),
+        sizes,
+        "a line went to a renamed file after SIGUSR1 was handled"
+    );
+
+    for (old, new) in [(&rotated_health, &health), (&rotated_perf, &perf)] {
+        let all: Vec<u64> = seqs(&lines(old))
+            .into_iter()
+            .chain(seqs(&lines(new)))
+            .collect();
+        let expected: Vec<u64> = (1..=all.len() as u64).collect();
+        assert_eq!(
+            all,
+            expected,
+            "lines lost or reordered across the rotation of {}",
+            new.display()
+        );
+    }
+
+    // Health-check lines are the probe results: real Codex, healthy, one line per run.
+    let checks: Vec<Value> = lines(&rotated_health)
+        .into_iter()
+        .chain(lines(&health))
+        .collect();
+    for c in &checks {
+        assert_eq!(c["check"], "codex-availability", "{c}");
+        assert_eq!(c["status"], "healthy", "{c}");
+        assert!(
+            c["details"]["version"]
+                .as_str()
+                .is_some_and(|v| !v.is_empty()),
+            "{c}"
+        );
+        assert!(c["timestamp"].as_u64().unwrap() > 1_700_000_000_000);
+    }
+    let perf_line = &lines(&perf)[0];
+    assert!(
+        perf_line["performance"]["reliabilityMetrics"].is_object(),
+        "{perf_line}"
+    );
+    assert_eq!(
+        metric(
+            &agent,
+            "codex_sentinel_audit_log_lines_total{stream=\"health-checks\",result=\"failed\"}"
+        ),
+        0.0
+    );
+    // Counters come with the next snapshot (published every second).
+    wait_until(
+        Duration::from_secs(10),
+        "written lines counted",
+        &agent,
+        || {
+            metric(
+                &agent,
+                "codex_sentinel_audit_log_lines_total{stream=\"health-checks\",result=\"written\"}",
+            ) >= checks.len() as f64
+        },
+    );
+}
+
+#[test]
+fn an_unwritable_audit_directory_is_reported_once_counted_and_not_fatal() {
+    let blocker = tempfile::NamedTempFile::new().unwrap();
+    let agent = start_agent(AgentOptions {
+        env: vec![
+            ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+            ("CODEX_HEALTH_CHECK_INTERVAL", "150".into()),
+            (
+                "CODEX_AUDIT_LOG_DIR",
+                blocker.path().join("audit").display().to_string(),
+            ),
+        ],
+        ..Default::default()
+    });
+    let failed = "codex_sentinel_audit_log_lines_total{stream=\"health-checks\",result=\"failed\"}";
+    wait_until(Duration::from_secs(30), "3 failed lines", &agent, || {
+        metric(&agent, failed) >= 3.0
+    });
+    assert_eq!(
+        stderr_count(&agent, "cannot write audit log"),
+        1,
+        "{}",
+        agent.stderr()
+    );
+    let (code, status) = agent.get_json("/health/codex/status");
+    assert_eq!(code, 200);
+    assert_eq!(status["codexAvailable"], true);
+}
+
+/// Config file of the reload test; `extra` is merged into `healthMonitoring`.
+fn config_json(check_interval: u64, min_success_rate: f64, token: &str) -> String {
+    serde_json::json!({
+        "healthMonitoring": {
+            "checkInterval": check_interval,
+            "thresholds": { "minSuccessRate": min_success_rate }
+        },
+        "alerting": { "maintenance": { "token": token } }
+    })
+    .to_string()
+}
+
+fn config_alerts(r: &Receiver) -> Vec<Value> {
+    r.all()
+        .iter()
+        .map(|r| r.json())
+        .filter(|b| b["title"] == "Codex monitoring configuration changed")
+        .collect()
+}
+
+#[test]
+fn sighup_applies_a_valid_configuration_once_and_rejects_an_invalid_one() {
+    let webhook = Receiver::start();
+    let state = tempfile::tempdir().unwrap();
+    let mut agent = start_agent(AgentOptions {
+        env: vec![
+            ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+            ("ENABLE_CODEX_ALERTING", "true".into()),
+            ("CODEX_ALERT_WEBHOOK_URL", webhook.url("/hook")),
+            ("CODEX_ALERT_EVALUATION_INTERVAL", "100".into()),
+            ("CODEX_STATE_DIR", state.path().display().to_string()),
+        ],
+        config_json: Some(config_json(3_600_000, 80.0, "first-token-value")),
+        ..Default::default()
+    });
+    // The first probe runs at start; with a one-hour interval no second one comes.
+    agent.wait_json("/health/codex/metrics", Duration::from_secs(30), |m| {
+        m["probes"][0]["runs"] == 1
+    });
+    let file = agent.path().join("config/monitoring.json");
+
+    // Valid: a faster probe, a lower threshold, a new secret.
+    std::fs::write(&file, config_json(200, 70.0, "second-token-value")).unwrap();
+    signal(&agent, libc::SIGHUP);
+    let got = webhook.wait_for(Duration::from_secs(20), "configuration changed", |all| {
+        all.iter().any(|r| r.body.contains("configuration changed"))
+    });
+    // The probe runs on the new interval, and the counts from before the reload are kept.
+    agent.wait_json("/health/codex/metrics", Duration::from_secs(30), |m| {
+        m["probes"][0]["runs"].as_u64().unwrap() >= 4
+    });
+    let alerts = config_alerts(&webhook);
+    assert_eq!(alerts.len(), 1, "{got:#?}");
+    let a = &alerts[0];
+    assert_eq!(a["severity"], "info");
+    assert_eq!(a["category"], "configuration");
+    let changes = a["details"]["changes"].as_array().unwrap();
+    let keys: Vec<&str> = changes.iter().map(|c| c["key"].as_str().unwrap()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "alerting.maintenance.token",
+            "healthMonitoring.checkInterval",
+            "healthMonitoring.thresholds.minSuccessRate"
+        ]
+    );
+    assert_eq!(changes[1]["previous"], "3600000");
+    assert_eq!(changes[1]["current"], "200");
+    assert_eq!(changes[1]["applied"], true);
+    assert_eq!(changes[0]["current"], "\"***redacted***\"");
+    assert_eq!(changes[0]["applied"], false);
+    assert_eq!(
+        a["details"]["restartRequired"],
+        serde_json::json!(["alerting.maintenance.token"])
+    );
+    for r in webhook.all() {
+        assert!(!r.body.contains("token-value"), "secret leaked: {}", r.body);
+    }
+    assert!(!agent.stderr().contains("token-value"));
+
+    // Invalid: rejected with the reason, the running configuration kept, no alert.
+    std::fs::write(&file, config_json(0, 70.0, "second-token-value")).unwrap();
+    signal(&agent, libc::SIGHUP);
+    wait_until(Duration::from_secs(10), "rejection logged", &agent, || {
+        stderr_count(&agent, "configuration reload rejected") == 1
+    });
+    let rejection = agent
+        .stderr_lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("configuration reload rejected"))
+        .cloned()
+        .unwrap();
+    assert!(
+        rejection.contains("healthMonitoring.checkInterval"),
+        "{rejection}"
+    );
+    wait_metric(
+        &agent,
+        "codex_sentinel_config_reloads_total{result=\"rejected\"}",
+        1.0,
+    );
+    let errors_file = today_file(&agent, "errors");
+    wait_until(
+        Duration::from_secs(10),
+        "rejection in errors log",
+        &agent,
+        || {
+            lines(&errors_file).iter().any(|e| {
+                e["component"] == "reload"
+                    && e["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("healthMonitoring.checkInterval")
+            })
+        },
+    );
+
+    // Same as running: nothing to say. Then one more real change: exactly one more alert,
+    // listing only that change (so the rejected reload raised none).
+    std::fs::write(&file, config_json(200, 70.0, "second-token-value")).unwrap();
+    signal(&agent, libc::SIGHUP);
+    wait_until(Duration::from_secs(10), "unchanged reload", &agent, || {
+        stderr_count(&agent, "nothing changed") == 1
+    });
+    std::fs::write(&file, config_json(200, 75.0, "second-token-value")).unwrap();
+    signal(&agent, libc::SIGHUP);
+    webhook.wait_for(
+        Duration::from_secs(20),
+        "second configuration alert",
+        |all| {
+            all.iter()
+                .filter(|r| r.body.contains("configuration changed"))
+                .count()
+                >= 2
+        },
+    );
+    let alerts = config_alerts(&webhook);
+    assert_eq!(alerts.len(), 2);
+    assert_eq!(
+        alerts[1]["details"]["changes"],
+        serde_json::json!([{
+            "key": "healthMonitoring.thresholds.minSuccessRate",
+            "previous": "70.0",
+            "current": "75.0"
+        }])
+    );
+    wait_metric(
+        &agent,
+        "codex_sentinel_config_reloads_total{result=\"applied\"}",
+        2.0,
+    );
+
+    // A restart with the file as it is now raises nothing new (the alert was sent once).
+    let (code, _) = agent.signal_and_wait(libc::SIGTERM);
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn a_corrupt_alert_state_file_is_moved_aside_reported_and_the_agent_keeps_working() {
+    let state = tempfile::tempdir().unwrap();
+    let alerts_dir = state.path().join("alerts");
+    std::fs::create_dir_all(&alerts_dir).unwrap();
+    // A write cut short by kill -9: valid JSON up to a point.
+    std::fs::write(
+        alerts_dir.join("state.json"),
+        br#"{"engine":{"series":{"codex-unavail"#,
+    )
+    .unwrap();
+    let agent = start_agent(AgentOptions {
+        env: vec![
+            ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+            ("CODEX_HEALTH_CHECK_INTERVAL", "200".into()),
+            ("ENABLE_CODEX_ALERTING", "true".into()),
+            ("CODEX_STATE_DIR", state.path().display().to_string()),
+        ],
+        ..Default::default()
+    });
+    let report = agent.wait_json("/health/codex", Duration::from_secs(30), |r| {
+        r["overall"] == "healthy"
+    });
+    let recs = report["recommendations"].as_array().unwrap();
+    assert!(
+        recs.iter().any(|r| r
+            .as_str()
+            .unwrap()
+            .contains("state.json was corrupt (truncated")),
+        "{recs:?}"
+    );
+    wait_metric(
+        &agent,
+        "codex_sentinel_state_files_recovered_total{kind=\"alerts\"}",
+        1.0,
+    );
+    let aside: Vec<String> = std::fs::read_dir(&alerts_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("state.json.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert_eq!(
+        std::fs::read(alerts_dir.join(&aside[0])).unwrap(),
+        br#"{"engine":{"series":{"codex-unavail"#
+    );
+    let fresh: Value =
+        serde_json::from_slice(&std::fs::read(alerts_dir.join("state.json")).unwrap()).unwrap();
+    assert!(fresh["engine"].is_object());
+    let errors_file = today_file(&agent, "errors");
+    wait_until(
+        Duration::from_secs(10),
+        "recovery in errors log",
+        &agent,
+        || {
+            lines(&errors_file)
+                .iter()
+                .any(|e| e["component"] == "state")
+        },
+    );
+    // Keeps working: probes go on.
+    agent.wait_json("/health/codex/metrics", Duration::from_secs(30), |m| {
+        m["probes"][0]["runs"].as_u64().unwrap() >= 3
+    });
+}
