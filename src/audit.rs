@@ -153,13 +153,9 @@ pub fn samples() -> Vec<Sample> {
     out
 }
 
-/// Starts the writer thread and the recorder task when `auditLog.enabled`.
-pub fn start(
-    config: &AuditLogConfig,
-    snapshots: watch::Receiver<Arc<Snapshot>>,
-    shutdown: CancellationToken,
-    tasks: &mut tokio::task::JoinSet<()>,
-) {
+/// Starts the writer thread when `auditLog.enabled`. Called first thing at start, so that what
+/// goes wrong while starting (a corrupt state file) is in `errors-*.log` too.
+pub fn start_writer(config: &AuditLogConfig) {
     if !config.enabled {
         *QUEUE.lock().expect("audit queue lock") = None;
         return;
@@ -176,6 +172,19 @@ pub fn start(
         return;
     }
     tracing::info!(dir = %config.dir.display(), retention_days = config.retention_days, "audit log files enabled");
+}
+
+/// Starts the task that turns snapshots into lines (after [`start_writer`]); it closes the
+/// queue at shutdown.
+pub fn spawn_recorder(
+    config: &AuditLogConfig,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    shutdown: CancellationToken,
+    tasks: &mut tokio::task::JoinSet<()>,
+) {
+    if !config.enabled {
+        return;
+    }
     tasks.spawn(record(
         snapshots,
         Duration::from_millis(config.performance_interval.max(1)),

@@ -8,9 +8,11 @@ pub mod alerts;
 pub mod audit;
 pub mod config;
 pub mod export;
+pub mod history;
 pub mod logging;
 pub mod monitor;
 pub mod reload;
+pub mod report;
 pub mod server;
 pub mod sources;
 pub mod statefile;
@@ -123,6 +125,14 @@ impl RunningAgent {
 /// Starts every part the configuration enables. Must be called inside a tokio runtime.
 pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
     probe::become_subreaper();
+    // First, so that problems found while starting (a corrupt state file) reach errors-*.log.
+    audit::start_writer(&config.audit_log);
+    let config = if config.baselines.learn && config.history.enabled {
+        let hours = history::load(&config.state_dir).unwrap_or_default();
+        history::apply_learned(config, &hours, util::now_ms())
+    } else {
+        config
+    };
     let config = Arc::new(config);
     let shutdown = CancellationToken::new();
     let specs = probe_specs(&config);
@@ -132,8 +142,7 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
     let heartbeat = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     let (reloader, updates) = reload::Reloader::new(config.clone());
-    // First, so that problems found while starting (a corrupt state file) reach errors-*.log.
-    audit::start(
+    audit::spawn_recorder(
         &config.audit_log,
         snapshots.clone(),
         shutdown.clone(),

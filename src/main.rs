@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use codex_sentinel::config::{self, ShowFormat, Sources};
+use codex_sentinel::{history, report};
 
 /// Exit code for configuration errors (the same for every subcommand).
 const EXIT_CONFIG: u8 = 2;
@@ -46,6 +47,44 @@ enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Print the report of a period from the agent's per-hour history (stateDir/history.json).
+    Report {
+        /// How far back: 7d, 24h, 90m, 2w.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+    },
+    /// Performance baselines: save a snapshot of the running agent's metrics, or show the
+    /// learned and explicit baselines.
+    Baseline {
+        #[command(subcommand)]
+        action: BaselineAction,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Subcommand)]
+enum BaselineAction {
+    /// GET {path}/metrics from the running agent and save it as DIR/YYYY-MM-DD.json.
+    Save {
+        /// Where the agent listens (default: from the configuration's endpoints).
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, default_value = "monitoring/baselines")]
+        dir: PathBuf,
+    },
+    /// Print the explicit, learned and effective baselines.
+    Show {
+        #[arg(long, value_enum, default_value = "text")]
+        format: ShowFormat,
     },
 }
 
@@ -92,6 +131,88 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => config_error(e),
+            }
+        }
+        Command::Report { since, format } => {
+            let cfg = match config::load(&Sources::from_process(cli.config)) {
+                Ok(c) => c,
+                Err(e) => return config_error(e),
+            };
+            let since_ms = match report::parse_since(&since) {
+                Ok(ms) => ms,
+                Err(e) => {
+                    eprintln!("codex-sentinel: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let hours = match history::read(&cfg.state_dir) {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("codex-sentinel: history: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let r = report::build(&hours, codex_sentinel::util::now_ms(), since_ms, &since);
+            match format {
+                ReportFormat::Text => print!("{}", report::render_text(&r)),
+                ReportFormat::Markdown => print!("{}", report::render_markdown(&r)),
+                ReportFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&r).expect("report serializes")
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Baseline {
+            action: BaselineAction::Show { format },
+        } => {
+            let cfg = match config::load(&Sources::from_process(cli.config)) {
+                Ok(c) => c,
+                Err(e) => return config_error(e),
+            };
+            let hours = match history::read(&cfg.state_dir) {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("codex-sentinel: history: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let view = report::baseline_view(&cfg, &hours, codex_sentinel::util::now_ms());
+            match format {
+                ShowFormat::Text => print!("{}", report::render_baselines_text(&view)),
+                ShowFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&view).expect("baselines serialize")
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Baseline {
+            action: BaselineAction::Save { url, dir },
+        } => {
+            let cfg = match config::load(&Sources::from_process(cli.config)) {
+                Ok(c) => c,
+                Err(e) => return config_error(e),
+            };
+            let url = url.unwrap_or_else(|| {
+                let ep = &cfg.health_monitoring.endpoints;
+                let host = match ep.host.as_str() {
+                    "0.0.0.0" => "127.0.0.1",
+                    "::" => "[::1]",
+                    h => h,
+                };
+                format!("http://{host}:{}", ep.port)
+            });
+            let url = format!("{}{}/metrics", url.trim_end_matches('/'), cfg.health_path());
+            match runtime(1).block_on(save_baseline(&url, &dir)) {
+                Ok(path) => {
+                    println!("{}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("codex-sentinel: baseline save: {e}");
+                    ExitCode::from(1)
+                }
             }
         }
         Command::Check { format } => {
@@ -229,4 +350,31 @@ async fn serve_signals(
             }
         }
     }
+}
+
+/// Fetches the detailed metrics and writes them, pretty-printed, to `dir/YYYY-MM-DD.json`
+/// (the specification's `monitoring/baselines/$(date +%Y-%m-%d).json`).
+async fn save_baseline(url: &str, dir: &std::path::Path) -> Result<PathBuf, String> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("GET {url}: HTTP {}", resp.status()));
+    }
+    let body: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("GET {url}: not JSON: {e}"))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let day = codex_sentinel::audit::day_of(codex_sentinel::util::now_ms());
+    let path = dir.join(format!("{day}.json"));
+    let text = serde_json::to_string_pretty(&body).expect("JSON serializes");
+    std::fs::write(&path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
 }

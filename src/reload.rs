@@ -36,6 +36,7 @@ pub const RESTART_ONLY: &[&str] = &[
     "operationsLog",
     "processes",
     "auditLog",
+    "history",
     "reload",
     "alerting.enabled",
     "alerting.webhook",
@@ -164,7 +165,12 @@ impl Reloader {
             .filter(|k| needs_restart(k))
             .cloned()
             .collect();
-        let effective = keep_restart_only(&current.config, loaded.clone());
+        let mut effective = keep_restart_only(&current.config, loaded.clone());
+        if effective.baselines.learn && effective.history.enabled {
+            // Learned from the history as the monitor last wrote it (read only).
+            let hours = crate::history::read(&effective.state_dir).unwrap_or_default();
+            effective = crate::history::apply_learned(effective, &hours, crate::util::now_ms());
+        }
         APPLIED.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             trigger,
@@ -210,6 +216,7 @@ pub fn keep_restart_only(running: &Config, mut new: Config) -> Config {
     new.operations_log = running.operations_log.clone();
     new.processes = running.processes.clone();
     new.audit_log = running.audit_log.clone();
+    new.history = running.history.clone();
     new.reload = running.reload.clone();
     let (a, r) = (&mut new.alerting, &running.alerting);
     a.enabled = r.enabled;

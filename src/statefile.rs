@@ -19,7 +19,7 @@ use crate::monitor::snapshot::{Sample, SampleValue};
 /// One recovery, as reported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recovery {
-    /// What the file holds (`alerts`, `history`, `baselines`).
+    /// What the file holds (one of [`KINDS`]).
     pub kind: &'static str,
     pub file: PathBuf,
     pub moved_to: PathBuf,
@@ -131,7 +131,7 @@ pub fn samples() -> Vec<Sample> {
 }
 
 /// Every kind of state file the agent keeps.
-pub const KINDS: &[&str] = &["alerts", "history", "baselines"];
+pub const KINDS: &[&str] = &["alerts", "oplog", "history"];
 
 #[cfg(test)]
 mod tests {

@@ -75,6 +75,10 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("CODEX_PERF_BASELINE_AVAILABILITY", "baselines.availability", Kind::Float, "Percent."),
     ("CODEX_PERF_BASELINE_MEMORY_MB", "baselines.memoryMb", Kind::Int, "MB."),
     ("CODEX_PERF_BASELINE_MAX_PROCESSES", "baselines.maxProcesses", Kind::Int, "Processes."),
+    ("CODEX_PERF_BASELINE_LEARN", "baselines.learn", Kind::Bool, "Fill unset baselines with ones learned from history; explicit values win (new)."),
+    ("CODEX_PERF_BASELINE_LEARNING_DAYS", "baselines.learningDays", Kind::Int, "Days of history a learned baseline needs and uses (new)."),
+    ("ENABLE_CODEX_HISTORY", "history.enabled", Kind::Bool, "Keep per-hour aggregates in stateDir for reports and learned baselines (new)."),
+    ("CODEX_HISTORY_RETENTION_DAYS", "history.retentionDays", Kind::Int, "Days of per-hour aggregates kept (new)."),
     // — process sampling (new names)
     ("CODEX_PROCESS_NAMES", "processes.names", Kind::List, "Comma-separated process names that count as Codex."),
     ("CODEX_PROCESS_CMDLINE_REGEX", "processes.cmdlineRegex", Kind::Str, "Regular expression over the command line."),

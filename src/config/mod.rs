@@ -43,6 +43,8 @@ pub struct Config {
     pub audit_log: AuditLogConfig,
     /// Reloading the configuration while running (SIGHUP, config-file changes).
     pub reload: ReloadConfig,
+    /// Per-hour history for reports and learned baselines.
+    pub history: HistoryConfig,
 }
 
 /// The specification's `logs/audit/*.log` files, written by the agent: one JSON object a line,
@@ -174,10 +176,15 @@ fn default_probe_failure_status() -> String {
     "warning".into()
 }
 
-/// Performance baselines (`CODEX_PERF_BASELINE_*`). Unset values are not used.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// Performance baselines (`CODEX_PERF_BASELINE_*`). Unset values are not used, unless `learn`
+/// fills them from history (an explicit value always wins).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Baselines {
+    /// Fill unset baselines with the ones learned from history (`codex-sentinel baseline show`).
+    pub learn: bool,
+    /// Days of history a learned baseline needs and uses.
+    pub learning_days: u64,
     pub avg_time: Option<u64>,
     pub p95_time: Option<u64>,
     pub p99_time: Option<u64>,
@@ -185,6 +192,40 @@ pub struct Baselines {
     pub availability: Option<f64>,
     pub memory_mb: Option<u64>,
     pub max_processes: Option<u64>,
+}
+
+impl Default for Baselines {
+    fn default() -> Self {
+        Baselines {
+            learn: false,
+            learning_days: 7,
+            avg_time: None,
+            p95_time: None,
+            p99_time: None,
+            success_rate: None,
+            availability: None,
+            memory_mb: None,
+            max_processes: None,
+        }
+    }
+}
+
+/// Per-hour aggregates kept in `stateDir` for reports and learned baselines.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    pub enabled: bool,
+    /// Days of hourly aggregates kept.
+    pub retention_days: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            enabled: true,
+            retention_days: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -434,6 +475,7 @@ impl Default for Config {
             application: ApplicationSettings::default(),
             audit_log: AuditLogConfig::default(),
             reload: ReloadConfig::default(),
+            history: HistoryConfig::default(),
         }
     }
 }
@@ -877,6 +919,12 @@ impl Config {
         self.validate_alerting(fig)?;
         if self.audit_log.enabled && self.audit_log.performance_interval == 0 {
             return bad("auditLog.performanceInterval", "0".into(), "must be > 0 ms");
+        }
+        if self.history.enabled && self.history.retention_days == 0 {
+            return bad("history.retentionDays", "0".into(), "must be at least 1 day");
+        }
+        if self.baselines.learning_days == 0 {
+            return bad("baselines.learningDays", "0".into(), "must be at least 1 day");
         }
         if self.reload.watch_file && self.reload.watch_interval == 0 {
             return bad("reload.watchInterval", "0".into(), "must be > 0 ms");

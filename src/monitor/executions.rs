@@ -298,7 +298,7 @@ pub fn load_checkpoint<S: serde::de::DeserializeOwned>(path: &Path) -> Option<Ch
             None
         }
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "operations-log checkpoint unreadable; starting fresh");
+            crate::statefile::quarantine(path, "oplog", &e.to_string());
             None
         }
     }
@@ -396,6 +396,15 @@ impl ExecutionStats {
             stats.checkpoint = Some(path);
         }
         stats
+    }
+
+    /// Takes the thresholds and baselines of a reloaded configuration; the statistics stay.
+    pub fn reconfigure(&mut self, config: &Config) {
+        let t = &config.health_monitoring.thresholds;
+        self.min_success_rate = t.min_success_rate;
+        self.max_error_rate = t.max_error_rate;
+        self.max_execution_time = t.max_execution_time;
+        self.baselines = config.baselines.clone();
     }
 
     /// Folds a batch in. `now` (epoch ms) places timestamps from the future at now.

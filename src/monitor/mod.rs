@@ -137,6 +137,8 @@ pub struct Monitor {
     alerts: Option<watch::Receiver<Arc<crate::alerts::AlertsView>>>,
     /// Applied configuration reloads ([`crate::reload`]).
     updates: Option<watch::Receiver<Arc<crate::reload::Update>>>,
+    /// Per-hour aggregates for reports and learned baselines.
+    history: crate::history::History,
 }
 
 impl Monitor {
@@ -156,6 +158,7 @@ impl Monitor {
             })
             .collect();
         let executions = ExecutionStats::new(&config);
+        let history = crate::history::History::new(&config);
         Monitor {
             config,
             specs,
@@ -168,6 +171,7 @@ impl Monitor {
             dropped,
             alerts: None,
             updates: None,
+            history,
         }
     }
 
@@ -200,6 +204,7 @@ impl Monitor {
                     ..Default::default()
                 });
         }
+        self.executions.reconfigure(&config);
         self.specs = specs;
         self.config = config;
     }
@@ -215,7 +220,11 @@ impl Monitor {
         match obs {
             Observation::Probe { run, start_delay } => self.apply_probe(run, start_delay),
             Observation::Resources(sample) => self.resources.record(sample),
-            Observation::Executions(batch) => self.executions.apply(batch, now_ms()),
+            Observation::Executions(batch) => {
+                let now = now_ms();
+                self.history.record_executions(&batch.executions, now);
+                self.executions.apply(batch, now);
+            }
         }
     }
 
@@ -230,6 +239,7 @@ impl Monitor {
         let verdict = health::evaluate_probe(spec, &run, &self.config.health_monitoring.thresholds);
         if spec.is_availability {
             self.availability.record(verdict.available, last.started);
+            self.history.record_probe(verdict.available, last.started);
         }
         let stats = self.probes.get_mut(&spec.name).expect("stats per spec");
         let s = &mut stats.summary;
@@ -459,7 +469,16 @@ impl Monitor {
                         self.apply(more);
                     }
                 }
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    let now = now_ms();
+                    self.history.record_resources(
+                        self.resources.cpu_percent(),
+                        self.resources.rss_bytes() as f64 / 1_048_576.0,
+                        self.resources.active_processes(),
+                        now,
+                    );
+                    self.history.tick(now);
+                }
             }
             let now = now_ms();
             self.executions.tick(now);
@@ -468,6 +487,7 @@ impl Monitor {
         }
         // The operations-log positions and statistics, as far as they were applied.
         self.executions.flush();
+        self.history.flush();
     }
 }
 
