@@ -243,7 +243,12 @@ pub struct Learned {
 
 /// Proposes baselines from the last `learning_days` of history, once history reaches back
 /// that far (`Err` says how far it reaches). Rates need at least `min_executions`.
-pub fn learn(hours: &[Hour], now: u64, learning_days: u64, min_executions: u64) -> Result<Learned, String> {
+pub fn learn(
+    hours: &[Hour],
+    now: u64,
+    learning_days: u64,
+    min_executions: u64,
+) -> Result<Learned, String> {
     let period = learning_days.max(1) * 24 * HOUR_MS;
     let from = now.saturating_sub(period);
     let Some(first) = hours.iter().map(|h| h.start).min() else {
@@ -267,12 +272,16 @@ pub fn learn(hours: &[Hour], now: u64, learning_days: u64, min_executions: u64) 
         p99_time: enough.then(|| round(t.durations.quantile(0.99))),
         success_rate: enough.then(|| percent(t.successes, t.executions)),
         availability: (t.probes > 0).then(|| percent(t.probes_available, t.probes)),
-        memory_mb: (t.resource_samples > 0).then(|| round(t.memory_sum_mb / t.resource_samples as f64)),
+        memory_mb: (t.resource_samples > 0)
+            .then(|| round(t.memory_sum_mb / t.resource_samples as f64)),
     })
 }
 
 /// `explicit` with its unset values taken from `learned`: an explicit value always wins.
-pub fn fill_baselines(explicit: &crate::config::Baselines, learned: &Learned) -> crate::config::Baselines {
+pub fn fill_baselines(
+    explicit: &crate::config::Baselines,
+    learned: &Learned,
+) -> crate::config::Baselines {
     let mut b = explicit.clone();
     b.avg_time = b.avg_time.or(learned.avg_time);
     b.p95_time = b.p95_time.or(learned.p95_time);
@@ -294,19 +303,32 @@ pub fn read(state_dir: &Path) -> Result<Vec<Hour>, String> {
     };
     match serde_json::from_slice::<HistoryFile>(&bytes) {
         Ok(f) if f.version == HISTORY_VERSION => Ok(f.hours),
-        Ok(f) => Err(format!("{}: format version {} (expected {HISTORY_VERSION})", path.display(), f.version)),
+        Ok(f) => Err(format!(
+            "{}: format version {} (expected {HISTORY_VERSION})",
+            path.display(),
+            f.version
+        )),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }
 
 /// With `baselines.learn`, fills the unset baselines of `config` from the history in its
 /// state directory (at start and at each reload). Logs what it did.
-pub fn apply_learned(mut config: crate::config::Config, hours: &[Hour], now: u64) -> crate::config::Config {
+pub fn apply_learned(
+    mut config: crate::config::Config,
+    hours: &[Hour],
+    now: u64,
+) -> crate::config::Config {
     if !config.baselines.learn {
         return config;
     }
     let b = &config.baselines;
-    match learn(hours, now, b.learning_days, config.alerting.rules.min_executions) {
+    match learn(
+        hours,
+        now,
+        b.learning_days,
+        config.alerting.rules.min_executions,
+    ) {
         Ok(l) => {
             let filled = fill_baselines(b, &l);
             tracing::info!(
@@ -317,7 +339,9 @@ pub fn apply_learned(mut config: crate::config::Config, hours: &[Hour], now: u64
             );
             config.baselines = filled;
         }
-        Err(why) => tracing::info!(reason = %why, "no learned baselines yet; using the explicit ones"),
+        Err(why) => {
+            tracing::info!(reason = %why, "no learned baselines yet; using the explicit ones")
+        }
     }
     config
 }

@@ -14,9 +14,9 @@ const DAY_MS: u64 = 24 * HOUR_MS;
 pub fn parse_since(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("--since {text:?}: expected a number and a unit, e.g. 7d, 24h, 90m, 2w"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("--since {text:?}: expected a number and a unit, e.g. 7d, 24h, 90m, 2w")
+    })?;
     let unit_ms = match unit {
         "m" => 60_000,
         "h" => HOUR_MS,
@@ -135,7 +135,9 @@ pub fn build(hours: &[Hour], now: u64, since_ms: u64, since: &str) -> Report {
     let total = history::total_since(used.iter().copied(), from);
     let mut days: std::collections::BTreeMap<String, Hour> = Default::default();
     for h in &used {
-        days.entry(crate::audit::day_of(h.start)).or_default().merge(h);
+        days.entry(crate::audit::day_of(h.start))
+            .or_default()
+            .merge(h);
     }
     Report {
         from,
@@ -188,7 +190,11 @@ pub fn render_text(r: &Report) -> String {
         ms(e.p99_execution_time),
         ms(e.max_execution_time)
     );
-    out += &format!("Availability    {} ({} probes)\n", pct(t.availability), t.probes);
+    out += &format!(
+        "Availability    {} ({} probes)\n",
+        pct(t.availability),
+        t.probes
+    );
     out += &format!(
         "Memory          avg {}, peak {}\nCPU             avg {}, peak {}\nProcesses       peak {}\n",
         mb(t.resources.memory_average_mb),
@@ -239,8 +245,22 @@ pub fn render_markdown(r: &Report) -> String {
         ("p99 execution time", ms(e.p99_execution_time)),
         ("Max execution time", ms(e.max_execution_time)),
         ("Availability", pct(t.availability)),
-        ("Memory (avg / peak)", format!("{} / {}", mb(t.resources.memory_average_mb), mb(t.resources.memory_peak_mb))),
-        ("CPU (avg / peak)", format!("{} / {}", pct(t.resources.cpu_average_percent), pct(t.resources.cpu_peak_percent))),
+        (
+            "Memory (avg / peak)",
+            format!(
+                "{} / {}",
+                mb(t.resources.memory_average_mb),
+                mb(t.resources.memory_peak_mb)
+            ),
+        ),
+        (
+            "CPU (avg / peak)",
+            format!(
+                "{} / {}",
+                pct(t.resources.cpu_average_percent),
+                pct(t.resources.cpu_peak_percent)
+            ),
+        ),
         ("Processes (peak)", t.resources.processes_peak.to_string()),
     ] {
         out += &format!("| {k} | {v} |\n");
@@ -279,7 +299,12 @@ pub struct BaselineView {
 
 pub fn baseline_view(config: &Config, hours: &[Hour], now: u64) -> BaselineView {
     let b = &config.baselines;
-    let learned = history::learn(hours, now, b.learning_days, config.alerting.rules.min_executions);
+    let learned = history::learn(
+        hours,
+        now,
+        b.learning_days,
+        config.alerting.rules.min_executions,
+    );
     let effective = match (&learned, b.learn) {
         (Ok(l), true) => history::fill_baselines(b, l),
         _ => b.clone(),
@@ -301,16 +326,20 @@ pub fn baseline_view(config: &Config, hours: &[Hour], now: u64) -> BaselineView 
 pub fn render_baselines_text(v: &BaselineView) -> String {
     let mut out = String::new();
     match &v.learned {
-        Some(l) => out += &format!(
-            "Learned from {} executions, {} .. {}\n",
-            l.executions,
-            crate::alerts::clock::format_rfc3339(l.from),
-            crate::alerts::clock::format_rfc3339(l.to)
-        ),
-        None => out += &format!(
-            "No learned baselines yet: {}\n",
-            v.not_learned.as_deref().unwrap_or("no history")
-        ),
+        Some(l) => {
+            out += &format!(
+                "Learned from {} executions, {} .. {}\n",
+                l.executions,
+                crate::alerts::clock::format_rfc3339(l.from),
+                crate::alerts::clock::format_rfc3339(l.to)
+            )
+        }
+        None => {
+            out += &format!(
+                "No learned baselines yet: {}\n",
+                v.not_learned.as_deref().unwrap_or("no history")
+            )
+        }
     }
     out += &format!(
         "Learned baselines are {} (CODEX_PERF_BASELINE_LEARN); explicit CODEX_PERF_BASELINE_* values always win.\n\n",
@@ -320,12 +349,42 @@ pub fn render_baselines_text(v: &BaselineView) -> String {
     let l = v.learned.as_ref();
     let show = |x: Option<String>| x.unwrap_or_else(|| "-".into());
     let rows: [(&str, Option<String>, Option<String>, Option<String>); 6] = [
-        ("CODEX_PERF_BASELINE_AVG_TIME", v.explicit.avg_time.map(|x| x.to_string()), l.and_then(|l| l.avg_time).map(|x| x.to_string()), v.effective.avg_time.map(|x| x.to_string())),
-        ("CODEX_PERF_BASELINE_P95_TIME", v.explicit.p95_time.map(|x| x.to_string()), l.and_then(|l| l.p95_time).map(|x| x.to_string()), v.effective.p95_time.map(|x| x.to_string())),
-        ("CODEX_PERF_BASELINE_P99_TIME", v.explicit.p99_time.map(|x| x.to_string()), l.and_then(|l| l.p99_time).map(|x| x.to_string()), v.effective.p99_time.map(|x| x.to_string())),
-        ("CODEX_PERF_BASELINE_SUCCESS_RATE", v.explicit.success_rate.map(|x| x.to_string()), l.and_then(|l| l.success_rate).map(|x| x.to_string()), v.effective.success_rate.map(|x| x.to_string())),
-        ("CODEX_PERF_BASELINE_AVAILABILITY", v.explicit.availability.map(|x| x.to_string()), l.and_then(|l| l.availability).map(|x| x.to_string()), v.effective.availability.map(|x| x.to_string())),
-        ("CODEX_PERF_BASELINE_MEMORY_MB", v.explicit.memory_mb.map(|x| x.to_string()), l.and_then(|l| l.memory_mb).map(|x| x.to_string()), v.effective.memory_mb.map(|x| x.to_string())),
+        (
+            "CODEX_PERF_BASELINE_AVG_TIME",
+            v.explicit.avg_time.map(|x| x.to_string()),
+            l.and_then(|l| l.avg_time).map(|x| x.to_string()),
+            v.effective.avg_time.map(|x| x.to_string()),
+        ),
+        (
+            "CODEX_PERF_BASELINE_P95_TIME",
+            v.explicit.p95_time.map(|x| x.to_string()),
+            l.and_then(|l| l.p95_time).map(|x| x.to_string()),
+            v.effective.p95_time.map(|x| x.to_string()),
+        ),
+        (
+            "CODEX_PERF_BASELINE_P99_TIME",
+            v.explicit.p99_time.map(|x| x.to_string()),
+            l.and_then(|l| l.p99_time).map(|x| x.to_string()),
+            v.effective.p99_time.map(|x| x.to_string()),
+        ),
+        (
+            "CODEX_PERF_BASELINE_SUCCESS_RATE",
+            v.explicit.success_rate.map(|x| x.to_string()),
+            l.and_then(|l| l.success_rate).map(|x| x.to_string()),
+            v.effective.success_rate.map(|x| x.to_string()),
+        ),
+        (
+            "CODEX_PERF_BASELINE_AVAILABILITY",
+            v.explicit.availability.map(|x| x.to_string()),
+            l.and_then(|l| l.availability).map(|x| x.to_string()),
+            v.effective.availability.map(|x| x.to_string()),
+        ),
+        (
+            "CODEX_PERF_BASELINE_MEMORY_MB",
+            v.explicit.memory_mb.map(|x| x.to_string()),
+            l.and_then(|l| l.memory_mb).map(|x| x.to_string()),
+            v.effective.memory_mb.map(|x| x.to_string()),
+        ),
     ];
     for (name, e, le, eff) in rows {
         out += &format!("{name:<34}{:<12}{:<12}{}\n", show(e), show(le), show(eff));

@@ -369,68 +369,87 @@ fn sighup_applies_a_valid_configuration_once_and_rejects_an_invalid_one() {
     assert_eq!(code, Some(0));
 }
 
-#[test]
-fn a_corrupt_alert_state_file_is_moved_aside_reported_and_the_agent_keeps_working() {
-    let state = tempfile::tempdir().unwrap();
-    let alerts_dir = state.path().join("alerts");
-    std::fs::create_dir_all(&alerts_dir).unwrap();
-    // A write cut short by kill -9: valid JSON up to a point.
-    std::fs::write(
-        alerts_dir.join("state.json"),
+/// Each kind of state file, damaged the ways it happens: cut short by kill -9 / a full disk,
+/// emptied, edited by hand into something else.
+const DAMAGED: &[(&str, &str, &[u8], &str)] = &[
+    (
+        "alerts",
+        "alerts/state.json",
         br#"{"engine":{"series":{"codex-unavail"#,
-    )
-    .unwrap();
-    let agent = start_agent(AgentOptions {
-        env: vec![
-            ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
-            ("CODEX_HEALTH_CHECK_INTERVAL", "200".into()),
-            ("ENABLE_CODEX_ALERTING", "true".into()),
-            ("CODEX_STATE_DIR", state.path().display().to_string()),
-        ],
-        ..Default::default()
-    });
-    let report = agent.wait_json("/health/codex", Duration::from_secs(30), |r| {
-        r["overall"] == "healthy"
-    });
-    let recs = report["recommendations"].as_array().unwrap();
-    assert!(
-        recs.iter().any(|r| r
-            .as_str()
+        "was corrupt (truncated",
+    ),
+    ("history", "history.json", b"", "was corrupt (empty file)"),
+    (
+        "oplog",
+        "operations-log.json",
+        br#"{"version": "one", "cursors": 7}"#,
+        "was corrupt (invalid type",
+    ),
+];
+
+#[test]
+fn corrupt_state_files_of_each_kind_are_moved_aside_reported_and_the_agent_keeps_working() {
+    for (kind, rel, bytes, reason) in DAMAGED {
+        let state = tempfile::tempdir().unwrap();
+        let file = state.path().join(rel);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, bytes).unwrap();
+        let agent = start_agent(AgentOptions {
+            env: vec![
+                ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+                ("CODEX_HEALTH_CHECK_INTERVAL", "200".into()),
+                ("ENABLE_CODEX_ALERTING", "true".into()),
+                ("CODEX_STATE_DIR", state.path().display().to_string()),
+            ],
+            ..Default::default()
+        });
+        let report = agent.wait_json("/health/codex", Duration::from_secs(30), |r| {
+            r["checks"][0]["status"] == "healthy"
+        });
+        let recs = report["recommendations"].as_array().unwrap();
+        assert!(
+            recs.iter().any(|r| {
+                let r = r.as_str().unwrap();
+                r.contains(rel) && r.contains(reason)
+            }),
+            "{kind}: {recs:?}"
+        );
+        wait_metric(
+            &agent,
+            &format!("codex_sentinel_state_files_recovered_total{{kind=\"{kind}\"}}"),
+            1.0,
+        );
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let aside: Vec<_> = std::fs::read_dir(file.parent().unwrap())
             .unwrap()
-            .contains("state.json was corrupt (truncated")),
-        "{recs:?}"
-    );
-    wait_metric(
-        &agent,
-        "codex_sentinel_state_files_recovered_total{kind=\"alerts\"}",
-        1.0,
-    );
-    let aside: Vec<String> = std::fs::read_dir(&alerts_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("state.json.corrupt-"))
-        .collect();
-    assert_eq!(aside.len(), 1);
-    assert_eq!(
-        std::fs::read(alerts_dir.join(&aside[0])).unwrap(),
-        br#"{"engine":{"series":{"codex-unavail"#
-    );
-    let fresh: Value =
-        serde_json::from_slice(&std::fs::read(alerts_dir.join("state.json")).unwrap()).unwrap();
-    assert!(fresh["engine"].is_object());
-    let errors_file = today_file(&agent, "errors");
-    wait_until(
-        Duration::from_secs(10),
-        "recovery in errors log",
-        &agent,
-        || {
-            lines(&errors_file)
-                .iter()
-                .any(|e| e["component"] == "state")
-        },
-    );
-    // Keeps working: probes go on.
-    agent.wait_json("/health/codex/metrics", Duration::from_secs(30), |m| {
-        m["probes"][0]["runs"].as_u64().unwrap() >= 3
-    });
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("{name}.corrupt-"))
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "{kind}");
+        assert_eq!(
+            std::fs::read(&aside[0]).unwrap(),
+            *bytes,
+            "{kind}: kept as it was"
+        );
+        let errors_file = today_file(&agent, "errors");
+        wait_until(
+            Duration::from_secs(10),
+            "recovery in errors log",
+            &agent,
+            || {
+                lines(&errors_file)
+                    .iter()
+                    .any(|e| e["component"] == "state" && e["details"]["kind"] == *kind)
+            },
+        );
+        // Keeps working: probes go on.
+        agent.wait_json("/health/codex/metrics", Duration::from_secs(30), |m| {
+            m["probes"][0]["runs"].as_u64().unwrap() >= 3
+        });
+    }
 }

@@ -921,10 +921,18 @@ impl Config {
             return bad("auditLog.performanceInterval", "0".into(), "must be > 0 ms");
         }
         if self.history.enabled && self.history.retention_days == 0 {
-            return bad("history.retentionDays", "0".into(), "must be at least 1 day");
+            return bad(
+                "history.retentionDays",
+                "0".into(),
+                "must be at least 1 day",
+            );
         }
         if self.baselines.learning_days == 0 {
-            return bad("baselines.learningDays", "0".into(), "must be at least 1 day");
+            return bad(
+                "baselines.learningDays",
+                "0".into(),
+                "must be at least 1 day",
+            );
         }
         if self.reload.watch_file && self.reload.watch_interval == 0 {
             return bad("reload.watchInterval", "0".into(), "must be > 0 ms");
