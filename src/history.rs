@@ -372,8 +372,10 @@ mod tests {
 
     #[test]
     fn executions_land_in_their_hour_and_totals_add_up() {
-        let mut h = History::default();
-        h.retention_ms = 30 * 24 * HOUR_MS;
+        let mut h = History {
+            retention_ms: 30 * 24 * HOUR_MS,
+            ..Default::default()
+        };
         let t0 = 1_764_115_200_000;
         h.record_executions(
             &[

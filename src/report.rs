@@ -323,6 +323,9 @@ pub fn baseline_view(config: &Config, hours: &[Hour], now: u64) -> BaselineView 
     }
 }
 
+/// Variable, explicit, learned, in use.
+type BaselineRow = (&'static str, Option<f64>, Option<f64>, Option<f64>);
+
 pub fn render_baselines_text(v: &BaselineView) -> String {
     let mut out = String::new();
     match &v.learned {
@@ -347,47 +350,54 @@ pub fn render_baselines_text(v: &BaselineView) -> String {
     );
     out += "Baseline                          explicit    learned     in use\n";
     let l = v.learned.as_ref();
-    let show = |x: Option<String>| x.unwrap_or_else(|| "-".into());
-    let rows: [(&str, Option<String>, Option<String>, Option<String>); 6] = [
+    let (e, f) = (&v.explicit, &v.effective);
+    let u = |x: Option<u64>| x.map(|x| x as f64);
+    let rows: [BaselineRow; 6] = [
         (
             "CODEX_PERF_BASELINE_AVG_TIME",
-            v.explicit.avg_time.map(|x| x.to_string()),
-            l.and_then(|l| l.avg_time).map(|x| x.to_string()),
-            v.effective.avg_time.map(|x| x.to_string()),
+            u(e.avg_time),
+            u(l.and_then(|l| l.avg_time)),
+            u(f.avg_time),
         ),
         (
             "CODEX_PERF_BASELINE_P95_TIME",
-            v.explicit.p95_time.map(|x| x.to_string()),
-            l.and_then(|l| l.p95_time).map(|x| x.to_string()),
-            v.effective.p95_time.map(|x| x.to_string()),
+            u(e.p95_time),
+            u(l.and_then(|l| l.p95_time)),
+            u(f.p95_time),
         ),
         (
             "CODEX_PERF_BASELINE_P99_TIME",
-            v.explicit.p99_time.map(|x| x.to_string()),
-            l.and_then(|l| l.p99_time).map(|x| x.to_string()),
-            v.effective.p99_time.map(|x| x.to_string()),
+            u(e.p99_time),
+            u(l.and_then(|l| l.p99_time)),
+            u(f.p99_time),
         ),
         (
             "CODEX_PERF_BASELINE_SUCCESS_RATE",
-            v.explicit.success_rate.map(|x| x.to_string()),
-            l.and_then(|l| l.success_rate).map(|x| x.to_string()),
-            v.effective.success_rate.map(|x| x.to_string()),
+            e.success_rate,
+            l.and_then(|l| l.success_rate),
+            f.success_rate,
         ),
         (
             "CODEX_PERF_BASELINE_AVAILABILITY",
-            v.explicit.availability.map(|x| x.to_string()),
-            l.and_then(|l| l.availability).map(|x| x.to_string()),
-            v.effective.availability.map(|x| x.to_string()),
+            e.availability,
+            l.and_then(|l| l.availability),
+            f.availability,
         ),
         (
             "CODEX_PERF_BASELINE_MEMORY_MB",
-            v.explicit.memory_mb.map(|x| x.to_string()),
-            l.and_then(|l| l.memory_mb).map(|x| x.to_string()),
-            v.effective.memory_mb.map(|x| x.to_string()),
+            u(e.memory_mb),
+            u(l.and_then(|l| l.memory_mb)),
+            u(f.memory_mb),
         ),
     ];
-    for (name, e, le, eff) in rows {
-        out += &format!("{name:<34}{:<12}{:<12}{}\n", show(e), show(le), show(eff));
+    let show = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |x| x.to_string());
+    for (name, explicit, learned, effective) in rows {
+        out += &format!(
+            "{name:<34}{:<12}{:<12}{}\n",
+            show(explicit),
+            show(learned),
+            show(effective)
+        );
     }
     out
 }
