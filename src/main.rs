@@ -340,7 +340,9 @@ async fn serve_signals(
                 if now.is_none() && fingerprint.is_some() {
                     // Mid-replace by an editor or a ConfigMap update: wait for the new file
                     // rather than falling back to defaults.
-                    tracing::warn!(file = %watched.display(), "configuration file missing; keeping the running configuration");
+                    tracing::warn!(file = %watched.display(), "configuration file missing; keeping the running configuration until it is back");
+                    // Logged once: the file's return is then a change like any other.
+                    fingerprint = None;
                     continue;
                 }
                 if now != fingerprint {

@@ -453,3 +453,66 @@ fn corrupt_state_files_of_each_kind_are_moved_aside_reported_and_the_agent_keeps
         });
     }
 }
+
+#[test]
+fn a_changed_config_file_is_reloaded_when_watching_is_on() {
+    let mut agent = start_agent(AgentOptions {
+        env: vec![
+            ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+            ("CODEX_SENTINEL_RELOAD_WATCH", "true".into()),
+            ("CODEX_SENTINEL_RELOAD_INTERVAL", "100".into()),
+        ],
+        config_json: Some(config_json(3_600_000, 80.0, "t")),
+        ..Default::default()
+    });
+    agent.wait_json("/health/codex/metrics", Duration::from_secs(30), |m| {
+        m["probes"][0]["runs"] == 1
+    });
+    let file = agent.path().join("config/monitoring.json");
+    std::fs::write(&file, config_json(150, 80.0, "t")).unwrap();
+    // Applied without a signal: the probe now runs every 150 ms.
+    agent.wait_json("/health/codex/metrics", Duration::from_secs(30), |m| {
+        m["probes"][0]["runs"].as_u64().unwrap() >= 4
+    });
+    let reloaded: Vec<String> = agent
+        .stderr_lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("configuration reloaded"))
+        .cloned()
+        .collect();
+    assert_eq!(reloaded.len(), 1, "{reloaded:?}");
+    assert!(
+        reloaded[0].contains("config file change"),
+        "{}",
+        reloaded[0]
+    );
+    assert!(
+        reloaded[0].contains("healthMonitoring.checkInterval"),
+        "{}",
+        reloaded[0]
+    );
+    // A file that disappears (mid-replace) is waited for, not read as "defaults".
+    std::fs::remove_file(&file).unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "missing file noticed",
+        &agent,
+        || stderr_count(&agent, "configuration file missing") >= 1,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        stderr_count(&agent, "configuration file missing"),
+        1,
+        "reported once"
+    );
+    assert_eq!(stderr_count(&agent, "configuration reloaded"), 1);
+    // Back with new content: reloaded.
+    std::fs::write(&file, config_json(150, 85.0, "t")).unwrap();
+    wait_until(Duration::from_secs(10), "second reload", &agent, || {
+        stderr_count(&agent, "configuration reloaded") == 2
+    });
+    let (code, _) = agent.signal_and_wait(libc::SIGTERM);
+    assert_eq!(code, Some(0));
+}
