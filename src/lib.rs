@@ -127,6 +127,7 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
     probe::become_subreaper();
     // First, so that problems found while starting (a corrupt state file) reach errors-*.log.
     audit::start_writer(&config.audit_log);
+    let loaded = Arc::new(config.clone());
     let config = if config.baselines.learn && config.history.enabled {
         let hours = history::load(&config.state_dir).unwrap_or_default();
         history::apply_learned(config, &hours, util::now_ms())
@@ -141,7 +142,7 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
     let (publish, snapshots) = watch::channel(Arc::new(monitor.snapshot(util::now_ms())));
     let heartbeat = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
-    let (reloader, updates) = reload::Reloader::new(config.clone());
+    let (reloader, updates) = reload::Reloader::new(config.clone(), loaded);
     audit::spawn_recorder(
         &config.audit_log,
         snapshots.clone(),

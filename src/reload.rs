@@ -78,6 +78,7 @@ pub struct Update {
 /// The result of one reload request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
+    /// `changed` is empty when only the learned baselines changed.
     Applied {
         changed: Vec<String>,
         restart_required: Vec<String>,
@@ -114,11 +115,15 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn new(config: Arc<Config>) -> (Reloader, watch::Receiver<Arc<Update>>) {
+    /// `config` is what runs (learned baselines filled in), `loaded` what was read.
+    pub fn new(
+        config: Arc<Config>,
+        loaded: Arc<Config>,
+    ) -> (Reloader, watch::Receiver<Arc<Update>>) {
         let (tx, rx) = watch::channel(Arc::new(Update {
             generation: 0,
-            config: config.clone(),
-            loaded: config,
+            config,
+            loaded,
             changed: Vec::new(),
             restart_required: Vec::new(),
             trigger: "start".into(),
@@ -155,7 +160,13 @@ impl Reloader {
         };
         let current = self.tx.borrow().clone();
         let changed = changed_keys(&current.loaded, &loaded);
-        if changed.is_empty() {
+        let mut effective = keep_restart_only(&current.config, loaded.clone());
+        if effective.baselines.learn && effective.history.enabled {
+            // Relearned from the history as the monitor last wrote it (read only).
+            let hours = crate::history::read(&effective.state_dir).unwrap_or_default();
+            effective = crate::history::apply_learned(effective, &hours, crate::util::now_ms());
+        }
+        if changed.is_empty() && effective.baselines == current.config.baselines {
             UNCHANGED.fetch_add(1, Ordering::Relaxed);
             tracing::info!(trigger, "configuration reloaded: nothing changed");
             return Outcome::Unchanged;
@@ -165,12 +176,6 @@ impl Reloader {
             .filter(|k| needs_restart(k))
             .cloned()
             .collect();
-        let mut effective = keep_restart_only(&current.config, loaded.clone());
-        if effective.baselines.learn && effective.history.enabled {
-            // Learned from the history as the monitor last wrote it (read only).
-            let hours = crate::history::read(&effective.state_dir).unwrap_or_default();
-            effective = crate::history::apply_learned(effective, &hours, crate::util::now_ms());
-        }
         APPLIED.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             trigger,
@@ -333,7 +338,7 @@ mod tests {
 
     #[test]
     fn rejected_and_applied_reloads() {
-        let (r, rx) = Reloader::new(Arc::new(Config::default()));
+        let (r, rx) = Reloader::new(Arc::new(Config::default()), Arc::new(Config::default()));
         assert!(matches!(
             r.reload(Err(ConfigError("bad".into())), "test"),
             Outcome::Rejected(_)
