@@ -364,9 +364,43 @@ fn sighup_applies_a_valid_configuration_once_and_rejects_an_invalid_one() {
         2.0,
     );
 
-    // A restart with the file as it is now raises nothing new (the alert was sent once).
+    // A restart with the configuration as it is now does not announce the reloaded changes
+    // again: only what differs from the last reload (the harness's new port) is listed.
     let (code, _) = agent.signal_and_wait(libc::SIGTERM);
     assert_eq!(code, Some(0));
+    let again = start_agent(AgentOptions {
+        env: vec![
+            ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+            ("ENABLE_CODEX_ALERTING", "true".into()),
+            ("CODEX_ALERT_WEBHOOK_URL", webhook.url("/hook")),
+            ("CODEX_ALERT_EVALUATION_INTERVAL", "100".into()),
+            ("CODEX_STATE_DIR", state.path().display().to_string()),
+        ],
+        config_json: Some(config_json(200, 75.0, "second-token-value")),
+        ..Default::default()
+    });
+    webhook.wait_for(
+        Duration::from_secs(20),
+        "restart's configuration alert",
+        |all| {
+            all.iter()
+                .filter(|r| r.body.contains("configuration changed"))
+                .count()
+                >= 3
+        },
+    );
+    let alerts = config_alerts(&webhook);
+    let keys: Vec<&Value> = alerts[2]["details"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["key"])
+        .collect();
+    assert_eq!(keys, vec!["healthMonitoring.endpoints.port"]);
+    again.wait_json("/health/codex/alerts", Duration::from_secs(10), |a| {
+        a["evaluations"].as_u64().unwrap_or(0) >= 3
+    });
+    assert_eq!(config_alerts(&webhook).len(), 3);
 }
 
 /// Each kind of state file, damaged the ways it happens: cut short by kill -9 / a full disk,
