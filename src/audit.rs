@@ -8,7 +8,8 @@
 //!  SIGUSR1 → audit::reopen() ──────────┘   (drops counted)    └▶ performance-<day>.log
 //! ```
 //!
-//! - Lines: one per probe run (`health-checks`), one per change of status of the other checks,
+//! - Lines: one per probe result the monitor published (`health-checks`, with the probe's
+//!   `runs` count), one per change of status of the other checks,
 //!   one per `performanceInterval` (`performance`), and one per failed probe, rejected reload,
 //!   recovered state file or other agent error (`errors`). Each carries `seq`, numbered per
 //!   stream from 1 at start, so a reader can prove nothing was lost across a rotation.
@@ -253,7 +254,7 @@ impl Recorder {
             }
             *seen = probe.runs;
             if let Some(check) = snap.report.checks.iter().find(|c| c.name == probe.name) {
-                health_line(check, "probe");
+                health_line(check, "probe", Some(probe.runs));
             }
         }
         for check in &snap.report.checks {
@@ -262,13 +263,15 @@ impl Recorder {
             }
             if self.statuses.get(&check.name) != Some(&check.status) {
                 self.statuses.insert(check.name.clone(), check.status);
-                health_line(check, "status-change");
+                health_line(check, "status-change", None);
             }
         }
     }
 }
 
-fn health_line(check: &crate::monitor::snapshot::HealthCheck, cause: &str) {
+/// `runs`: the probe's run count, so a reader sees when two runs fell between two snapshots
+/// (only the latest result is on record then).
+fn health_line(check: &crate::monitor::snapshot::HealthCheck, cause: &str, runs: Option<u64>) {
     let mut line = match serde_json::to_value(check) {
         Ok(Value::Object(m)) => m,
         _ => return,
@@ -276,6 +279,9 @@ fn health_line(check: &crate::monitor::snapshot::HealthCheck, cause: &str) {
     line.insert("check".into(), json!(check.name));
     line.remove("name");
     line.insert("cause".into(), json!(cause));
+    if let Some(runs) = runs {
+        line.insert("runs".into(), json!(runs));
+    }
     let ts = check.timestamp;
     if matches!(check.status, Status::Critical | Status::Unavailable) {
         let mut err = Map::new();

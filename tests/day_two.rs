@@ -155,6 +155,11 @@ fn audit_logs_survive_rename_and_sigusr1_without_losing_a_line() {
         );
         assert!(c["timestamp"].as_u64().unwrap() > 1_700_000_000_000);
     }
+    let runs: Vec<u64> = checks.iter().map(|c| c["runs"].as_u64().unwrap()).collect();
+    assert!(
+        runs.windows(2).all(|w| w[0] < w[1]),
+        "runs increase: {runs:?}"
+    );
     let perf_line = &lines(&perf)[0];
     assert!(
         perf_line["performance"]["reliabilityMetrics"].is_object(),
