@@ -555,3 +555,96 @@ fn a_changed_config_file_is_reloaded_when_watching_is_on() {
     let (code, _) = agent.signal_and_wait(libc::SIGTERM);
     assert_eq!(code, Some(0));
 }
+
+const LOGROTATE: &str = "/usr/sbin/logrotate";
+
+/// Lines of a file, gunzipped first when it ends in `.gz`.
+fn lines_any(path: &Path) -> Vec<Value> {
+    if path.extension().is_some_and(|e| e == "gz") {
+        let out = std::process::Command::new("gzip")
+            .args(["-dc"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    } else {
+        lines(path)
+    }
+}
+
+#[test]
+fn the_specifications_logrotate_stanza_with_sigusr1_loses_no_line() {
+    assert!(
+        Path::new(LOGROTATE).exists(),
+        "logrotate missing at {LOGROTATE}: run scripts/test (or scripts/setup.d/45-logrotate.sh)"
+    );
+    let agent = start_agent(AgentOptions {
+        env: vec![
+            ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+            ("CODEX_HEALTH_CHECK_INTERVAL", "100".into()),
+        ],
+        ..Default::default()
+    });
+    let health = today_file(&agent, "health-checks");
+    let audit = health.parent().unwrap().to_path_buf();
+    // The specification's stanza for logs/audit, with the postrotate signal it describes.
+    let conf = agent.path().join("logrotate.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "{}/*.log {{\n    daily\n    missingok\n    rotate 30\n    compress\n    delaycompress\n    notifempty\n    postrotate\n        kill -USR1 {} || true\n    endscript\n}}\n",
+            audit.display(),
+            agent.child.id()
+        ),
+    )
+    .unwrap();
+    let rotate = |round: usize| {
+        let out = std::process::Command::new(LOGROTATE)
+            .arg("-f")
+            .arg("-s")
+            .arg(agent.path().join("logrotate.state"))
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_until(Duration::from_secs(10), "reopen", &agent, || {
+            stderr_count(&agent, "audit log files reopened") == round
+        });
+        wait_until(
+            Duration::from_secs(30),
+            "lines in the new file",
+            &agent,
+            || lines(&health).len() >= 3,
+        );
+    };
+    wait_until(Duration::from_secs(30), "first lines", &agent, || {
+        lines(&health).len() >= 3
+    });
+    rotate(1);
+    rotate(2);
+    let name = health.file_name().unwrap().to_string_lossy().into_owned();
+    let gz = audit.join(format!("{name}.2.gz"));
+    let one = audit.join(format!("{name}.1"));
+    assert!(
+        gz.exists() && one.exists(),
+        "compress + delaycompress as configured"
+    );
+    let all: Vec<u64> = [gz, one, health.clone()]
+        .iter()
+        .flat_map(|p| seqs(&lines_any(p)))
+        .collect();
+    let expected: Vec<u64> = (1..=all.len() as u64).collect();
+    assert_eq!(
+        all, expected,
+        "a line was lost or misplaced across two rotations"
+    );
+}
