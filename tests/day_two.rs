@@ -1,5 +1,6 @@
 //! Day-two operations against the real agent binary and the real Codex CLI: audit log files
-//! rotated by renaming + SIGUSR1 while the agent runs, an unwritable log directory, SIGHUP
+//! rotated by renaming + SIGUSR1 while the agent runs (by hand and by the real logrotate with
+//! the specification's stanza), an unwritable log directory, config-file watching, SIGHUP
 //! reloads (valid, invalid, secret change) with the "configuration changed" info alert sent to
 //! a recording webhook, and corrupt state files.
 
