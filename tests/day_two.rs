@@ -216,6 +216,49 @@ fn an_unwritable_audit_directory_is_reported_once_counted_and_not_fatal() {
     assert_eq!(status["codexAvailable"], true);
 }
 
+#[test]
+fn a_full_disk_is_reported_once_counted_and_not_fatal() {
+    // /dev/full answers every write with ENOSPC, as a full filesystem does.
+    let dir = tempfile::tempdir().unwrap();
+    let day = codex_sentinel::audit::day_of(codex_sentinel::util::now_ms());
+    std::os::unix::fs::symlink(
+        "/dev/full",
+        dir.path().join(format!("health-checks-{day}.log")),
+    )
+    .unwrap();
+    let agent = start_agent(AgentOptions {
+        env: vec![
+            ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+            ("CODEX_HEALTH_CHECK_INTERVAL", "150".into()),
+            ("CODEX_AUDIT_LOG_DIR", dir.path().display().to_string()),
+            ("CODEX_AUDIT_PERFORMANCE_INTERVAL", "150".into()),
+        ],
+        ..Default::default()
+    });
+    let failed = "codex_sentinel_audit_log_lines_total{stream=\"health-checks\",result=\"failed\"}";
+    wait_until(Duration::from_secs(30), "3 failed lines", &agent, || {
+        metric(&agent, failed) >= 3.0
+    });
+    let reports: Vec<String> = agent
+        .stderr_lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("cannot write audit log"))
+        .cloned()
+        .collect();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(
+        reports[0].contains("No space left on device"),
+        "{}",
+        reports[0]
+    );
+    // The other streams, on the same directory, keep working.
+    wait_until(Duration::from_secs(30), "performance lines", &agent, || {
+        lines(&dir.path().join(format!("performance-{day}.log"))).len() >= 2
+    });
+}
+
 /// Config file of the reload test; `extra` is merged into `healthMonitoring`.
 fn config_json(check_interval: u64, min_success_rate: f64, token: &str) -> String {
     serde_json::json!({
