@@ -295,7 +295,7 @@ fn sighup_applies_a_valid_configuration_once_and_rejects_an_invalid_one() {
         ..Default::default()
     });
     // The first probe runs at start; with a one-hour interval no second one comes.
-    agent.wait_json("/health/codex/metrics", Duration::from_secs(30), |m| {
+    let before = agent.wait_json("/health/codex/metrics", Duration::from_secs(30), |m| {
         m["probes"][0]["runs"] == 1
     });
     let file = agent.path().join("config/monitoring.json");
@@ -306,10 +306,23 @@ fn sighup_applies_a_valid_configuration_once_and_rejects_an_invalid_one() {
     let got = webhook.wait_for(Duration::from_secs(20), "configuration changed", |all| {
         all.iter().any(|r| r.body.contains("configuration changed"))
     });
-    // The probe runs on the new interval, and the counts from before the reload are kept.
-    agent.wait_json("/health/codex/metrics", Duration::from_secs(30), |m| {
+    // The probe runs on the new interval.
+    let after = agent.wait_json("/health/codex/metrics", Duration::from_secs(30), |m| {
         m["probes"][0]["runs"].as_u64().unwrap() >= 4
     });
+    // Run numbers and uptime go on across the reload (that the monitor keeps every statistic
+    // when reconfigured is unit-tested in `monitor::reload_tests`).
+    let health = today_file(&agent, "health-checks");
+    wait_until(Duration::from_secs(10), "health lines", &agent, || {
+        lines(&health).len() >= 4
+    });
+    let runs: Vec<u64> = lines(&health)
+        .iter()
+        .map(|l| l["runs"].as_u64().unwrap())
+        .collect();
+    assert_eq!(runs[0], 1);
+    assert!(runs.windows(2).all(|w| w[0] < w[1]), "{runs:?}");
+    assert!(after["uptime"].as_u64().unwrap() >= before["uptime"].as_u64().unwrap());
     let alerts = config_alerts(&webhook);
     assert_eq!(alerts.len(), 1, "{got:#?}");
     let a = &alerts[0];

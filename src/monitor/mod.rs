@@ -508,3 +508,69 @@ async fn alerts_changed(view: &mut Option<watch::Receiver<Arc<crate::alerts::Ale
 pub fn exit_code(status: Status) -> i32 {
     i32::from(status.code())
 }
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+    use crate::sources::probe::{Attempt, ProbeRun};
+
+    fn run(name: &str) -> Observation {
+        Observation::Probe {
+            run: ProbeRun {
+                spec_name: name.into(),
+                attempts: vec![Attempt {
+                    started: now_ms(),
+                    duration: Duration::from_millis(20),
+                    ending: Ending::Exited(0),
+                    stdout: "codex-cli 0.171.0\n".into(),
+                    stderr_tail: String::new(),
+                    pid: 1,
+                }],
+            },
+            start_delay: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn reconfigure_keeps_statistics_of_probes_that_remain() {
+        let mut cfg = Config::default();
+        cfg.operations_log.enabled = false;
+        cfg.history.enabled = false;
+        cfg.codex.probes = vec![crate::config::ExtraProbe {
+            name: "codex-login".into(),
+            command: vec!["codex".into(), "login".into()],
+            timeout: None,
+            interval: None,
+            expected_exit_code: 0,
+            failure_status: "warning".into(),
+        }];
+        let cfg = Arc::new(cfg);
+        let (_, _, dropped) = channel();
+        let mut m = Monitor::new(cfg.clone(), crate::probe_specs(&cfg), dropped);
+        for _ in 0..3 {
+            m.apply(run(health::AVAILABILITY_CHECK));
+        }
+        m.apply(run("codex-login"));
+        // Reload: faster availability probe, a threshold changed, the extra probe removed.
+        let mut new = (*cfg).clone();
+        new.health_monitoring.check_interval = 500;
+        new.health_monitoring.thresholds.availability_timeout = 1;
+        new.codex.probes.clear();
+        let new = Arc::new(new);
+        m.reconfigure(new.clone(), crate::probe_specs(&new));
+        let snap = m.snapshot(now_ms());
+        let probes: Vec<(&str, u64)> = snap
+            .metrics
+            .probes
+            .iter()
+            .map(|p| (p.name.as_str(), p.runs))
+            .collect();
+        assert_eq!(probes, vec![(health::AVAILABILITY_CHECK, 3)]);
+        // The next run is judged by the new threshold (20 ms > 1 ms: warning).
+        m.apply(run(health::AVAILABILITY_CHECK));
+        let snap = m.snapshot(now_ms());
+        assert_eq!(snap.metrics.probes[0].runs, 4);
+        assert_eq!(snap.report.checks[0].status, Status::Warning);
+        assert_eq!(snap.report.checks.len(), 1);
+    }
+}
