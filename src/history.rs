@@ -1,6 +1,6 @@
 //! Compact per-hour history in `<stateDir>/history.json`: executions (counts, duration sum,
 //! max and a mergeable quantile sketch), availability probes, and Codex CPU/memory sampled
-//! every second. Kept for `history.retentionDays` (default 30); read by `codex-sentinel report`
+//! every second while Codex processes run. Kept for `history.retentionDays` (default 30); read by `codex-sentinel report`
 //! and by the learned baselines ([`learn`]).
 //!
 //! The monitor owns it (it sees every observation); it is written atomically at most once a
@@ -42,7 +42,7 @@ pub struct Hour {
     /// Availability probe runs, and how many found Codex available.
     pub probes: u64,
     pub probes_available: u64,
-    /// One-second samples of the Codex processes.
+    /// One-second samples of the Codex processes, taken while any runs.
     pub resource_samples: u64,
     /// Percent of one core, summed over Codex processes.
     pub cpu_sum: f64,

@@ -471,12 +471,16 @@ impl Monitor {
                 }
                 _ = tick.tick() => {
                     let now = now_ms();
-                    self.history.record_resources(
+                    // Only while Codex runs: an idle hour would pull the averages (and a
+                    // learned memory baseline) towards zero.
+                    if self.resources.active_processes() > 0 {
+                        self.history.record_resources(
                         self.resources.cpu_percent(),
                         self.resources.rss_bytes() as f64 / 1_048_576.0,
-                        self.resources.active_processes(),
-                        now,
-                    );
+                            self.resources.active_processes(),
+                            now,
+                        );
+                    }
                     self.history.tick(now);
                 }
             }
