@@ -1,7 +1,7 @@
 //! Compact per-hour history in `<stateDir>/history.json`: executions (counts, duration sum,
 //! max and a mergeable quantile sketch), availability probes, and Codex CPU/memory sampled
-//! every second while Codex processes run. Kept for `history.retentionDays` (default 30); read by `codex-sentinel report`
-//! and by the learned baselines ([`learn`]).
+//! every second while Codex processes run. Kept for `history.retentionDays` (default 30);
+//! read by `codex-sentinel report` and by the learned baselines ([`learn`]).
 //!
 //! The monitor owns it (it sees every observation); it is written atomically at most once a
 //! minute and at shutdown. Executions are placed by their own timestamp, so a backfilled
