@@ -261,6 +261,9 @@ pub fn learn(
         ));
     }
     let t = total_since(hours, from);
+    if t.executions == 0 && t.probes == 0 && t.resource_samples == 0 {
+        return Err(format!("no history in the last {learning_days} day(s)"));
+    }
     let enough = t.executions >= min_executions.max(1);
     let round = |v: f64| v.round() as u64;
     Ok(Learned {
