@@ -268,6 +268,30 @@ fn stat_fields(text: &str) -> Option<Vec<&str>> {
     Some(rest.split_ascii_whitespace().collect())
 }
 
+/// The current name and argv of a process whose name is no longer `known` (it exec'd);
+/// `None` when unchanged or gone. argv is read only when a rule needs it.
+fn reread_if_execed(pid: Pid, known: &str, matcher: &Matcher) -> Option<(String, Vec<OsString>)> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    let comm = comm.trim_end_matches('\n');
+    if comm == known {
+        return None;
+    }
+    let cmd = if matcher.needs_cmd() {
+        use std::os::unix::ffi::OsStrExt;
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|raw| {
+                raw.split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| std::ffi::OsStr::from_bytes(a).to_os_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    Some((comm.to_string(), cmd))
+}
+
 /// What one read of `/proc/PID/stat` tells about a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stat {
@@ -560,6 +584,9 @@ impl Sampler {
 
         // Own matches first, then ancestry (which needs to know every own match).
         let mut own: HashMap<Pid, OwnMatch> = HashMap::new();
+        // Processes that exec'd after sysinfo first listed them: their fresh name and argv.
+        let mut execed: HashMap<Pid, (String, Vec<OsString>)> = HashMap::new();
+        let young_secs = self.discovery_every.as_secs() * 2 + 2;
         let mut unreadable = 0u64;
         for (pid, p) in procs {
             if p.thread_kind().is_some() {
@@ -574,6 +601,21 @@ impl Sampler {
             }
             if let Some(m) = self.matcher.own_match(&name, p.exe(), p.cmd()) {
                 own.insert(*pid, m);
+            } else if p.run_time() <= young_secs {
+                // sysinfo keeps the name and argv it saw first; a process listed between fork
+                // and exec (`spawn` of Codex) would keep its parent's name for ever. Young
+                // processes are re-read from /proc.
+                if let Some((fresh, cmd)) = reread_if_execed(*pid, &name, &self.matcher) {
+                    let exe = if self.matcher.needs_exe() {
+                        std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+                    } else {
+                        None
+                    };
+                    if let Some(m) = self.matcher.own_match(&fresh, exe.as_deref(), &cmd) {
+                        own.insert(*pid, m);
+                        execed.insert(*pid, (fresh, cmd));
+                    }
+                }
             }
         }
         self.unreadable_seen
@@ -637,7 +679,10 @@ impl Sampler {
                     t.counted = counted;
                 }
                 _ => {
-                    let name = p.name().to_string_lossy();
+                    let (name, cmd) = match execed.get(&pid) {
+                        Some((n, c)) => (n.as_str().into(), c.as_slice()),
+                        None => (p.name().to_string_lossy(), p.cmd()),
+                    };
                     if counted {
                         self.counters.executions_started += 1;
                     }
@@ -648,7 +693,7 @@ impl Sampler {
                             start_ticks: 0,
                             role,
                             counted,
-                            command: command_summary(&name, m == OwnMatch::Wrapper, p.cmd()),
+                            command: command_summary(&name, m == OwnMatch::Wrapper, cmd),
                             last: None,
                             zombie: false,
                             cpu: 0.0,
@@ -956,6 +1001,40 @@ mod tests {
         assert!(a.rss_bytes > 1 << 20, "{a:?}");
         assert!(a.threads >= 1);
         assert!(a.open_fds >= 3);
+    }
+
+    /// A process first listed before it exec'd Codex (sysinfo keeps the first name it saw)
+    /// is still found once it has.
+    #[test]
+    fn a_process_that_execs_codex_later_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("cs-unit-exec");
+        std::os::unix::fs::symlink("/bin/sleep", &link).unwrap();
+        let script = format!("sleep 0.4; exec {} 30", link.display());
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .spawn()
+            .unwrap();
+        let c = ProcessesConfig {
+            names: vec!["cs-unit-exec".into()],
+            exclude_agent_children: false,
+            ..cfg()
+        };
+        let mut s = Sampler::new(&c).unwrap();
+        assert_eq!(s.sample().processes, 0, "still the shell");
+        let comm = format!("/proc/{}/comm", child.id());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(&comm).unwrap().trim() != "cs-unit-exec" {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        s.force_discovery();
+        let after = s.sample();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(after.processes, 1, "{after:?}");
+        assert_eq!(after.top[0].pid, child.id());
+        assert_eq!(after.top[0].command, "cs-unit-exec");
     }
 
     /// A child of the test process is found, counted once, and its RSS read.
