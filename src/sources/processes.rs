@@ -703,9 +703,9 @@ impl Sampler {
                 }
             }
         }
+        // sysinfo's table drops exited processes at each listing (remove_dead), so its memory
+        // follows the size of /proc; ours follows the number of matched processes.
         self.tracked.retain(|pid, _| keep.contains(pid));
-        // Keep the sysinfo map from holding command lines it no longer needs: only entries of
-        // live processes remain (refresh with remove_dead), so memory follows /proc's size.
     }
 
     /// Reads every followed process's `/proc/PID/stat` — one read gives state, CPU times,
