@@ -275,6 +275,16 @@ metric!(
     None,
     &[]
 );
+metric!(
+    AGENT_EXPORT_ERRORS,
+    "codex_sentinel.export_errors",
+    Counter,
+    "1",
+    "Export cycles that failed, by exporter (otlp, statsd)",
+    ["exporter"],
+    Some("codex_sentinel.export_errors"),
+    &[]
+);
 
 /// Every metric, in exposition order.
 pub const CATALOG: &[&MetricDef] = &[
@@ -299,6 +309,7 @@ pub const CATALOG: &[&MetricDef] = &[
     &AUDIT_LOG_LINES,
     &CONFIG_RELOADS,
     &STATE_FILES_RECOVERED,
+    &AGENT_EXPORT_ERRORS,
 ];
 
 #[cfg(test)]
