@@ -32,7 +32,46 @@ fn agent_env() -> Vec<(&'static str, String)> {
     vec![
         ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
         ("CODEX_HEALTH_CHECK_INTERVAL", "1000".into()),
+        ("CODEX_OPERATIONS_LOG_BACKFILL", "true".into()),
     ]
+}
+
+/// Appends successful executions (durations in ms) to today's operations log, as the
+/// application writes it (`logs/codex/codex-operations-YYYY-MM-DD.jsonl`, UTC date).
+fn write_operations_log(workdir: &std::path::Path, operation: &str, durations_ms: &[u64]) {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let (y, m, d) = civil_date(now.as_secs() / 86_400);
+    let dir = workdir.join("logs/codex");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut lines = String::new();
+    for (i, ms) in durations_ms.iter().enumerate() {
+        lines.push_str(&format!(
+            "{{\"timestamp\":{},\"operationType\":\"{operation}\",\"timing\":{{\"duration\":{ms}}},\"result\":{{\"success\":true}}}}\n",
+            now.as_millis() as u64 - 1000 + i as u64
+        ));
+    }
+    let path = dir.join(format!("codex-operations-{y:04}-{m:02}-{d:02}.jsonl"));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(lines.as_bytes()).unwrap();
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_date(days: u64) -> (i64, u32, u32) {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 #[test]
@@ -254,9 +293,38 @@ fn real_prometheus_scrapes_the_agent_and_answers_every_grafana_panel() {
         r.len() == 1 && value(&r[0]) == 1.0
     });
     assert_eq!(r[0]["metric"]["job"], "codex-sentinel");
-    // A quantile of the execution-time histogram: the query parses and returns a series.
+    // The application logs one execution; once Prometheus has the new series, 19 more:
+    // 10 × 2.5 s, 5 × 7 s, 3 × 20 s, 45 s. (A series is born with its first value, so only what
+    // comes after shows in rate().) Increase per bucket: le 1: 0, 5: 10, 10: 15, 30: 18, 60: 19.
+    write_operations_log(agent.path(), "review", &[800]);
+    prom.wait_query("sum(codex_execution_time_seconds_count)", |r| {
+        r.len() == 1 && value(&r[0]) == 1.0
+    });
+    let mut durations = vec![2500u64; 10];
+    durations.extend([7000; 5]);
+    durations.extend([20000; 3]);
+    durations.push(45000);
+    write_operations_log(agent.path(), "review", &durations);
+    prom.wait_query("sum(codex_execution_time_seconds_count)", |r| {
+        r.len() == 1 && value(&r[0]) == 20.0
+    });
+    // Over all 20 (1, 11, 16, 19, 20 per bucket), p95 is rank 19: the top of (10, 30].
+    let q = "histogram_quantile(0.95, sum by (le) (codex_execution_time_seconds_bucket))";
+    let r = prom.query(q);
+    assert!((value(&r[0]) - 30.0).abs() < 1e-9, "p95 {}", value(&r[0]));
+    let r = prom.query(
+        "sum(codex_execution_time_seconds_sum) / sum(codex_execution_time_seconds_count)",
+    );
+    assert!((value(&r[0]) - 8.29).abs() < 1e-9, "average {}", value(&r[0]));
+    // As the dashboard asks it, over the last minute: the 19 later executions put p95 in
+    // (30, 60] (rate() extrapolates each bucket a little differently, hence a range).
     let q = "histogram_quantile(0.95, sum by (le) (rate(codex_execution_time_seconds_bucket[1m])))";
-    prom.wait_query(q, |r| r.len() == 1);
+    let r = prom.wait_query(q, |r| r.len() == 1 && value(&r[0]).is_finite());
+    assert!(
+        value(&r[0]) > 30.0 && value(&r[0]) <= 60.0,
+        "p95 over 1m {}",
+        value(&r[0])
+    );
     // With data behind it (the probe-duration histogram fills every second), a real number
     // within the buckets.
     let r = prom.wait_query(
