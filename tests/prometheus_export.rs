@@ -9,7 +9,9 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{codex_bin, free_port, http_get, http_request, start_agent, AgentOptions};
+use common::{
+    codex_bin, free_port, http_get, http_request, start_agent, write_operations_log, AgentOptions,
+};
 
 /// What Prometheus 2.x sends when it scrapes.
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -34,44 +36,6 @@ fn agent_env() -> Vec<(&'static str, String)> {
         ("CODEX_HEALTH_CHECK_INTERVAL", "1000".into()),
         ("CODEX_OPERATIONS_LOG_BACKFILL", "true".into()),
     ]
-}
-
-/// Appends successful executions (durations in ms) to today's operations log, as the
-/// application writes it (`logs/codex/codex-operations-YYYY-MM-DD.jsonl`, UTC date).
-fn write_operations_log(workdir: &std::path::Path, operation: &str, durations_ms: &[u64]) {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let (y, m, d) = civil_date(now.as_secs() / 86_400);
-    let dir = workdir.join("logs/codex");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut lines = String::new();
-    for (i, ms) in durations_ms.iter().enumerate() {
-        lines.push_str(&format!(
-            "{{\"timestamp\":{},\"operationType\":\"{operation}\",\"timing\":{{\"duration\":{ms}}},\"result\":{{\"success\":true}}}}\n",
-            now.as_millis() as u64 - 1000 + i as u64
-        ));
-    }
-    let path = dir.join(format!("codex-operations-{y:04}-{m:02}-{d:02}.jsonl"));
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(lines.as_bytes()).unwrap();
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_date(days: u64) -> (i64, u32, u32) {
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[test]
@@ -130,7 +94,7 @@ fn openmetrics_is_served_to_prometheus_accept_header() {
         "{head}"
     );
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
-    assert!(body.contains("# TYPE codex_execution_time_seconds histogram"));
+    assert!(body.contains("# TYPE codex_probe_duration_seconds histogram"));
     assert!(body.contains("# TYPE codex_sentinel_export_errors counter"));
     assert!(body.contains("codex_sentinel_export_errors_total{exporter=\"otlp\"} 0"));
     // Plain text when nothing is asked for.
@@ -312,10 +276,13 @@ fn real_prometheus_scrapes_the_agent_and_answers_every_grafana_panel() {
     let q = "histogram_quantile(0.95, sum by (le) (codex_execution_time_seconds_bucket))";
     let r = prom.query(q);
     assert!((value(&r[0]) - 30.0).abs() < 1e-9, "p95 {}", value(&r[0]));
-    let r = prom.query(
-        "sum(codex_execution_time_seconds_sum) / sum(codex_execution_time_seconds_count)",
+    let r = prom
+        .query("sum(codex_execution_time_seconds_sum) / sum(codex_execution_time_seconds_count)");
+    assert!(
+        (value(&r[0]) - 8.29).abs() < 1e-9,
+        "average {}",
+        value(&r[0])
     );
-    assert!((value(&r[0]) - 8.29).abs() < 1e-9, "average {}", value(&r[0]));
     // As the dashboard asks it, over the last minute: the 19 later executions put p95 in
     // (30, 60] (rate() extrapolates each bucket a little differently, hence a range).
     let q = "histogram_quantile(0.95, sum by (le) (rate(codex_execution_time_seconds_bucket[1m])))";

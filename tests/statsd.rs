@@ -392,6 +392,7 @@ fn etsy_statsd_receives_the_agents_metrics() {
             ("DD_DOGSTATSD_PORT", statsd.port.to_string()),
             ("CODEX_STATSD_TAGS", "false".into()),
             ("CODEX_STATSD_INTERVAL", "200".into()),
+            ("CODEX_OPERATIONS_LOG_BACKFILL", "true".into()),
         ],
         ..Default::default()
     });
@@ -422,6 +423,23 @@ fn etsy_statsd_receives_the_agents_metrics() {
         admin_value(&gauges, "codex.memory_usage").is_some(),
         "{gauges}"
     );
+    // Executions from the operations log: timers in ms, counts by result.
+    common::write_operations_log(agent.path(), "review", &[2500, 2500, 2500]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let timers = statsd.admin("timers").unwrap();
+        let counters = statsd.admin("counters").unwrap();
+        if timers.contains("'codex.execution_time.review': [ 2500, 2500, 2500 ]")
+            && admin_value(&counters, "codex.executions.review.success") == Some(3.0)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "executions not seen by statsd; timers: {timers}\ncounters: {counters}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // Everything the agent sent parsed: no bad lines.
     let counters = statsd.admin("counters").unwrap();
     assert_eq!(

@@ -497,47 +497,52 @@ impl Instruments {
             register(&meter, def, &current, &mut histograms);
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        for twin in SEMCONV_TWINS {
-            let Some(def) = CATALOG.iter().copied().find(|d| d.name == twin.source) else {
+        // One instrument per semantic-convention name; several twins may feed it (e.g. the
+        // Codex processes with `process.executable.name=codex`, the agent itself without).
+        let mut names: Vec<&'static str> = SEMCONV_TWINS.iter().map(|t| t.name).collect();
+        names.dedup();
+        for name in names {
+            let group: Vec<(&'static SemconvTwin, &'static MetricDef)> = SEMCONV_TWINS
+                .iter()
+                .filter(|t| t.name == name)
+                .filter_map(|t| Some((t, CATALOG.iter().copied().find(|d| d.name == t.source)?)))
+                .collect();
+            let Some(&(first, def)) = group.first() else {
                 continue;
             };
             let cur = current.clone();
-            let twin_value = move |v: f64| match twin.convert {
-                Convert::Same => v,
-                Convert::PercentOfCoreToUtilization => v / 100.0 / cores,
-            };
-            let twin_attributes = move |s: &Sample| {
-                let mut attrs = attributes(s);
-                attrs.extend(twin.attributes.iter().map(|(k, v)| KeyValue::new(*k, *v)));
-                attrs
+            let observe_all = move |f: &mut dyn FnMut(f64, &[KeyValue])| {
+                for &(twin, def) in &group {
+                    for_samples(&cur, def, |s| {
+                        let v = match s.value {
+                            SampleValue::Gauge(v) | SampleValue::Counter(v) => v,
+                            SampleValue::Histogram { .. } => return,
+                        };
+                        let v = match twin.convert {
+                            Convert::Same => v,
+                            Convert::PercentOfCoreToUtilization => v / 100.0 / cores,
+                        };
+                        let mut attrs = attributes(s);
+                        attrs.extend(twin.attributes.iter().map(|(k, v)| KeyValue::new(*k, *v)));
+                        f(v, &attrs);
+                    })
+                }
             };
             match def.kind {
                 MetricKind::Gauge => {
                     meter
-                        .f64_observable_gauge(twin.name)
-                        .with_unit(twin.unit)
-                        .with_description(twin.help)
-                        .with_callback(move |obs| {
-                            for_samples(&cur, def, |s| {
-                                if let SampleValue::Gauge(v) = s.value {
-                                    obs.observe(twin_value(v), &twin_attributes(s));
-                                }
-                            })
-                        })
+                        .f64_observable_gauge(first.name)
+                        .with_unit(first.unit)
+                        .with_description(first.help)
+                        .with_callback(move |obs| observe_all(&mut |v, a| obs.observe(v, a)))
                         .build();
                 }
                 MetricKind::Counter => {
                     meter
-                        .f64_observable_counter(twin.name)
-                        .with_unit(twin.unit)
-                        .with_description(twin.help)
-                        .with_callback(move |obs| {
-                            for_samples(&cur, def, |s| {
-                                if let SampleValue::Counter(v) = s.value {
-                                    obs.observe(twin_value(v), &twin_attributes(s));
-                                }
-                            })
-                        })
+                        .f64_observable_counter(first.name)
+                        .with_unit(first.unit)
+                        .with_description(first.help)
+                        .with_callback(move |obs| observe_all(&mut |v, a| obs.observe(v, a)))
                         .build();
                 }
                 // Histogram twins would need their own feeding; none is defined.
@@ -842,7 +847,29 @@ mod tests {
                 .find(|d| d.name == twin.source)
                 .unwrap_or_else(|| panic!("{} is not in the catalog", twin.source));
             assert_ne!(def.kind, MetricKind::Histogram, "{}", twin.source);
+            // Twins sharing a name share an instrument: same kind and unit, listed together.
+            for other in SEMCONV_TWINS.iter().filter(|o| o.name == twin.name) {
+                let other_def = CATALOG.iter().find(|d| d.name == other.source).unwrap();
+                assert_eq!(
+                    (other_def.kind, other.unit),
+                    (def.kind, twin.unit),
+                    "{}",
+                    twin.name
+                );
+            }
         }
+        let mut names: Vec<_> = SEMCONV_TWINS.iter().map(|t| t.name).collect();
+        let listed = names.len();
+        names.dedup();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            names.len(),
+            unique.len(),
+            "twins of one name must be adjacent"
+        );
+        assert!(listed >= unique.len());
     }
 
     /// TLS set-up happens when the exporter is built: an https preset must build (both
