@@ -138,7 +138,9 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
     let shutdown = CancellationToken::new();
     let specs = probe_specs(&config);
     let (sender, rx, dropped) = monitor::channel();
-    let monitor = Monitor::new(config.clone(), specs.clone(), dropped);
+    let export_errors = Arc::new(export::ExportErrors::default());
+    let monitor = Monitor::new(config.clone(), specs.clone(), dropped)
+        .with_export_errors(export_errors.clone());
     let (publish, snapshots) = watch::channel(Arc::new(monitor.snapshot(util::now_ms())));
     let heartbeat = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
@@ -199,6 +201,24 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
         tasks.spawn(sources::oplog::run(
             config.clone(),
             sender.clone(),
+            shutdown.clone(),
+        ));
+    }
+
+    // Exporters: each on its own task, reading snapshots; validated with the configuration.
+    if let Ok(Some(settings)) = export::otlp::Settings::resolve(&config) {
+        tasks.spawn(export::otlp::run(
+            settings,
+            snapshots.clone(),
+            export_errors.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if let Ok(Some(settings)) = export::statsd::Settings::resolve(&config) {
+        tasks.spawn(export::statsd::run(
+            settings,
+            snapshots.clone(),
+            export_errors.clone(),
             shutdown.clone(),
         ));
     }

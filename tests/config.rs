@@ -24,7 +24,13 @@ fn sample_value(var: &str, kind: Kind) -> (&'static str, serde_json::Value) {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", _) => ("http/protobuf", "http/protobuf".into()),
         ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", _) => ("delta", "delta".into()),
         ("OTEL_EXPORTER_OTLP_COMPRESSION", _) => ("gzip", "gzip".into()),
-        ("CODEX_OTLP_PRESET", _) => ("newrelic", "newrelic".into()),
+        // newrelic would also need NEW_RELIC_LICENSE_KEY.
+        ("CODEX_OTLP_PRESET", _) => ("datadog-agent", "datadog-agent".into()),
+        ("CODEX_STATSD_TIMING_KIND", _) => ("histogram", "histogram".into()),
+        ("DD_DOGSTATSD_URL", _) => (
+            "unix:///var/run/datadog/dsd.socket",
+            "unix:///var/run/datadog/dsd.socket".into(),
+        ),
         ("CODEX_ALERT_WEBHOOK_FORMAT", _) => ("slack", "slack".into()),
         ("CODEX_ALERT_SMTP_TLS", _) => ("none", "none".into()),
         ("CODEX_ALERT_WEBHOOK_URL", _) => ("https://hooks.example/T0/x", "***redacted***".into()),

@@ -132,7 +132,11 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("CODEX_ALERT_DISABLED_RULES", "alerting.rules.disabled", Kind::List, "Comma-separated rule ids that never fire (new)."),
     // — the ecosystems' own variables
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "export.otlp.endpoint", Kind::Str, "Setting it alone turns OTLP export on."),
-    ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "export.otlp.endpoint", Kind::Str, "Metrics-specific endpoint (wins)."),
+    ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "export.otlp.metricsEndpoint", Kind::Str, "Full metrics URL, used as is (wins over the base endpoint)."),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "export.otlp.headers", Kind::Map, "key=value,… headers on every export (URL-encoded values). Secret."),
+    ("OTEL_SERVICE_NAME", "export.otlp.serviceName", Kind::Str, "service.name resource attribute (default codex-sentinel)."),
+    ("OTEL_RESOURCE_ATTRIBUTES", "export.otlp.resourceAttributes", Kind::Str, "key=value,… extra resource attributes."),
+    ("CODEX_OTLP_ENABLED", "export.otlp.enabled", Kind::Bool, "Force OTLP export on or off (new; default: on when an endpoint or preset is set)."),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "export.otlp.protocol", Kind::Str, "grpc or http/protobuf."),
     ("OTEL_EXPORTER_OTLP_COMPRESSION", "export.otlp.compression", Kind::Str, "gzip or none."),
     ("OTEL_EXPORTER_OTLP_TIMEOUT", "export.otlp.timeout", Kind::Int, "ms per export."),
@@ -148,6 +152,17 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("DD_VERSION", "export.statsd.version", Kind::Str, "version tag."),
     ("DD_ENTITY_ID", "export.statsd.entityId", Kind::Str, "dd.internal.entity_id tag."),
     ("DD_API_KEY", "export.statsd.apiKey", Kind::Str, "Datadog API key. Secret."),
+    ("DD_TAGS", "export.statsd.extraTags", Kind::Args, "Extra DogStatsD tags, key:value separated by spaces or commas."),
+    ("CODEX_STATSD_ENABLED", "export.statsd.enabled", Kind::Bool, "Force StatsD export on or off (new; default: on when DD_AGENT_HOST or DD_DOGSTATSD_URL is set)."),
+    ("CODEX_STATSD_TAGS", "export.statsd.tags", Kind::Bool, "DogStatsD tags and service checks (true) or plain StatsD (false) (new)."),
+    ("CODEX_STATSD_TIMING_KIND", "export.statsd.timingKind", Kind::Str, "distribution or histogram for execution times (new)."),
+    ("CODEX_STATSD_INTERVAL", "export.statsd.interval", Kind::Int, "ms between StatsD flushes (new)."),
+    ("CODEX_STATSD_PREFIX", "export.statsd.prefix", Kind::Str, "Prefix before every StatsD name (new)."),
+    // — Kubernetes downward API (set by the Helm chart)
+    ("K8S_POD_NAME", "export.kubernetes.podName", Kind::Str, "k8s.pod.name resource attribute and pod_name tag."),
+    ("K8S_NAMESPACE_NAME", "export.kubernetes.namespaceName", Kind::Str, "k8s.namespace.name resource attribute and kube_namespace tag."),
+    ("K8S_NODE_NAME", "export.kubernetes.nodeName", Kind::Str, "k8s.node.name resource attribute and kube_node tag."),
+    ("K8S_CONTAINER_NAME", "export.kubernetes.containerName", Kind::Str, "k8s.container.name resource attribute and kube_container_name tag."),
     // — the application's own tuning variables (accepted and shown, not used by the agent)
     ("AUDIT_TIMEOUT_SECONDS", "application.auditTimeoutSeconds", Kind::Int, "Application setting."),
     ("MAX_CONCURRENT_AUDITS", "application.maxConcurrentAudits", Kind::Int, "Application setting."),
@@ -168,6 +183,7 @@ pub fn is_secret_var(name: &str) -> bool {
             | "CODEX_ALERTMANAGER_URL"
             | "CODEX_ALERT_MAINTENANCE_TOKEN"
             | "CODEX_ALERT_WEBHOOK_HEADERS"
+            | "OTEL_EXPORTER_OTLP_HEADERS"
     )
 }
 
@@ -253,6 +269,36 @@ fn parse(raw: &str, kind: Kind) -> Value {
     }
 }
 
+/// Parses the OpenTelemetry `key=value,key=value` list (headers, resource attributes): entries
+/// without `=` or with an empty key are skipped; values are percent-decoded.
+pub fn parse_pairs(raw: &str) -> Vec<(String, String)> {
+    raw.split(',')
+        .filter_map(|entry| {
+            let (k, v) = entry.split_once('=')?;
+            let k = percent_decode(k.trim());
+            (!k.is_empty()).then(|| (k, percent_decode(v.trim())))
+        })
+        .collect()
+}
+
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() && s.is_char_boundary(i + 3) {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn insert_path(dict: &mut Dict, path: &str, value: Value) {
     match path.split_once('.') {
         None => {
@@ -326,5 +372,12 @@ mod tests {
         );
         assert_eq!(parse("12.5", Kind::Float), Value::from(12.5));
         assert_eq!(parse("soon", Kind::Int), Value::from("soon".to_string()));
+        assert_eq!(
+            parse_pairs("api-key=abc%3D%3D, x-team = a%20b,broken,=v"),
+            vec![
+                ("api-key".to_string(), "abc==".to_string()),
+                ("x-team".to_string(), "a b".to_string())
+            ]
+        );
     }
 }

@@ -402,6 +402,19 @@ pub struct AlertmanagerConfig {
 pub struct ExportConfig {
     pub otlp: OtlpConfig,
     pub statsd: StatsdConfig,
+    /// Where the agent runs in Kubernetes (downward-API variables `K8S_*`): OTLP resource
+    /// attributes `k8s.*` and DogStatsD tags.
+    pub kubernetes: KubernetesConfig,
+}
+
+/// The pod the agent runs in, from the downward API. Unset outside Kubernetes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    pub pod_name: Option<String>,
+    pub namespace_name: Option<String>,
+    pub node_name: Option<String>,
+    pub container_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -411,7 +424,14 @@ pub struct OtlpConfig {
     pub enabled: Option<bool>,
     /// `collector`, `newrelic`, `newrelic-eu` or `datadog-agent`.
     pub preset: Option<String>,
+    /// Base URL (`OTEL_EXPORTER_OTLP_ENDPOINT`); HTTP appends `/v1/metrics`.
     pub endpoint: Option<String>,
+    /// Full URL of the metrics signal (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`), used as is; wins.
+    pub metrics_endpoint: Option<String>,
+    /// `service.name` (`OTEL_SERVICE_NAME`); default `codex-sentinel`.
+    pub service_name: Option<String>,
+    /// Extra resource attributes, `key=value,key=value` (`OTEL_RESOURCE_ATTRIBUTES`).
+    pub resource_attributes: Option<String>,
     /// `grpc` or `http/protobuf`.
     pub protocol: Option<String>,
     /// ms between exports.
@@ -641,6 +661,9 @@ impl Default for OtlpConfig {
             enabled: None,
             preset: None,
             endpoint: None,
+            metrics_endpoint: None,
+            service_name: None,
+            resource_attributes: None,
             protocol: None,
             interval: 10_000,
             timeout: 5_000,
@@ -972,13 +995,19 @@ impl Config {
             );
         }
         if let Some(t) = &self.export.otlp.temporality {
-            if !matches!(t.as_str(), "cumulative" | "delta") {
+            if !matches!(
+                t.to_ascii_lowercase().as_str(),
+                "cumulative" | "delta" | "lowmemory"
+            ) {
                 return bad(
                     "export.otlp.temporality",
                     format!("{t:?}"),
-                    "must be cumulative or delta",
+                    "must be cumulative, delta or lowmemory",
                 );
             }
+        }
+        if let Err((key, value, why)) = crate::export::validate(self) {
+            return bad(key, value, &why);
         }
         if let Some(p) = &self.export.otlp.protocol {
             if !matches!(p.as_str(), "grpc" | "http/protobuf") {

@@ -305,6 +305,16 @@ metric!(
     None,
     &[]
 );
+metric!(
+    AGENT_EXPORT_ERRORS,
+    "codex_sentinel.export_errors",
+    Counter,
+    "1",
+    "Export cycles that failed, by exporter (otlp, statsd)",
+    ["exporter"],
+    Some("codex_sentinel.export_errors"),
+    &[]
+);
 
 metric!(
     AGENT_MEMORY_RSS,
@@ -421,6 +431,7 @@ pub const CATALOG: &[&MetricDef] = &[
     &AGENT_PROCESS_SAMPLES,
     &AGENT_SAMPLE_DURATION,
     &AGENT_SAMPLER_EVENTS,
+    &AGENT_EXPORT_ERRORS,
 ];
 
 #[cfg(test)]

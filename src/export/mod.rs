@@ -1,4 +1,131 @@
 //! Exporters and the one metric catalog they all derive names from.
+//!
+//! Every exporter reads the monitor's published [`Snapshot`](crate::monitor::snapshot::Snapshot)
+//! on its own task and its own schedule: a dead, slow or refusing sink costs that task time,
+//! never a probe or an HTTP request. Failures are counted in [`ExportErrors`] (published as
+//! `codex_sentinel_export_errors_total{exporter}`) and logged through [`FailureLog`], at most once
+//! a minute per exporter.
 
 pub mod catalog;
+pub mod docs;
+pub mod histogram;
+pub mod otlp;
 pub mod prometheus;
+pub mod statsd;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+
+/// Names of the exporters, as the `exporter` label spells them.
+pub const EXPORTERS: &[&str] = &[otlp::EXPORTER, statsd::EXPORTER];
+
+/// Failed export cycles per exporter, cumulative since start. Shared by the exporters (writers)
+/// and the monitor (which publishes them as samples).
+#[derive(Debug, Default)]
+pub struct ExportErrors {
+    otlp: AtomicU64,
+    statsd: AtomicU64,
+}
+
+impl ExportErrors {
+    fn slot(&self, exporter: &str) -> &AtomicU64 {
+        match exporter {
+            otlp::EXPORTER => &self.otlp,
+            _ => &self.statsd,
+        }
+    }
+
+    pub fn increment(&self, exporter: &str) {
+        self.slot(exporter).fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, exporter: &str) -> u64 {
+        self.slot(exporter).load(Ordering::Relaxed)
+    }
+}
+
+/// How often a failing exporter may log a warning.
+pub const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Rate-limited failure logging: the first failure is logged at once, later ones at most every
+/// [`FAILURE_LOG_INTERVAL`] with the number suppressed; the recovery is logged once.
+#[derive(Debug)]
+pub struct FailureLog {
+    exporter: &'static str,
+    failing_since: Option<Instant>,
+    last_logged: Option<Instant>,
+    failures: u64,
+    suppressed: u64,
+}
+
+impl FailureLog {
+    pub fn new(exporter: &'static str) -> Self {
+        FailureLog {
+            exporter,
+            failing_since: None,
+            last_logged: None,
+            failures: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Consecutive failures so far (0 when the last export worked).
+    pub fn consecutive_failures(&self) -> u64 {
+        self.failures
+    }
+
+    pub fn failure(&mut self, error: &str) {
+        let now = Instant::now();
+        self.failures += 1;
+        self.failing_since.get_or_insert(now);
+        let due = self
+            .last_logged
+            .is_none_or(|t| now.duration_since(t) >= FAILURE_LOG_INTERVAL);
+        if due {
+            tracing::warn!(
+                exporter = self.exporter,
+                error,
+                consecutive_failures = self.failures,
+                suppressed = self.suppressed,
+                "export failed; will retry"
+            );
+            self.last_logged = Some(now);
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+    }
+
+    pub fn success(&mut self) {
+        if let Some(since) = self.failing_since.take() {
+            tracing::info!(
+                exporter = self.exporter,
+                failures = self.failures,
+                failing_for_s = since.elapsed().as_secs(),
+                "export resumed"
+            );
+        }
+        self.failures = 0;
+        self.suppressed = 0;
+        self.last_logged = None;
+    }
+
+    /// Cycles to skip after a failure: 0, 1, 3, 7 … up to `max_skip` (a dead sink is tried less
+    /// often; nothing is lost because skipped cycles are not collected).
+    pub fn backoff_skips(&self, max_skip: u64) -> u64 {
+        if self.failures == 0 {
+            return 0;
+        }
+        let exp = (self.failures - 1).min(16) as u32;
+        ((1u64 << exp) - 1).min(max_skip)
+    }
+}
+
+/// Checks the exporter settings that serde cannot: returns (key, value, why) of the first problem.
+pub fn validate(config: &Config) -> Result<(), (&'static str, String, String)> {
+    otlp::Settings::resolve(config)?;
+    statsd::Settings::resolve(config)?;
+    Ok(())
+}

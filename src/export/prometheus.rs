@@ -38,7 +38,9 @@ impl prometheus_client::collector::Collector for SampleCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut defs: Vec<&'static MetricDef> = Vec::new();
         for s in &self.0 {
-            if !defs.iter().any(|d| std::ptr::eq(*d, s.def)) {
+            // Compared by name: catalog entries are consts, so one metric may have several
+            // addresses, and a family split in two would be rejected by Prometheus.
+            if !defs.iter().any(|d| d.name == s.def.name) {
                 defs.push(s.def);
             }
         }
@@ -51,7 +53,7 @@ impl prometheus_client::collector::Collector for SampleCollector {
             };
             // No unit is passed: the suffix is already in the name and would be appended twice.
             let mut family = encoder.encode_descriptor(&name, def.help, None, metric_type)?;
-            for sample in self.0.iter().filter(|s| std::ptr::eq(s.def, def)) {
+            for sample in self.0.iter().filter(|s| s.def.name == def.name) {
                 let labels: Vec<(&str, &str)> = def
                     .labels
                     .iter()

@@ -139,9 +139,17 @@ pub struct Monitor {
     updates: Option<watch::Receiver<Arc<crate::reload::Update>>>,
     /// Per-hour aggregates for reports and learned baselines.
     history: crate::history::History,
+    /// Failed export cycles, written by the exporters.
+    export_errors: Arc<crate::export::ExportErrors>,
 }
 
 impl Monitor {
+    /// Shares the exporters' error counters so that snapshots publish them.
+    pub fn with_export_errors(mut self, errors: Arc<crate::export::ExportErrors>) -> Self {
+        self.export_errors = errors;
+        self
+    }
+
     pub fn new(config: Arc<Config>, specs: Vec<ProbeSpec>, dropped: Arc<DropCounters>) -> Self {
         let probes = specs
             .iter()
@@ -172,6 +180,7 @@ impl Monitor {
             alerts: None,
             updates: None,
             history,
+            export_errors: Default::default(),
         }
     }
 
@@ -432,6 +441,13 @@ impl Monitor {
                 &catalog::AGENT_DROPPED_OBSERVATIONS,
                 vec![source.into()],
                 SampleValue::Counter(n as f64),
+            );
+        }
+        for exporter in crate::export::EXPORTERS {
+            push(
+                &catalog::AGENT_EXPORT_ERRORS,
+                vec![(*exporter).into()],
+                SampleValue::Counter(self.export_errors.get(exporter) as f64),
             );
         }
         if let Some(view) = &self.alerts {

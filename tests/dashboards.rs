@@ -1,0 +1,186 @@
+//! The dashboards in `dashboards/`: every metric they name is in the catalog (in the spelling of
+//! the pipeline each one reads), and the Datadog one deserializes into Datadog's own API client
+//! models (PyPI `datadog-api-client`) with nothing left unparsed. The Grafana panels' PromQL is
+//! run against a real Prometheus in `tests/prometheus_export.rs`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use codex_sentinel::export::catalog::{MetricKind, CATALOG};
+use codex_sentinel::export::otlp::SEMCONV_TWINS;
+use codex_sentinel::export::statsd::SERVICE_CHECK;
+
+fn load(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(common::root().join("dashboards").join(name)).unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Identifiers made of `[a-z0-9_.]` that start with `prefix`, in `text`.
+fn identifiers(text: &str, prefixes: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let starts_word = i == 0
+            || !(bytes[i - 1].is_ascii_alphanumeric()
+                || bytes[i - 1] == b'_'
+                || bytes[i - 1] == b'.');
+        if starts_word && prefixes.iter().any(|p| text[i..].starts_with(p)) {
+            let end = text[i..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                .map_or(text.len(), |e| i + e);
+            out.push(text[i..end].to_string());
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Prometheus series names the catalog produces (families plus their sample suffixes).
+fn prometheus_series() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for def in CATALOG {
+        let name = def.prometheus_name();
+        match def.kind {
+            MetricKind::Gauge => {
+                out.insert(name);
+            }
+            MetricKind::Counter => {
+                out.insert(format!("{name}_total"));
+            }
+            MetricKind::Histogram => {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    out.insert(format!("{name}{suffix}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn grafana_names_only_catalog_series() {
+    let dash = load("grafana.json");
+    let known = prometheus_series();
+    let mut named = 0;
+    for panel in dash["panels"].as_array().unwrap() {
+        assert_eq!(panel["datasource"]["type"], "prometheus");
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for id in identifiers(expr, &["codex_"]) {
+                assert!(
+                    known.contains(&id),
+                    "grafana: {id} (in `{expr}`) is not in the catalog"
+                );
+                named += 1;
+            }
+        }
+    }
+    assert!(named >= 10);
+}
+
+#[test]
+fn datadog_names_only_catalog_statsd_metrics() {
+    let dash = load("datadog.json");
+    let known: BTreeSet<&str> = CATALOG.iter().filter_map(|d| d.statsd).collect();
+    let text = serde_json::to_string(&dash).unwrap();
+    let mut named = BTreeSet::new();
+    for widget in dash["widgets"].as_array().unwrap() {
+        let def = &widget["definition"];
+        if def["type"] == "check_status" {
+            assert_eq!(def["check"], SERVICE_CHECK);
+            continue;
+        }
+        for request in def["requests"].as_array().unwrap() {
+            for q in request["queries"].as_array().unwrap() {
+                let query = q["query"].as_str().unwrap();
+                // `aggregation:metric{scope}…`
+                let metric = query
+                    .split_once(':')
+                    .and_then(|(_, rest)| rest.split_once('{'))
+                    .map(|(m, _)| m)
+                    .unwrap_or_else(|| panic!("datadog: cannot read `{query}`"));
+                assert!(
+                    known.contains(metric),
+                    "datadog: {metric} is not a StatsD name of the catalog"
+                );
+                named.insert(metric.to_string());
+            }
+        }
+    }
+    for spec_name in [
+        "codex.availability",
+        "codex.success_rate",
+        "codex.execution_time",
+        "codex.active_processes",
+        "codex.memory_usage",
+    ] {
+        assert!(
+            named.contains(spec_name),
+            "datadog dashboard lacks {spec_name}"
+        );
+    }
+    assert!(text.contains("p95:codex.execution_time"));
+}
+
+#[test]
+fn newrelic_names_only_catalog_otlp_metrics() {
+    let dash = load("newrelic.json");
+    let known: BTreeSet<&str> = CATALOG
+        .iter()
+        .map(|d| d.name)
+        .chain(SEMCONV_TWINS.iter().map(|t| t.name))
+        .collect();
+    let mut named = 0;
+    for page in dash["pages"].as_array().unwrap() {
+        for widget in page["widgets"].as_array().unwrap() {
+            for q in widget["rawConfiguration"]["nrqlQueries"]
+                .as_array()
+                .unwrap()
+            {
+                let nrql = q["query"].as_str().unwrap();
+                assert!(
+                    nrql.starts_with("SELECT ") && nrql.contains(" FROM Metric "),
+                    "{nrql}"
+                );
+                for id in identifiers(nrql, &["codex.", "codex_sentinel.", "process."]) {
+                    if id == "process.executable.name" {
+                        continue; // an attribute, not a metric
+                    }
+                    assert!(
+                        known.contains(id.as_str()),
+                        "newrelic: {id} (in `{nrql}`) is not exported over OTLP"
+                    );
+                    named += 1;
+                }
+            }
+        }
+    }
+    assert!(named >= 10);
+}
+
+#[test]
+fn datadog_dashboard_parses_into_the_official_client_models() {
+    let python = common::root().join(".tools/datadog-venv/bin/python");
+    assert!(
+        python.exists(),
+        "datadog-api-client venv missing at {}: run scripts/test (or scripts/setup.d/40-export-peers.sh)",
+        python.display()
+    );
+    let out = Command::new(&python)
+        .arg(common::root().join("scripts/check_datadog_dashboard.py"))
+        .arg(common::root().join("dashboards/datadog.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "datadog-api-client: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok:"));
+}

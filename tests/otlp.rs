@@ -1,0 +1,414 @@
+//! OTLP export end to end: the real agent binary exports to an in-test receiver built from the
+//! `opentelemetry-proto` types (tonic gRPC server; HTTP/protobuf decoded with prost, gzip aware).
+
+mod common;
+mod otlp_receiver;
+
+use std::time::{Duration, Instant};
+
+use common::{codex_bin, free_port, start_agent, AgentOptions};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, Metric};
+use otlp_receiver::{attr, Mode, Proto, Received, Receiver};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn base_env(port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+        // One probe at start, then none for a minute: counters stay put and can be asserted.
+        ("CODEX_HEALTH_CHECK_INTERVAL", "60000".into()),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        ),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "300".into()),
+    ]
+}
+
+fn gauge_value(m: &Metric) -> Option<f64> {
+    match m.data.as_ref()? {
+        Data::Gauge(g) => g.data_points.first().map(value_of),
+        _ => None,
+    }
+}
+
+fn value_of(p: &opentelemetry_proto::tonic::metrics::v1::NumberDataPoint) -> f64 {
+    use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
+    match p.value {
+        Some(Value::AsDouble(v)) => v,
+        Some(Value::AsInt(v)) => v as f64,
+        None => f64::NAN,
+    }
+}
+
+fn available(r: &Received) -> bool {
+    r.metric("codex.availability_status").and_then(gauge_value) == Some(1.0)
+}
+
+/// `codex.probe.runs{probe=codex-availability,result=success}` in one request.
+fn availability_successes(r: &Received) -> Option<(f64, i32, bool)> {
+    let m = r.metric("codex.probe.runs")?;
+    let Some(Data::Sum(sum)) = m.data.as_ref() else {
+        panic!("codex.probe.runs is not a Sum: {m:?}");
+    };
+    let p = sum.data_points.iter().find(|p| {
+        attr(&p.attributes, "probe").as_deref() == Some("codex-availability")
+            && attr(&p.attributes, "result").as_deref() == Some("success")
+    })?;
+    Some((value_of(p), sum.aggregation_temporality, sum.is_monotonic))
+}
+
+fn histogram<'a>(
+    r: &'a Received,
+    name: &str,
+) -> Option<&'a opentelemetry_proto::tonic::metrics::v1::Histogram> {
+    match r.metric(name)?.data.as_ref()? {
+        Data::Histogram(h) => Some(h),
+        other => panic!("{name} is not a histogram: {other:?}"),
+    }
+}
+
+fn prometheus_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn grpc_cumulative_gzip_names_units_buckets_resource_and_headers() {
+    let port = free_port();
+    let receiver = Receiver::start(Proto::Grpc, port, Mode::Ok);
+    let mut env = base_env(port);
+    env.extend([
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_string()),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip".into()),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=team%20a".into()),
+        ("OTEL_SERVICE_NAME", "sentinel-test".into()),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=ci".into(),
+        ),
+        ("K8S_POD_NAME", "web-0".into()),
+        ("K8S_NAMESPACE_NAME", "apps".into()),
+        ("K8S_NODE_NAME", "node-1".into()),
+        ("K8S_CONTAINER_NAME", "sentinel".into()),
+    ]);
+    let agent = start_agent(AgentOptions {
+        env,
+        ..Default::default()
+    });
+    let recs = receiver.wait_for("Codex available and two more exports", WAIT, |r| {
+        r.iter()
+            .position(available)
+            .is_some_and(|i| r.len() >= i + 3)
+    });
+    let first = recs.iter().position(available).unwrap();
+    let r = &recs[first + 1];
+
+    // Transport: gzip-compressed gRPC with the configured header.
+    assert_eq!(r.header("grpc-encoding"), Some("gzip"), "{:?}", r.headers);
+    assert_eq!(r.header("x-tenant"), Some("team a"));
+
+    // Resource attributes.
+    assert_eq!(
+        r.resource_attr("service.name").as_deref(),
+        Some("sentinel-test")
+    );
+    assert_eq!(
+        r.resource_attr("service.version").as_deref(),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        r.resource_attr("service.instance.id").as_deref(),
+        Some("web-0/sentinel")
+    );
+    assert_eq!(r.resource_attr("k8s.pod.name").as_deref(), Some("web-0"));
+    assert_eq!(
+        r.resource_attr("k8s.namespace.name").as_deref(),
+        Some("apps")
+    );
+    assert_eq!(r.resource_attr("k8s.node.name").as_deref(), Some("node-1"));
+    assert_eq!(
+        r.resource_attr("k8s.container.name").as_deref(),
+        Some("sentinel")
+    );
+    assert_eq!(
+        r.resource_attr("deployment.environment").as_deref(),
+        Some("ci")
+    );
+
+    // Every family the agent publishes on /metrics is exported, named and with the unit and
+    // description of the catalog. (A histogram appears once it has an observation: OTLP has no
+    // empty histogram point, and no execution has been logged here.)
+    let (_, page) = agent.get("/metrics");
+    let families: Vec<&str> = page
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(families.len() >= 10, "{page}");
+    for family in families {
+        let def = codex_sentinel::export::catalog::CATALOG
+            .iter()
+            .find(|d| {
+                d.prometheus_name() == family || format!("{}_total", d.prometheus_name()) == family
+            })
+            .unwrap_or_else(|| panic!("{family} is not in the catalog"));
+        let observations: f64 = page
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(&format!("{family}_count"))
+                    .is_some_and(|rest| rest.starts_with([' ', '{']))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if def.kind == codex_sentinel::export::catalog::MetricKind::Histogram && observations == 0.0
+        {
+            continue;
+        }
+        let m = r
+            .metric(def.name)
+            .unwrap_or_else(|| panic!("{} missing from the export", def.name));
+        assert_eq!(m.unit, def.unit, "{}", def.name);
+        assert_eq!(m.description, def.help, "{}", def.name);
+    }
+    assert_eq!(r.metric("codex.availability_status").unwrap().unit, "1");
+    // Semantic-convention twins.
+    let mem = r
+        .metric("process.memory.usage")
+        .expect("process.memory.usage");
+    assert_eq!(mem.unit, "By");
+    let Some(Data::Gauge(g)) = mem.data.as_ref() else {
+        panic!("process.memory.usage is not a gauge")
+    };
+    assert!(
+        g.data_points
+            .iter()
+            .any(|p| attr(&p.attributes, "process.executable.name").as_deref() == Some("codex")),
+        "no Codex series in process.memory.usage: {g:?}"
+    );
+    assert_eq!(r.metric("process.cpu.utilization").unwrap().unit, "1");
+
+    // Counters: cumulative monotonic sums; exactly one successful availability probe so far,
+    // and the same cumulative value in every later export.
+    for later in &recs[first..] {
+        let (v, temporality, monotonic) = availability_successes(later).expect("probe runs");
+        assert_eq!(v, 1.0);
+        assert_eq!(temporality, AggregationTemporality::Cumulative as i32);
+        assert!(monotonic);
+    }
+
+    // Histograms: the catalog's bounds, consistent counts, cumulative. (The execution-time
+    // histogram's bounds and counts are checked through the SDK in `export::otlp` unit tests.)
+    let probe = histogram(r, "codex.probe.duration").expect("probe duration");
+    assert_eq!(
+        probe.aggregation_temporality,
+        AggregationTemporality::Cumulative as i32
+    );
+    let p = probe
+        .data_points
+        .iter()
+        .find(|p| attr(&p.attributes, "probe").as_deref() == Some("codex-availability"))
+        .expect("availability probe durations");
+    assert_eq!(
+        p.explicit_bounds,
+        codex_sentinel::export::catalog::PROBE_DURATION_BUCKETS.to_vec()
+    );
+    assert_eq!(p.count, 1, "one attempt so far");
+    assert_eq!(p.bucket_counts.iter().sum::<u64>(), 1);
+    let sum = p.sum.expect("histogram sum");
+    assert!(sum > 0.0 && sum < 60.0, "sum {sum}");
+    assert_eq!(p.min, None, "min/max would be estimates: not sent");
+    // The probe's own duration (ms, from the JSON endpoint) matches the exported sum.
+    let (_, json) = agent.get_json("/health/codex/metrics");
+    let last_ms = json["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "codex-availability")
+        .unwrap()["lastDuration"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (sum * 1000.0 - last_ms).abs() <= 1.0,
+        "exported sum {sum} s vs probe {last_ms} ms"
+    );
+    drop(agent);
+}
+
+#[test]
+fn http_newrelic_preset_sends_api_key_gzip_delta_and_flushes_on_sigterm() {
+    let port = free_port();
+    let receiver = Receiver::start(Proto::Http, port, Mode::Ok);
+    let mut env = base_env(port);
+    env.extend([
+        ("CODEX_OTLP_PRESET", "newrelic".to_string()),
+        ("NEW_RELIC_LICENSE_KEY", "0123456789abcdef0123NRAL".into()),
+    ]);
+    let mut agent = start_agent(AgentOptions {
+        env,
+        ..Default::default()
+    });
+    let successes = |recs: &[Received]| -> f64 {
+        recs.iter()
+            .filter_map(availability_successes)
+            .map(|(v, _, _)| v)
+            .sum()
+    };
+    let recs = receiver.wait_for(
+        "the first probe's delta and three more exports",
+        WAIT,
+        |r| {
+            r.iter()
+                .position(available)
+                .is_some_and(|i| r.len() >= i + 4)
+        },
+    );
+    let r = recs.last().unwrap();
+    assert_eq!(r.header("api-key"), Some("0123456789abcdef0123NRAL"));
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
+    // Delta: the one successful probe is reported once, whatever the number of exports.
+    assert_eq!(successes(&recs), 1.0, "sum of deltas");
+    let (_, temporality, monotonic) = availability_successes(r).unwrap();
+    assert_eq!(temporality, AggregationTemporality::Delta as i32);
+    assert!(monotonic);
+    let attempts: u64 = recs
+        .iter()
+        .filter_map(|r| histogram(r, "codex.probe.duration"))
+        .flat_map(|h| &h.data_points)
+        .filter(|p| attr(&p.attributes, "probe").as_deref() == Some("codex-availability"))
+        .map(|p| p.count)
+        .sum();
+    assert_eq!(attempts, 1, "histogram deltas add up to one attempt");
+    let with_attempt = recs
+        .iter()
+        .find_map(|r| histogram(r, "codex.probe.duration"))
+        .expect("the attempt's histogram point");
+    assert_eq!(
+        with_attempt.aggregation_temporality,
+        AggregationTemporality::Delta as i32
+    );
+    // Delta: an interval without attempts carries no histogram point.
+    assert!(histogram(r, "codex.probe.duration").is_none());
+    // Gauges are gauges whatever the temporality.
+    assert_eq!(
+        r.metric("codex.availability_status").and_then(gauge_value),
+        Some(1.0)
+    );
+
+    // SIGTERM: a final export goes out within the shutdown deadline.
+    std::thread::sleep(Duration::from_millis(100));
+    let before = receiver.snapshot().len();
+    let sent_at = Instant::now();
+    let (code, took) = agent.signal_and_wait(libc::SIGTERM);
+    assert_eq!(code, Some(0), "stderr:\n{}", agent.stderr());
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    let after = receiver.snapshot();
+    assert!(
+        after.iter().skip(before).any(|r| r.at >= sent_at),
+        "no final export after SIGTERM ({} before, {} after)",
+        before,
+        after.len()
+    );
+    assert_eq!(successes(&after), 1.0);
+}
+
+/// Collector down at start, up later: errors are counted, then data flows without a restart.
+#[test]
+fn collector_down_then_up_resumes_on_both_protocols() {
+    for (proto, name) in [(Proto::Grpc, "grpc"), (Proto::Http, "http/protobuf")] {
+        let port = free_port();
+        let mut env = base_env(port);
+        env.push(("OTEL_EXPORTER_OTLP_PROTOCOL", name.into()));
+        env.push(("OTEL_EXPORTER_OTLP_TIMEOUT", "1000".into()));
+        let agent = start_agent(AgentOptions {
+            env,
+            ..Default::default()
+        });
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (_, text) = agent.get("/metrics");
+            let errors = prometheus_value(
+                &text,
+                "codex_sentinel_export_errors_total{exporter=\"otlp\"}",
+            )
+            .expect("export error counter");
+            if errors >= 2.0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: no export errors counted"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Endpoints keep answering while the collector is down.
+        let t0 = Instant::now();
+        let (code, _) = agent.get("/health/codex/status");
+        assert_eq!(code, 200);
+        assert!(t0.elapsed() < Duration::from_secs(2));
+
+        let receiver = Receiver::start(proto, port, Mode::Ok);
+        receiver.wait_for(
+            &format!("{name}: exports after the collector came up"),
+            WAIT,
+            |r| r.iter().filter(|r| available(r)).count() >= 2,
+        );
+        let logged = agent.stderr().matches("export failed").count();
+        assert!(
+            logged <= 2,
+            "{name}: failures must be logged rate-limited, got {logged} lines:\n{}",
+            agent.stderr()
+        );
+        assert!(agent.stderr().contains("export resumed"), "{name}");
+    }
+}
+
+/// 503s and 10-second answers: counted as errors, endpoints unaffected, recovery automatic.
+#[test]
+fn refusing_and_slow_collector_never_block_the_agent() {
+    let port = free_port();
+    let receiver = Receiver::start(Proto::Http, port, Mode::Fail(503));
+    let mut env = base_env(port);
+    env.push(("OTEL_EXPORTER_OTLP_TIMEOUT", "1000".into()));
+    let agent = start_agent(AgentOptions {
+        env,
+        ..Default::default()
+    });
+    let errors = |agent: &common::Agent| {
+        prometheus_value(
+            &agent.get("/metrics").1,
+            "codex_sentinel_export_errors_total{exporter=\"otlp\"}",
+        )
+        .unwrap()
+    };
+    let deadline = Instant::now() + WAIT;
+    while errors(&agent) < 2.0 {
+        assert!(Instant::now() < deadline, "503s not counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    receiver.set_mode(Mode::Slow(Duration::from_secs(10)));
+    let slow_from = errors(&agent);
+    let deadline = Instant::now() + WAIT;
+    while errors(&agent) < slow_from + 1.0 {
+        let t0 = Instant::now();
+        let (code, _) = agent.get("/health/codex/status");
+        assert_eq!(code, 200);
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "status took {:?} while the collector is slow",
+            t0.elapsed()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "slow answers not counted as errors"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    receiver.set_mode(Mode::Ok);
+    receiver.wait_for("exports after recovery", WAIT, |r| r.iter().any(available));
+    assert!(*receiver.refused.lock().unwrap() >= 3);
+}

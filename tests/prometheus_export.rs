@@ -1,0 +1,318 @@
+//! The Prometheus page as Prometheus itself sees it: `promtool check metrics` on the text
+//! format, OpenMetrics on Prometheus's own Accept header, a real Prometheus server (Debian
+//! `prometheus`) scraping the agent on loopback and answering PromQL, including every panel of
+//! `dashboards/grafana.json`.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    codex_bin, free_port, http_get, http_request, start_agent, write_operations_log, AgentOptions,
+};
+
+/// What Prometheus 2.x sends when it scrapes.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+fn tool(name: &str) -> String {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{name} missing: run scripts/test (or scripts/setup.d/00-apt.sh, Debian package prometheus)"
+    );
+    name.to_string()
+}
+
+fn agent_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+        ("CODEX_HEALTH_CHECK_INTERVAL", "1000".into()),
+        ("CODEX_OPERATIONS_LOG_BACKFILL", "true".into()),
+    ]
+}
+
+#[test]
+fn promtool_finds_the_text_format_clean() {
+    let agent = start_agent(AgentOptions {
+        env: agent_env(),
+        ..Default::default()
+    });
+    agent.wait_json("/health/codex/metrics", Duration::from_secs(30), |j| {
+        j["probes"][0]["runs"].as_u64().unwrap_or(0) >= 1
+    });
+    let (code, text) = agent.get("/metrics");
+    assert_eq!(code, 200);
+    let mut child = Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}\n--- page:\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every family has HELP and TYPE.
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let family = line.split_whitespace().nth(2).unwrap();
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "no HELP for {family}"
+        );
+    }
+}
+
+#[test]
+fn openmetrics_is_served_to_prometheus_accept_header() {
+    let agent = start_agent(AgentOptions {
+        env: agent_env(),
+        ..Default::default()
+    });
+    let url = agent.url("/metrics");
+    let raw = raw_get(&url, PROMETHEUS_ACCEPT);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    assert!(body.contains("# TYPE codex_probe_duration_seconds histogram"));
+    assert!(body.contains("# TYPE codex_sentinel_export_errors counter"));
+    assert!(body.contains("codex_sentinel_export_errors_total{exporter=\"otlp\"} 0"));
+    // Plain text when nothing is asked for.
+    let (code, text) = http_request("GET", &url, None, &[]).unwrap();
+    assert_eq!(code, 200);
+    assert!(!text.contains("# EOF"));
+}
+
+fn raw_get(url: &str, accept: &str) -> String {
+    use std::io::Read;
+    let rest = url.strip_prefix("http://").unwrap();
+    let (hostport, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = std::net::TcpStream::connect(hostport).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+struct Prometheus {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(target_port: u16) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: codex-sentinel\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new(tool("prometheus"))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        let p = Prometheus {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !matches!(
+            http_get(&format!("http://127.0.0.1:{port}/-/ready")),
+            Ok((200, _))
+        ) {
+            assert!(Instant::now() < deadline, "prometheus not ready");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        p
+    }
+
+    /// Instant query; returns the `data.result` array (panics on an error status).
+    fn query(&self, promql: &str) -> Vec<serde_json::Value> {
+        let url = format!(
+            "http://127.0.0.1:{}/api/v1/query?query={}",
+            self.port,
+            url_encode(promql)
+        );
+        let (code, body) = http_get(&url).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (code, json["status"].as_str()),
+            (200, Some("success")),
+            "query {promql}: {body}"
+        );
+        json["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn wait_query(
+        &self,
+        promql: &str,
+        pred: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self.query(promql);
+            if pred(&r) {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "{promql}: last result {r:?}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn value(r: &serde_json::Value) -> f64 {
+    r["value"][1].as_str().unwrap().parse().unwrap()
+}
+
+/// Every `expr` of every panel target in the Grafana dashboard, with Grafana's variables
+/// replaced by what Grafana would put there.
+pub fn grafana_exprs() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(common::root().join("dashboards/grafana.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut out = Vec::new();
+    for panel in json["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            out.push((
+                panel["title"].as_str().unwrap().to_string(),
+                expr.replace("$__rate_interval", "1m")
+                    .replace("$__interval", "15s")
+                    .replace("$__range", "5m"),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn real_prometheus_scrapes_the_agent_and_answers_every_grafana_panel() {
+    let agent = start_agent(AgentOptions {
+        env: agent_env(),
+        ..Default::default()
+    });
+    let prom = Prometheus::start(agent.port);
+    prom.wait_query("up{job=\"codex-sentinel\"}", |r| {
+        r.len() == 1 && value(&r[0]) == 1.0
+    });
+    let r = prom.wait_query("codex_availability_status", |r| {
+        r.len() == 1 && value(&r[0]) == 1.0
+    });
+    assert_eq!(r[0]["metric"]["job"], "codex-sentinel");
+    // The application logs one execution; once Prometheus has the new series, 19 more:
+    // 10 × 2.5 s, 5 × 7 s, 3 × 20 s, 45 s. (A series is born with its first value, so only what
+    // comes after shows in rate().) Increase per bucket: le 1: 0, 5: 10, 10: 15, 30: 18, 60: 19.
+    write_operations_log(agent.path(), "review", &[800]);
+    prom.wait_query("sum(codex_execution_time_seconds_count)", |r| {
+        r.len() == 1 && value(&r[0]) == 1.0
+    });
+    let mut durations = vec![2500u64; 10];
+    durations.extend([7000; 5]);
+    durations.extend([20000; 3]);
+    durations.push(45000);
+    write_operations_log(agent.path(), "review", &durations);
+    prom.wait_query("sum(codex_execution_time_seconds_count)", |r| {
+        r.len() == 1 && value(&r[0]) == 20.0
+    });
+    // Over all 20 (1, 11, 16, 19, 20 per bucket), p95 is rank 19: the top of (10, 30].
+    let q = "histogram_quantile(0.95, sum by (le) (codex_execution_time_seconds_bucket))";
+    let r = prom.query(q);
+    assert!((value(&r[0]) - 30.0).abs() < 1e-9, "p95 {}", value(&r[0]));
+    let r = prom
+        .query("sum(codex_execution_time_seconds_sum) / sum(codex_execution_time_seconds_count)");
+    assert!(
+        (value(&r[0]) - 8.29).abs() < 1e-9,
+        "average {}",
+        value(&r[0])
+    );
+    // As the dashboard asks it, over the last minute: the 19 later executions put p95 in
+    // (30, 60] (rate() extrapolates each bucket a little differently, hence a range).
+    let q = "histogram_quantile(0.95, sum by (le) (rate(codex_execution_time_seconds_bucket[1m])))";
+    let r = prom.wait_query(q, |r| r.len() == 1 && value(&r[0]).is_finite());
+    assert!(
+        value(&r[0]) > 30.0 && value(&r[0]) <= 60.0,
+        "p95 over 1m {}",
+        value(&r[0])
+    );
+    // With data behind it (the probe-duration histogram fills every second), a real number
+    // within the buckets.
+    let r = prom.wait_query(
+        "histogram_quantile(0.95, sum by (le) (rate(codex_probe_duration_seconds_bucket[1m])))",
+        |r| r.len() == 1 && value(&r[0]).is_finite(),
+    );
+    assert!(value(&r[0]) > 0.0 && value(&r[0]) <= 30.0);
+    // Enough samples for rate() over every panel.
+    prom.wait_query("count_over_time(up[1m])", |r| {
+        r.len() == 1 && value(&r[0]) >= 4.0
+    });
+    let mut failures = Vec::new();
+    for (title, expr) in grafana_exprs() {
+        let result = prom.query(&expr);
+        if result.is_empty() {
+            failures.push(format!("{title}: {expr}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "panels without data:\n{}",
+        failures.join("\n")
+    );
+}
