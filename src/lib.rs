@@ -231,6 +231,14 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
         shutdown.clone(),
     ));
 
+    if config.processes.enabled {
+        tasks.spawn(sources::processes::run(
+            config.clone(),
+            sender.clone(),
+            shutdown.clone(),
+        ));
+    }
+
     Ok(RunningAgent {
         addr,
         snapshots,

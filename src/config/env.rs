@@ -83,6 +83,12 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("CODEX_PROCESS_NAMES", "processes.names", Kind::List, "Comma-separated process names that count as Codex."),
     ("CODEX_PROCESS_CMDLINE_REGEX", "processes.cmdlineRegex", Kind::Str, "Regular expression over the command line."),
     ("CODEX_SAMPLE_INTERVAL", "processes.sampleInterval", Kind::Int, "ms between process samples."),
+    ("CODEX_PROCESS_EXE_PATHS", "processes.exePaths", Kind::List, "Comma-separated executable paths that count as Codex; a trailing / matches a directory."),
+    ("CODEX_PROCESS_ANCESTOR_PID", "processes.ancestorPid", Kind::Int, "Only descendants of this PID count."),
+    ("CODEX_PROCESS_ANCESTOR_NAMES", "processes.ancestorNames", Kind::List, "Only descendants of processes with these names count."),
+    ("CODEX_PROCESS_DISCOVERY_INTERVAL", "processes.discoveryInterval", Kind::Int, "ms between full /proc listings that find new processes."),
+    ("CODEX_PROCESS_WINDOW", "processes.window", Kind::Int, "ms of the rolling window of resource metrics."),
+    ("CODEX_PROCESS_TOP_N", "processes.topN", Kind::Int, "Heaviest processes listed in the detailed metrics (0 = none)."),
     // — operations log (new names)
     ("CODEX_OPERATIONS_LOG_DIR", "operationsLog.dir", Kind::Str, "Directory of codex-operations-YYYY-MM-DD.jsonl."),
     ("CODEX_OPERATIONS_LOG_BACKFILL", "operationsLog.backfill", Kind::Bool, "First start without a checkpoint: read today's file from its start, not its end."),

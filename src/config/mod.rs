@@ -242,6 +242,21 @@ pub struct ProcessesConfig {
     pub window: u64,
     /// How many of the heaviest processes to list in the detailed metrics (0 = none).
     pub top_n: usize,
+    /// Executable paths that count as Codex (`/proc/PID/exe`); a path ending in `/` matches
+    /// every executable below that directory.
+    pub exe_paths: Vec<String>,
+    /// Count the npm `node …/codex` wrapper that launches the native binary. Its memory and CPU
+    /// are added to the execution; the execution is still counted once.
+    pub npm_wrapper: bool,
+    /// Only processes that descend from this PID count.
+    pub ancestor_pid: Option<u32>,
+    /// Only processes that descend from a process with one of these names (comm) count.
+    pub ancestor_names: Vec<String>,
+    /// Leave out the agent's own children (its probes run `codex --version`).
+    pub exclude_agent_children: bool,
+    /// ms between full `/proc` listings that find new processes; between them only the
+    /// processes already known are read.
+    pub discovery_interval: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -559,6 +574,12 @@ impl Default for ProcessesConfig {
             sample_interval: 1_000,
             window: 300_000,
             top_n: 5,
+            exe_paths: Vec::new(),
+            npm_wrapper: true,
+            ancestor_pid: None,
+            ancestor_names: Vec::new(),
+            exclude_agent_children: true,
+            discovery_interval: 5_000,
         }
     }
 }
@@ -898,6 +919,9 @@ impl Config {
                 self.processes.window.to_string(),
                 "must be at least one sample interval",
             );
+        }
+        if self.processes.discovery_interval == 0 {
+            return bad("processes.discoveryInterval", "0".into(), "must be > 0 ms");
         }
         if let Some(re) = &self.processes.cmdline_regex {
             if let Err(e) = regex::Regex::new(re) {

@@ -142,6 +142,36 @@ metric!(
     Some("codex.active_processes"),
     &[]
 );
+metric!(
+    CPU_UTILIZATION,
+    "codex.cpu.utilization",
+    Gauge,
+    "1",
+    "CPU of all Codex processes as a fraction (0..1) of the cores available to the agent, cgroup quota included (OpenTelemetry process.cpu.utilization semantics)",
+    [],
+    None,
+    &[]
+);
+metric!(
+    MATCHED_PROCESSES,
+    "codex.os_processes",
+    Gauge,
+    "{process}",
+    "Matched OS processes, npm node wrappers and matched children included (codex_active_processes counts each execution once)",
+    [],
+    None,
+    &[]
+);
+metric!(
+    EXECUTIONS_STARTED,
+    "codex.processes_started",
+    Counter,
+    "{process}",
+    "Codex executions seen by the process sampler since the agent started",
+    [],
+    None,
+    &[]
+);
 // — probes
 metric!(
     PROBE_DURATION,
@@ -286,6 +316,87 @@ metric!(
     &[]
 );
 
+metric!(
+    AGENT_MEMORY_RSS,
+    "codex_sentinel.memory_rss",
+    Gauge,
+    "By",
+    "Resident memory of the agent itself in bytes",
+    [],
+    None,
+    &[]
+);
+metric!(
+    AGENT_CPU_USAGE,
+    "codex_sentinel.cpu_usage",
+    Gauge,
+    "%",
+    "CPU of the agent itself in percent of one core, over the last sample interval",
+    [],
+    None,
+    &[]
+);
+metric!(
+    AGENT_CPU_TIME,
+    "codex_sentinel.cpu_time",
+    Counter,
+    "s",
+    "CPU seconds (user + system) used by the agent since it started",
+    [],
+    None,
+    &[]
+);
+metric!(
+    AGENT_THREADS,
+    "codex_sentinel.threads",
+    Gauge,
+    "{thread}",
+    "Threads of the agent process",
+    [],
+    None,
+    &[]
+);
+metric!(
+    AGENT_OPEN_FDS,
+    "codex_sentinel.open_fds",
+    Gauge,
+    "{fd}",
+    "Open file descriptors of the agent process",
+    [],
+    None,
+    &[]
+);
+metric!(
+    AGENT_PROCESS_SAMPLES,
+    "codex_sentinel.process_samples",
+    Counter,
+    "1",
+    "Samples taken by the process sampler",
+    [],
+    None,
+    &[]
+);
+metric!(
+    AGENT_SAMPLE_DURATION,
+    "codex_sentinel.process_sample_duration",
+    Gauge,
+    "s",
+    "Seconds the last process sample took",
+    [],
+    None,
+    &[]
+);
+metric!(
+    AGENT_SAMPLER_EVENTS,
+    "codex_sentinel.sampler_events",
+    Counter,
+    "1",
+    "Process sampler events: vanished (exited between listing and reading), unreadable (permission), pid_reused, zombie, failed (whole sample)",
+    ["event"],
+    None,
+    &[]
+);
+
 /// Every metric, in exposition order.
 pub const CATALOG: &[&MetricDef] = &[
     &AVAILABILITY,
@@ -296,6 +407,9 @@ pub const CATALOG: &[&MetricDef] = &[
     &MEMORY_USAGE,
     &CPU_USAGE,
     &ACTIVE_PROCESSES,
+    &CPU_UTILIZATION,
+    &MATCHED_PROCESSES,
+    &EXECUTIONS_STARTED,
     &PROBE_DURATION,
     &PROBE_RUNS,
     &PROBE_RETRIES,
@@ -310,6 +424,14 @@ pub const CATALOG: &[&MetricDef] = &[
     &CONFIG_RELOADS,
     &STATE_FILES_RECOVERED,
     &AGENT_EXPORT_ERRORS,
+    &AGENT_MEMORY_RSS,
+    &AGENT_CPU_USAGE,
+    &AGENT_CPU_TIME,
+    &AGENT_THREADS,
+    &AGENT_OPEN_FDS,
+    &AGENT_PROCESS_SAMPLES,
+    &AGENT_SAMPLE_DURATION,
+    &AGENT_SAMPLER_EVENTS,
 ];
 
 #[cfg(test)]

@@ -168,13 +168,13 @@ impl Monitor {
         let executions = ExecutionStats::new(&config);
         let history = crate::history::History::new(&config);
         Monitor {
+            resources: ResourceStats::new(config.processes.window),
             config,
             specs,
             started: Instant::now(),
             checks: BTreeMap::new(),
             probes,
             availability: AvailabilityTracker::default(),
-            resources: ResourceStats::default(),
             executions,
             dropped,
             alerts: None,
@@ -289,6 +289,10 @@ impl Monitor {
             }
         }
         checks.extend(self.executions.checks(now));
+        checks.extend(
+            self.resources
+                .checks(&self.config.health_monitoring.thresholds),
+        );
         let mut reliability = snapshot::ReliabilityMetrics::default();
         self.executions.fill_reliability(&mut reliability, now);
         self.availability.fill(&mut reliability, now);
@@ -325,7 +329,11 @@ impl Monitor {
             uptime,
             performance,
             probes: self.probes.values().map(|p| p.summary.clone()).collect(),
-            extra: Default::default(),
+            extra: {
+                let mut extra = serde_json::Map::new();
+                self.resources.fill_extra(&mut extra);
+                extra
+            },
         };
         self.executions.add_extra(&mut metrics.extra, now);
         let codex_available = self.availability.is_available();
@@ -448,6 +456,7 @@ impl Monitor {
         out.extend(crate::audit::samples());
         out.extend(crate::reload::samples());
         out.extend(crate::statefile::samples());
+        self.resources.extra_samples(&mut out);
         out
     }
 

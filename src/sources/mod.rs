@@ -2,4 +2,5 @@
 
 pub mod oplog;
 pub mod probe;
+pub mod processes;
 pub mod scheduler;
