@@ -323,7 +323,7 @@ metric!(
     "By",
     "Resident memory of the agent itself in bytes",
     [],
-    None,
+    Some("codex_sentinel.memory_rss"),
     &[]
 );
 metric!(
@@ -333,7 +333,7 @@ metric!(
     "%",
     "CPU of the agent itself in percent of one core, over the last sample interval",
     [],
-    None,
+    Some("codex_sentinel.cpu_usage"),
     &[]
 );
 metric!(

@@ -104,21 +104,47 @@ pub enum Convert {
 }
 
 pub const SEMCONV_TWINS: &[SemconvTwin] = &[
+    // `process.*` describe one process: without attributes the agent itself (the resource);
+    // with `process.executable.name=codex` the sum over the Codex processes it watches.
     SemconvTwin {
         source: "codex.memory_usage",
         name: "process.memory.usage",
         unit: "By",
-        help: "Physical memory (RSS) of the Codex processes in bytes",
+        help: "Physical memory (RSS) in bytes: the agent, or with process.executable.name=codex the sum over the Codex processes",
         attributes: &[("process.executable.name", "codex")],
         convert: Convert::Same,
     },
     SemconvTwin {
-        source: "codex.cpu_usage",
+        source: "codex_sentinel.memory_rss",
+        name: "process.memory.usage",
+        unit: "By",
+        help: "Physical memory (RSS) in bytes: the agent, or with process.executable.name=codex the sum over the Codex processes",
+        attributes: &[],
+        convert: Convert::Same,
+    },
+    SemconvTwin {
+        source: "codex.cpu.utilization",
         name: "process.cpu.utilization",
         unit: "1",
-        help: "CPU of the Codex processes as a fraction of all available cores (0..1)",
+        help: "CPU as a fraction of the available cores (0..1): the agent, or with process.executable.name=codex the sum over the Codex processes",
         attributes: &[("process.executable.name", "codex")],
+        convert: Convert::Same,
+    },
+    SemconvTwin {
+        source: "codex_sentinel.cpu_usage",
+        name: "process.cpu.utilization",
+        unit: "1",
+        help: "CPU as a fraction of the available cores (0..1): the agent, or with process.executable.name=codex the sum over the Codex processes",
+        attributes: &[],
         convert: Convert::PercentOfCoreToUtilization,
+    },
+    SemconvTwin {
+        source: "codex_sentinel.cpu_time",
+        name: "process.cpu.time",
+        unit: "s",
+        help: "CPU seconds (user + system) used by the agent since it started",
+        attributes: &[],
+        convert: Convert::Same,
     },
 ];
 
