@@ -166,7 +166,8 @@ fn status_and_metrics_endpoints_have_the_specifications_shape() {
         example.as_object().unwrap().len()
     );
     assert_eq!(status["successRate"], 100.0);
-    assert_eq!(status["activeProcesses"], 0);
+    // Any Codex process on the machine counts, so only its type is certain here.
+    assert!(status["activeProcesses"].is_u64(), "{status}");
 
     let (code, metrics) = agent.get_json("/health/codex/metrics");
     assert_eq!(code, 200);
