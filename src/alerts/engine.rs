@@ -683,30 +683,10 @@ pub fn human_duration(ms: u64) -> String {
 
 /// The configuration as `key → value` lines (secrets already redacted by serialization).
 pub fn flatten_config(config: &Config) -> BTreeMap<String, String> {
-    fn walk(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
-        match v {
-            Value::Object(map) if !map.is_empty() => {
-                for (k, v) in map {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    walk(&key, v, out);
-                }
-            }
-            other => {
-                out.insert(prefix.to_string(), other.to_string());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(
-        "",
-        &serde_json::to_value(config).expect("config serializes"),
-        &mut out,
-    );
-    out
+    crate::config::leaves(config)
+        .into_iter()
+        .map(|(key, value)| (key, value.to_string()))
+        .collect()
 }
 
 /// Starts the engine, its delivery tasks and the Alertmanager refresher when

@@ -10,7 +10,7 @@ mod secret;
 mod show;
 
 pub use secret::Secret;
-pub use show::{render_show, ShowFormat};
+pub use show::{leaves, render_show, ShowFormat};
 
 use std::path::{Path, PathBuf};
 

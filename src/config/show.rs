@@ -16,9 +16,7 @@ pub enum ShowFormat {
 
 /// Renders the effective configuration.
 pub fn render_show(config: &Config, fig: &Figment, format: ShowFormat) -> String {
-    let tree = serde_json::to_value(config).expect("config serializes");
-    let mut leaves = Vec::new();
-    flatten("", &tree, &mut leaves);
+    let leaves = leaves(config);
     match format {
         ShowFormat::Text => {
             let width = leaves
@@ -49,7 +47,15 @@ pub fn render_show(config: &Config, fig: &Figment, format: ShowFormat) -> String
     }
 }
 
+/// The configuration as (dotted key, value) pairs in key order; secrets already redacted.
 /// Objects are walked; scalars and arrays are leaves.
+pub fn leaves(config: &Config) -> Vec<(String, Value)> {
+    let tree = serde_json::to_value(config).expect("config serializes");
+    let mut out = Vec::new();
+    flatten("", &tree, &mut out);
+    out
+}
+
 fn flatten(prefix: &str, node: &Value, out: &mut Vec<(String, Value)>) {
     match node {
         Value::Object(map) if !map.is_empty() => {
