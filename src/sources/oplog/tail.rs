@@ -289,15 +289,20 @@ impl Tailer {
         let rd = match std::fs::read_dir(&self.cfg.dir) {
             Ok(rd) => rd,
             Err(e) => {
-                if e.kind() != std::io::ErrorKind::NotFound {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    // Normal before the application's first execution: say it once, not as a warning.
+                    if self.dir_existed != Some(false) {
+                        tracing::info!(dir = %self.cfg.dir.display(), "operations-log directory does not exist yet; waiting for it");
+                    }
+                } else {
                     out.error("list");
+                    self.throttle.warn("dir", || {
+                        format!(
+                            "operations-log directory {} cannot be read ({e}); waiting for it",
+                            self.cfg.dir.display()
+                        )
+                    });
                 }
-                self.throttle.warn("dir", || {
-                    format!(
-                        "operations-log directory {} cannot be read ({e}); waiting for it",
-                        self.cfg.dir.display()
-                    )
-                });
                 self.note_dir(false);
                 return Vec::new();
             }
