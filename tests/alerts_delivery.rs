@@ -2,6 +2,7 @@
 //! `Retry-After`, 4xx, or stalls: retries, ordering, no duplicates, Slack's payload and pace.
 
 mod alerts_support;
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -47,6 +47,9 @@ impl ExportErrors {
 }
 
 /// How often a failing exporter may log a warning.
+/// Most export cycles a failing exporter skips between attempts (see [`FailureLog::backoff_skips`]).
+pub const MAX_BACKOFF_SKIPS: u64 = 5;
+
 pub const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Rate-limited failure logging: the first failure is logged at once, later ones at most every

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::catalog::{MetricDef, MetricKind, CATALOG};
 use super::histogram::{representatives, Delta, Deltas};
-use super::{ExportErrors, FailureLog};
+use super::{ExportErrors, FailureLog, MAX_BACKOFF_SKIPS};
 use crate::config::{Config, Secret};
 use crate::monitor::snapshot::{Sample, SampleValue, Snapshot};
 
@@ -45,8 +45,6 @@ use crate::monitor::snapshot::{Sample, SampleValue, Snapshot};
 pub const EXPORTER: &str = "otlp";
 /// Time the last export may take on shutdown (inside the agent's shutdown deadline).
 pub const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_millis(2500);
-/// After repeated failures, at most this many cycles are skipped between attempts.
-pub const MAX_BACKOFF_SKIPS: u64 = 5;
 /// The default `service.name`.
 pub const DEFAULT_SERVICE_NAME: &str = "codex-sentinel";
 

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::catalog::MetricDef;
 use super::histogram::{representatives, Delta, Deltas};
-use super::{ExportErrors, FailureLog};
+use super::{ExportErrors, FailureLog, MAX_BACKOFF_SKIPS};
 use crate::config::Config;
 use crate::monitor::health::AVAILABILITY_CHECK;
 use crate::monitor::snapshot::{SampleValue, Snapshot, Status};
@@ -46,7 +46,6 @@ pub const SERVICE_CHECK: &str = "codex.can_execute";
 const VALUES_PER_LINE: usize = 64;
 /// Beyond this many plain-StatsD timer values in one bucket, one line with a sample rate.
 const PLAIN_VALUES_MAX: u64 = 32;
-const MAX_BACKOFF_SKIPS: u64 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
