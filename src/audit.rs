@@ -168,7 +168,7 @@ pub fn start_writer(config: &AuditLogConfig) {
         .name("audit-log".into())
         .spawn(move || writer.run(rx));
     if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the audit log writer: audit log files are off");
+        tracing::error!(error = %crate::logging::error_chain(&e), "cannot start the audit log writer: audit log files are off");
         *QUEUE.lock().expect("audit queue lock") = None;
         return;
     }
@@ -366,7 +366,7 @@ impl Writer {
                 // Reopen on the next line: the directory may come back or be recreated.
                 self.open[i] = None;
                 if !std::mem::replace(&mut self.failing[i], true) {
-                    tracing::error!(stream = stream.prefix(), dir = %self.dir.display(), error = %e, "cannot write audit log; lines are counted as failed until it works again");
+                    tracing::error!(stream = stream.prefix(), dir = %self.dir.display(), error = %crate::logging::error_chain(&e), "cannot write audit log; lines are counted as failed until it works again");
                 }
             }
         }
@@ -424,7 +424,7 @@ impl Writer {
                         tracing::info!(file = %entry.path().display(), "audit log file past retention deleted")
                     }
                     Err(e) => {
-                        tracing::warn!(file = %entry.path().display(), error = %e, "cannot delete audit log file past retention")
+                        tracing::warn!(file = %entry.path().display(), error = %crate::logging::error_chain(&e), "cannot delete audit log file past retention")
                     }
                 }
             }

@@ -210,7 +210,7 @@ impl History {
         match crate::monitor::executions::write_atomically(path, &bytes) {
             Ok(()) => self.dirty = false,
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot write history; retrying in a minute")
+                tracing::warn!(path = %path.display(), error = %crate::logging::error_chain(&e), "cannot write history; retrying in a minute")
             }
         }
     }
@@ -336,8 +336,12 @@ pub fn apply_learned(
             let filled = fill_baselines(b, &l);
             tracing::info!(
                 executions = l.executions,
-                avg_time = ?filled.avg_time, p95_time = ?filled.p95_time, p99_time = ?filled.p99_time,
-                success_rate = ?filled.success_rate, availability = ?filled.availability, memory_mb = ?filled.memory_mb,
+                avg_time = filled.avg_time,
+                p95_time = filled.p95_time,
+                p99_time = filled.p99_time,
+                success_rate = filled.success_rate,
+                availability = filled.availability,
+                memory_mb = filled.memory_mb,
                 "baselines learned from history (explicit CODEX_PERF_BASELINE_* values kept)"
             );
             config.baselines = filled;

@@ -189,7 +189,7 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
         tasks.spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
             if let Err(e) = serve.await {
-                tracing::error!(error = %e, "HTTP server stopped");
+                tracing::error!(error = %crate::logging::error_chain(&e), "HTTP server stopped");
             }
         });
         tracing::info!(%bound, path = config.health_path(), "serving health endpoints");
@@ -298,8 +298,13 @@ async fn probe_supervisor(
 }
 
 /// Runs every probe once and returns the resulting snapshot (`codex-sentinel check`).
-pub async fn check_once(config: Config) -> Arc<Snapshot> {
+pub async fn check_once(
+    config: Config,
+    on_attempt: impl Fn(probe::AttemptReport<'_>) + Send + Sync + 'static,
+) -> CheckOutcome {
+    let t0 = std::time::Instant::now();
     probe::become_subreaper();
+    let on_attempt = Arc::new(on_attempt);
     let config = Arc::new(config);
     let specs = probe_specs(&config);
     let (_sender, _rx, dropped) = monitor::channel();
@@ -308,15 +313,31 @@ pub async fn check_once(config: Config) -> Arc<Snapshot> {
     let mut runs = tokio::task::JoinSet::new();
     for spec in specs {
         let token = token.clone();
-        runs.spawn(async move { probe::run_probe(&spec, &token).await });
+        let on_attempt = on_attempt.clone();
+        runs.spawn(
+            async move { probe::run_probe_reporting(&spec, &token, &|r| on_attempt(r)).await },
+        );
     }
+    let mut done = Vec::new();
     while let Some(run) = runs.join_next().await {
         if let Ok(run) = run {
+            done.push(run.clone());
             monitor.apply(Observation::Probe {
                 run,
                 start_delay: Duration::ZERO,
             });
         }
     }
-    Arc::new(monitor.snapshot(util::now_ms()))
+    CheckOutcome {
+        snapshot: Arc::new(monitor.snapshot(util::now_ms())),
+        runs: done,
+        elapsed: t0.elapsed(),
+    }
+}
+
+/// What [`check_once`] found: the snapshot, every probe run and how long it all took.
+pub struct CheckOutcome {
+    pub snapshot: Arc<Snapshot>,
+    pub runs: Vec<probe::ProbeRun>,
+    pub elapsed: Duration,
 }

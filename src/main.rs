@@ -39,9 +39,11 @@ enum Command {
     /// Run the agent in the foreground (the default).
     Run,
     /// Run the probes once, print the status, exit 0 healthy, 1 warning, 2 critical, 3 unavailable.
+    /// Each attempt (with retries: attempt n of m) is reported on stderr as it ends.
     Check {
+        /// What to print on stdout.
         #[arg(long, value_enum, default_value = "text")]
-        format: ShowFormat,
+        format: CheckFormat,
     },
     /// Inspect the configuration.
     Config {
@@ -53,6 +55,7 @@ enum Command {
         /// How far back: 7d, 24h, 90m, 2w.
         #[arg(long, default_value = "7d")]
         since: String,
+        /// How to print the report.
         #[arg(long, value_enum, default_value = "text")]
         format: ReportFormat,
     },
@@ -65,26 +68,49 @@ enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum ReportFormat {
+enum CheckFormat {
+    /// The overall status, one line per check (status, name, message, duration), then the
+    /// recommendations and the total duration.
     Text,
+    /// The `/health/codex` document.
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    /// Human-readable tables.
+    Text,
+    /// The report as one JSON document.
+    Json,
+    /// Markdown tables (for a weekly report page).
     Markdown,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BaselineFormat {
+    /// One line per baseline: explicit, learned and effective value.
+    Text,
+    /// The same as a JSON document.
+    Json,
 }
 
 #[derive(Subcommand)]
 enum BaselineAction {
     /// GET {path}/metrics from the running agent and save it as DIR/YYYY-MM-DD.json.
     Save {
-        /// Where the agent listens (default: from the configuration's endpoints).
+        /// Where the agent listens, e.g. http://127.0.0.1:3000 (default: from the
+        /// configuration's endpoints).
         #[arg(long)]
         url: Option<String>,
+        /// Directory the snapshot is written to, as YYYY-MM-DD.json.
         #[arg(long, default_value = "monitoring/baselines")]
         dir: PathBuf,
     },
     /// Print the explicit, learned and effective baselines.
     Show {
+        /// How to print the baselines.
         #[arg(long, value_enum, default_value = "text")]
-        format: ShowFormat,
+        format: BaselineFormat,
     },
 }
 
@@ -92,6 +118,7 @@ enum BaselineAction {
 enum ConfigAction {
     /// Print the effective configuration, secrets redacted, with where each value came from.
     Show {
+        /// How to print the configuration.
         #[arg(long, value_enum, default_value = "text")]
         format: ShowFormat,
     },
@@ -179,8 +206,8 @@ fn main() -> ExitCode {
             };
             let view = report::baseline_view(&cfg, &hours, codex_sentinel::util::now_ms());
             match format {
-                ShowFormat::Text => print!("{}", report::render_baselines_text(&view)),
-                ShowFormat::Json => println!(
+                BaselineFormat::Text => print!("{}", report::render_baselines_text(&view)),
+                BaselineFormat::Json => println!(
                     "{}",
                     serde_json::to_string_pretty(&view).expect("baselines serialize")
                 ),
@@ -222,27 +249,15 @@ fn main() -> ExitCode {
             };
             init_logging(&cfg, cli.log_format);
             let runtime = runtime(1);
-            let snapshot = runtime.block_on(codex_sentinel::check_once(cfg));
+            let outcome = runtime.block_on(codex_sentinel::check_once(cfg, |r| {
+                eprintln!("{}", check_progress(&r))
+            }));
+            let snapshot = &outcome.snapshot;
             match format {
-                ShowFormat::Json => {
+                CheckFormat::Json => {
                     println!("{}", String::from_utf8_lossy(&snapshot.health_json()))
                 }
-                ShowFormat::Text => {
-                    let r = &snapshot.report;
-                    println!("{}", r.overall.as_str().to_uppercase());
-                    for c in &r.checks {
-                        println!(
-                            "  {} {}: {} ({} ms)",
-                            c.status.as_str(),
-                            c.name,
-                            c.message,
-                            c.duration
-                        );
-                    }
-                    for rec in &r.recommendations {
-                        println!("  - {rec}");
-                    }
-                }
+                CheckFormat::Text => print!("{}", check_text(&outcome)),
             }
             ExitCode::from(snapshot.report.overall.code())
         }
@@ -256,6 +271,53 @@ fn main() -> ExitCode {
             runtime.block_on(run(cfg, cli.config))
         }
     }
+}
+
+/// One progress line of `check` on stderr: `codex-availability: attempt 1 of 3 timed out after
+/// 1002 ms; retrying in 1000 ms`.
+fn check_progress(r: &codex_sentinel::sources::probe::AttemptReport<'_>) -> String {
+    let mut line = format!(
+        "{}: attempt {} of {} {} after {} ms",
+        r.probe,
+        r.number,
+        r.max,
+        r.attempt.ending,
+        r.attempt.duration.as_millis()
+    );
+    if let Some(wait) = r.retry_in {
+        line.push_str(&format!("; retrying in {} ms", wait.as_millis()));
+    }
+    line
+}
+
+/// The text output of `check`: each check with the duration of its whole run (all attempts and
+/// the waits between them), the recommendations, and how long the check took in all.
+fn check_text(outcome: &codex_sentinel::CheckOutcome) -> String {
+    let r = &outcome.snapshot.report;
+    let mut out = format!("{}\n", r.overall.as_str().to_uppercase());
+    for c in &r.checks {
+        let run = outcome.runs.iter().find(|run| run.spec_name == c.name);
+        let took = match run {
+            Some(run) if run.attempts.len() > 1 => format!(
+                "{} ms, {} attempts",
+                run.elapsed().as_millis(),
+                run.attempts.len()
+            ),
+            Some(run) => format!("{} ms", run.elapsed().as_millis()),
+            None => format!("{} ms", c.duration),
+        };
+        out.push_str(&format!(
+            "  {} {}: {} ({took})\n",
+            c.status.as_str(),
+            c.name,
+            c.message
+        ));
+    }
+    for rec in &r.recommendations {
+        out.push_str(&format!("  - {rec}\n"));
+    }
+    out.push_str(&format!("total: {} ms\n", outcome.elapsed.as_millis()));
+    out
 }
 
 fn config_error(e: config::ConfigError) -> ExitCode {
@@ -296,8 +358,9 @@ async fn run(cfg: config::Config, config_file: Option<PathBuf>) -> ExitCode {
     let agent = match codex_sentinel::start(cfg).await {
         Ok(a) => a,
         Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            eprintln!("codex-sentinel: {e}");
+            let cause = codex_sentinel::logging::error_chain(&e);
+            tracing::error!(error = %cause, "cannot start");
+            eprintln!("codex-sentinel: {cause}");
             return ExitCode::from(1);
         }
     };
@@ -357,26 +420,36 @@ async fn serve_signals(
 /// Fetches the detailed metrics and writes them, pretty-printed, to `dir/YYYY-MM-DD.json`
 /// (the specification's `monitoring/baselines/$(date +%Y-%m-%d).json`).
 async fn save_baseline(url: &str, dir: &std::path::Path) -> Result<PathBuf, String> {
+    use codex_sentinel::logging::{error_chain, http_failure, redact_urls};
+    let shown = redact_urls(url);
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| error_chain(&e))?;
+    // The URL is said once, redacted, in front; the error's own copy would repeat it.
     let resp = client
         .get(url)
         .send()
         .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    if !resp.status().is_success() {
-        return Err(format!("GET {url}: HTTP {}", resp.status()));
-    }
-    let body: serde_json::Value = resp
-        .json()
+        .map_err(|e| format!("GET {shown}: {}", error_chain(&e.without_url())))?;
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
         .await
-        .map_err(|e| format!("GET {url}: not JSON: {e}"))?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        .map_err(|e| format!("GET {shown}: {}", error_chain(&e.without_url())))?;
+    if !status.is_success() {
+        return Err(format!(
+            "GET {shown}: {}",
+            http_failure(status.as_u16(), status.canonical_reason(), &bytes)
+        ));
+    }
+    let body: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("GET {shown}: not JSON: {}", error_chain(&e)))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {}", dir.display(), error_chain(&e)))?;
     let day = codex_sentinel::audit::day_of(codex_sentinel::util::now_ms());
     let path = dir.join(format!("{day}.json"));
     let text = serde_json::to_string_pretty(&body).expect("JSON serializes");
-    std::fs::write(&path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&path, text + "\n")
+        .map_err(|e| format!("{}: {}", path.display(), error_chain(&e)))?;
     Ok(path)
 }

@@ -78,7 +78,7 @@ pub fn quarantine(path: &Path, kind: &'static str, error: &str) {
             tracing::error!(kind, file = %path.display(), moved_to = %moved_to.display(), error, "state file corrupt: moved aside, starting this part with fresh state")
         }
         Err(e) => {
-            tracing::error!(kind, file = %path.display(), error, rename_error = %e, "state file corrupt and cannot be moved aside: it will be overwritten with fresh state")
+            tracing::error!(kind, file = %path.display(), error, rename_error = %crate::logging::error_chain(&e), "state file corrupt and cannot be moved aside: it will be overwritten with fresh state")
         }
     }
     crate::audit::error(

@@ -117,7 +117,7 @@ pub async fn run(
             Err(SendError::Permanent(reason)) => {
                 store.remove(d.id);
                 counters.add(sink, result::REJECTED);
-                tracing::error!(sink = sink.as_str(), notification = n.id, attempt, response = %reason, alerts = %n.summary(), "alert notification rejected by the sink; not retried");
+                tracing::error!(sink = sink.as_str(), notification = n.id, attempt, error = %reason, alerts = %n.summary(), "alert notification rejected by the sink; not retried");
             }
             Err(SendError::Retryable {
                 reason,

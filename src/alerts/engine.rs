@@ -782,7 +782,7 @@ fn log_queued(notifications: &[Notification], sinks: &[SinkKind]) {
             status = n.status_label(),
             severity = n.worst_severity().as_str(),
             alerts = %n.summary(),
-            sinks = ?sinks.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            sinks = %crate::logging::Csv(&sinks.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
             "alert notification queued"
         );
     }

@@ -221,7 +221,7 @@ impl Store {
 
     fn write_logged(&self, inner: &Persisted) {
         if let Err(e) = self.write(inner) {
-            tracing::error!(error = %e, "cannot persist alert state; a restart may lose or repeat notifications");
+            tracing::error!(error = %crate::logging::error_chain(&e), "cannot persist alert state; a restart may lose or repeat notifications");
         }
     }
 

@@ -18,7 +18,7 @@
 //! under delta temporality). On shutdown one last export is tried within [`FINAL_FLUSH_TIMEOUT`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use opentelemetry::metrics::{Histogram, Meter, MeterProvider as _};
@@ -59,6 +59,14 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// As `OTEL_EXPORTER_OTLP_PROTOCOL` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::HttpProtobuf => "http/protobuf",
+        }
+    }
+
     fn default_port(self) -> u16 {
         match self {
             Protocol::Grpc => 4317,
@@ -78,6 +86,27 @@ pub enum Preset {
     NewRelic { eu: bool },
     /// The node's Datadog agent OTLP receiver (`DD_AGENT_HOST`), delta temporality.
     DatadogAgent,
+}
+
+impl Preset {
+    /// As `CODEX_OTLP_PRESET` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preset::Collector => "collector",
+            Preset::NewRelic { eu: false } => "newrelic",
+            Preset::NewRelic { eu: true } => "newrelic-eu",
+            Preset::DatadogAgent => "datadog-agent",
+        }
+    }
+}
+
+/// As `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` spells it.
+pub fn temporality_name(t: Temporality) -> &'static str {
+    match t {
+        Temporality::Delta => "delta",
+        Temporality::LowMemory => "lowmemory",
+        _ => "cumulative",
+    }
 }
 
 /// A metric emitted on OTLP under an OpenTelemetry semantic-convention name as well, computed
@@ -384,8 +413,85 @@ fn hostname() -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+/// The OTLP exporter, and for HTTP what its client saw of the last failure.
+pub struct Exporter {
+    metrics: MetricExporter,
+    http_cause: Option<LastHttpFailure>,
+}
+
+impl Exporter {
+    /// Exports once; the error says why, with the cause the SDK's own message leaves out.
+    async fn export(&self, rm: &ResourceMetrics) -> Result<(), String> {
+        if let Some(cause) = &self.http_cause {
+            cause.clear();
+        }
+        match self.metrics.export(rm).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let sdk = e.to_string();
+                match self.http_cause.as_ref().and_then(LastHttpFailure::take) {
+                    Some(cause) => Err(format!("{sdk}: {cause}")),
+                    None => Err(crate::logging::redact_urls(&sdk)),
+                }
+            }
+        }
+    }
+}
+
+/// The last failure the HTTP client saw, in full. opentelemetry-otlp 0.33 reports a transport
+/// failure only as "network error" and an error answer only by its status code; the client
+/// underneath still sees the cause (refused, DNS, TLS) and the body, and keeps them here.
+#[derive(Debug, Clone, Default)]
+struct LastHttpFailure(Arc<Mutex<Option<String>>>);
+
+impl LastHttpFailure {
+    fn set(&self, cause: String) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(cause);
+    }
+    fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+    fn take(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// The exporter's HTTP client: reqwest, noting each failure's cause in [`LastHttpFailure`].
+#[derive(Debug)]
+struct ExplainingClient {
+    inner: reqwest::Client,
+    last_failure: LastHttpFailure,
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for ExplainingClient {
+    async fn send_bytes(
+        &self,
+        request: axum::http::Request<bytes::Bytes>,
+    ) -> Result<axum::http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        match opentelemetry_http::HttpClient::send_bytes(&self.inner, request).await {
+            Ok(response) => {
+                let status = response.status();
+                if !status.is_success() {
+                    self.last_failure.set(crate::logging::http_failure(
+                        status.as_u16(),
+                        status.canonical_reason(),
+                        response.body(),
+                    ));
+                }
+                Ok(response)
+            }
+            Err(e) => {
+                self.last_failure.set(crate::logging::error_chain(&*e));
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Builds the OTLP exporter. Must run inside the tokio runtime (tonic channels bind to it).
-pub fn build_exporter(s: &Settings) -> Result<MetricExporter, String> {
+pub fn build_exporter(s: &Settings) -> Result<Exporter, String> {
+    let mut http_cause = None;
     let result = match s.protocol {
         Protocol::Grpc => {
             let mut metadata = tonic::metadata::MetadataMap::new();
@@ -420,10 +526,17 @@ pub fn build_exporter(s: &Settings) -> Result<MetricExporter, String> {
             if !s.endpoint.starts_with("https://") {
                 client = client.tls_certs_only(std::iter::empty());
             }
-            let client = client.build().map_err(|e| e.to_string())?;
+            let client = client
+                .build()
+                .map_err(|e| crate::logging::error_chain(&e))?;
+            let last_failure = LastHttpFailure::default();
+            http_cause = Some(last_failure.clone());
             let mut b = MetricExporter::builder()
                 .with_http()
-                .with_http_client(client)
+                .with_http_client(ExplainingClient {
+                    inner: client,
+                    last_failure,
+                })
                 .with_endpoint(s.endpoint.clone())
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                 .with_timeout(s.timeout)
@@ -434,7 +547,11 @@ pub fn build_exporter(s: &Settings) -> Result<MetricExporter, String> {
             b.with_temporality(s.temporality).build()
         }
     };
-    result.map_err(|e| e.to_string())
+    let metrics = result.map_err(|e| crate::logging::error_chain(&e))?;
+    Ok(Exporter {
+        metrics,
+        http_cause,
+    })
 }
 
 /// Lets the meter provider own a reader that the export loop also calls.
@@ -696,10 +813,10 @@ pub async fn run(
     };
     tracing::info!(
         exporter = EXPORTER,
-        endpoint = %settings.endpoint,
-        protocol = ?settings.protocol,
-        preset = ?settings.preset,
-        temporality = ?settings.temporality,
+        endpoint = %crate::logging::redact_urls(&settings.endpoint),
+        protocol = settings.protocol.as_str(),
+        preset = settings.preset.as_str(),
+        temporality = temporality_name(settings.temporality),
         gzip = settings.gzip,
         interval_ms = settings.interval.as_millis() as u64,
         "OTLP export on"
@@ -752,15 +869,14 @@ pub async fn run(
 /// One collect + export under `timeout`.
 pub async fn export_once(
     instruments: &mut Instruments,
-    exporter: &MetricExporter,
+    exporter: &Exporter,
     snapshot: &Arc<Snapshot>,
     timeout: Duration,
 ) -> Result<(), String> {
     let rm = instruments.collect(snapshot)?;
     // The exporter has its own timeout; this one also bounds its retries and DNS.
     match tokio::time::timeout(timeout + Duration::from_millis(250), exporter.export(&rm)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(result) => result,
         Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
     }
 }

@@ -53,6 +53,17 @@ pub enum Target {
     Unix(PathBuf),
 }
 
+/// As a URL: `udp://host:8125`, `unix:///var/run/datadog/dsd.socket`.
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Udp { host, port } if host.contains(':') => write!(f, "udp://[{host}]:{port}"),
+            Target::Udp { host, port } => write!(f, "udp://{host}:{port}"),
+            Target::Unix(path) => write!(f, "unix://{}", path.display()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimingKind {
     Distribution,
@@ -234,7 +245,7 @@ impl Sender {
                     socket,
                     UDP_PAYLOAD,
                 )
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+                .map_err(|e| std::io::Error::other(crate::logging::error_chain(&e)))?;
                 SharedSink(Arc::new(sink))
             }
             Target::Unix(path) => {
@@ -449,7 +460,7 @@ pub async fn run(
 ) {
     tracing::info!(
         exporter = EXPORTER,
-        target = ?settings.target,
+        destination = %settings.target,
         dogstatsd = settings.dogstatsd,
         interval_ms = settings.interval.as_millis() as u64,
         "StatsD export on"
@@ -503,8 +514,14 @@ async fn cycle(
         let connected = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| "resolving the StatsD host timed out".to_string())?
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot open the StatsD target: {e}"))?;
+            .map_err(|e| crate::logging::error_chain(&e))?
+            .map_err(|e| {
+                format!(
+                    "cannot open the StatsD target {}: {}",
+                    settings.target,
+                    crate::logging::error_chain(&e)
+                )
+            })?;
         *sender = Some(connected);
     }
     let snapshot = snapshots.borrow().clone();

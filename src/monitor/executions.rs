@@ -287,7 +287,7 @@ pub fn load_checkpoint<S: serde::de::DeserializeOwned>(path: &Path) -> Option<Ch
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read the operations-log checkpoint; starting fresh");
+            tracing::warn!(path = %path.display(), error = %crate::logging::error_chain(&e), "cannot read the operations-log checkpoint; starting fresh");
             return None;
         }
     };
@@ -489,7 +489,7 @@ impl ExecutionStats {
                     .or_default() += 1;
                 // Once a minute at most (one attempt a second while it fails).
                 if self.write_failures % 60 == 1 {
-                    tracing::warn!(path = %path.display(), error = %e, failures = self.write_failures,
+                    tracing::warn!(path = %path.display(), error = %crate::logging::error_chain(&e), failures = self.write_failures,
                         "cannot write the operations-log checkpoint: a restart would re-read from the last good one");
                 }
             }

@@ -75,11 +75,7 @@ pub fn evaluate_probe(spec: &ProbeSpec, run: &ProbeRun, thresholds: &Thresholds)
                     "Codex CLI did not answer within {} ms; its process group was killed",
                     spec.timeout.as_millis()
                 ),
-                strings(&[
-                    "Check system load (CPU, memory) on the node",
-                    "Increase CODEX_HEALTH_CHECK_TIMEOUT if the host is slow",
-                    "Enable retries with CODEX_HEALTH_CHECK_RETRIES",
-                ]),
+                timeout_recommendations(spec),
                 false,
             )
         }
@@ -161,6 +157,32 @@ pub fn evaluate_probe(spec: &ProbeSpec, run: &ProbeRun, thresholds: &Thresholds)
         },
         available,
     }
+}
+
+/// What to do about a timeout, given how the probe is configured: the timeout's own setting and
+/// its current value; retries suggested only where they are off and can be turned on.
+fn timeout_recommendations(spec: &ProbeSpec) -> Vec<String> {
+    let timeout = spec.timeout.as_millis();
+    let mut recs = vec!["Check system load (CPU, memory) on the node".to_string()];
+    if spec.is_availability {
+        recs.push(format!(
+            "Increase CODEX_HEALTH_CHECK_TIMEOUT (now {timeout} ms) if the host is slow"
+        ));
+        if spec.retries == 0 {
+            recs.push("Enable retries with CODEX_HEALTH_CHECK_RETRIES".into());
+        } else {
+            recs.push(format!(
+                "Retries are on (CODEX_HEALTH_CHECK_RETRIES={}) and the last attempt still timed out: run `{}` by hand to see why it hangs",
+                spec.retries,
+                command_line(spec)
+            ));
+        }
+    } else {
+        recs.push(format!(
+            "Increase this probe's timeout (codex.probes[].timeout, now {timeout} ms) if the host is slow"
+        ));
+    }
+    recs
 }
 
 fn failure_status(spec: &ProbeSpec) -> Status {

@@ -55,6 +55,19 @@ pub enum Ending {
     SpawnFailed { error: String, not_found: bool },
 }
 
+/// For logs and the `check` command: `exited with code 0`, `timed out`, ….
+impl std::fmt::Display for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ending::Exited(code) => write!(f, "exited with code {code}"),
+            Ending::Signaled(sig) => write!(f, "killed by signal {sig}"),
+            Ending::TimedOut => f.write_str("timed out"),
+            Ending::Cancelled => f.write_str("cancelled"),
+            Ending::SpawnFailed { error, .. } => write!(f, "could not start: {error}"),
+        }
+    }
+}
+
 /// One attempt's record.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -91,11 +104,41 @@ impl ProbeRun {
     pub fn retries(&self) -> u32 {
         self.attempts.len().saturating_sub(1) as u32
     }
+    /// From the first attempt's start to the last one's end: attempts and the waits between.
+    pub fn elapsed(&self) -> Duration {
+        let first = self.attempts[0].started;
+        let last = self.last();
+        Duration::from_millis(
+            (last.started + last.duration.as_millis() as u64).saturating_sub(first),
+        )
+    }
+}
+
+/// One finished attempt, as told to a watcher of [`run_probe_reporting`].
+#[derive(Debug)]
+pub struct AttemptReport<'a> {
+    pub probe: &'a str,
+    /// 1-based.
+    pub number: usize,
+    /// Attempts at most (`retries + 1`).
+    pub max: usize,
+    pub attempt: &'a Attempt,
+    /// `Some(wait)` when another attempt follows after `wait`.
+    pub retry_in: Option<Duration>,
 }
 
 /// Runs the probe: one attempt, plus up to `retries` more while attempts fail. A missing
 /// executable is not retried: it will not appear between two attempts.
 pub async fn run_probe(spec: &ProbeSpec, shutdown: &CancellationToken) -> ProbeRun {
+    run_probe_reporting(spec, shutdown, &|_| {}).await
+}
+
+/// [`run_probe`], telling `report` about each attempt as it ends (`check` shows progress).
+pub async fn run_probe_reporting(
+    spec: &ProbeSpec,
+    shutdown: &CancellationToken,
+    report: &(dyn Fn(AttemptReport<'_>) + Sync),
+) -> ProbeRun {
     let mut attempts = Vec::with_capacity(1);
     loop {
         let attempt = run_attempt(&spec.program, &spec.args, spec.timeout, shutdown).await;
@@ -109,6 +152,13 @@ pub async fn run_probe(spec: &ProbeSpec, shutdown: &CancellationToken) -> ProbeR
                     }
             )
             || attempts.len() as u32 >= spec.retries;
+        report(AttemptReport {
+            probe: &spec.name,
+            number: attempts.len() + 1,
+            max: spec.retries as usize + 1,
+            attempt: &attempt,
+            retry_in: (!done).then_some(spec.retry_delay),
+        });
         attempts.push(attempt);
         if done {
             break;

@@ -824,14 +824,14 @@ pub async fn run(config: Arc<Config>, sender: ObservationSender, shutdown: Cance
     let mut sampler = match Sampler::new(cfg) {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e, "process sampler not started");
+            tracing::error!(error = %crate::logging::error_chain(&e), "process sampler not started");
             return;
         }
     };
     tracing::info!(
-        names = ?cfg.names,
+        names = %crate::logging::Csv(&cfg.names),
         cmdline_regex = cfg.cmdline_regex.as_deref().unwrap_or(""),
-        exe_paths = ?cfg.exe_paths,
+        exe_paths = %crate::logging::Csv(&cfg.exe_paths),
         npm_wrapper = cfg.npm_wrapper,
         interval_ms = cfg.sample_interval,
         discovery_ms = cfg.discovery_interval,

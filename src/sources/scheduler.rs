@@ -23,7 +23,7 @@ pub async fn probe_loop(spec: ProbeSpec, sender: ObservationSender, shutdown: Ca
         if shutdown.is_cancelled() {
             return;
         }
-        tracing::debug!(probe = %spec.name, attempts = run.attempts.len(), ending = ?run.last().ending, "probe finished");
+        tracing::debug!(probe = %spec.name, attempts = run.attempts.len(), ending = %run.last().ending, "probe finished");
         sender.send(Observation::Probe { run, start_delay });
     }
 }

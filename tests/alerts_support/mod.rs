@@ -21,6 +21,8 @@ pub enum Answer {
     TooMany(u64),
     /// Reads the request, then answers nothing for this long, then closes.
     Stall(Duration),
+    /// This status with this body (an error answer that explains itself).
+    Body(u16, &'static str),
 }
 
 #[derive(Debug, Clone)]
@@ -44,7 +46,10 @@ impl Recorded {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
     pub fn accepted(&self) -> bool {
-        matches!(self.answer, Answer::Status(200..=299))
+        matches!(
+            self.answer,
+            Answer::Status(200..=299) | Answer::Body(200..=299, _)
+        )
     }
 }
 
@@ -186,6 +191,10 @@ fn serve(
                 return;
             }
             Answer::Status(code) => format!("HTTP/1.1 {code} X\r\nContent-Length: 2\r\n\r\nok"),
+            Answer::Body(code, body) => format!(
+                "HTTP/1.1 {code} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
             Answer::TooMany(secs) => format!(
                 "HTTP/1.1 429 Too Many Requests\r\nRetry-After: {secs}\r\nContent-Length: 4\r\n\r\nslow"
             ),

@@ -162,7 +162,7 @@ pub async fn refresh_loop(
                 "firing alerts re-sent to Alertmanager"
             ),
             Ok(Err(e)) => {
-                tracing::warn!(error = ?e, "re-sending firing alerts to Alertmanager failed; next try in one interval")
+                tracing::warn!(error = %e, "re-sending firing alerts to Alertmanager failed; next try in one interval")
             }
             Err(_) => tracing::warn!(
                 timeout_ms = timeout.as_millis() as u64,

@@ -35,10 +35,10 @@ impl Email {
             "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
                 .port(cfg.smtp_port.unwrap_or(25)),
             "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&host)
-                .map_err(|e| format!("SMTP {host}: {e}"))?
+                .map_err(|e| format!("SMTP {host}: {}", crate::logging::error_chain(&e)))?
                 .port(cfg.smtp_port.unwrap_or(465)),
             _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)
-                .map_err(|e| format!("SMTP {host}: {e}"))?
+                .map_err(|e| format!("SMTP {host}: {}", crate::logging::error_chain(&e)))?
                 .port(cfg.smtp_port.unwrap_or(587)),
         };
         let mut builder = builder.timeout(Some(timeout));
@@ -78,8 +78,14 @@ impl Email {
         let message = self.message(n)?;
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is_permanent() => Err(SendError::Permanent(format!("SMTP: {e}"))),
-            Err(e) => Err(SendError::retryable(format!("SMTP: {e}"))),
+            Err(e) if e.is_permanent() => Err(SendError::Permanent(format!(
+                "SMTP: {}",
+                crate::logging::error_chain(&e)
+            ))),
+            Err(e) => Err(SendError::retryable(format!(
+                "SMTP: {}",
+                crate::logging::error_chain(&e)
+            ))),
         }
     }
 

@@ -24,6 +24,17 @@ pub enum SendError {
     Permanent(String),
 }
 
+/// The reason alone, as logged.
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Retryable { reason, .. } | SendError::Permanent(reason) => {
+                f.write_str(reason)
+            }
+        }
+    }
+}
+
 impl SendError {
     pub fn retryable(reason: impl Into<String>) -> Self {
         SendError::Retryable {
@@ -164,9 +175,8 @@ pub async fn classify_response(resp: reqwest::Response) -> Result<(), SendError>
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
-    let body = resp.text().await.unwrap_or_default();
-    let body = truncate(body.trim(), 500);
-    let reason = format!("HTTP {status}: {body}");
+    let body = resp.bytes().await.unwrap_or_default();
+    let reason = crate::logging::http_failure(status.as_u16(), status.canonical_reason(), &body);
     if status.as_u16() == 429 {
         Err(SendError::Retryable {
             reason,
@@ -187,21 +197,13 @@ pub async fn classify_response(resp: reqwest::Response) -> Result<(), SendError>
 pub fn request_error(e: reqwest::Error) -> SendError {
     let e = e.without_url();
     if e.is_builder() {
-        SendError::Permanent(format!("invalid request: {e}"))
+        SendError::Permanent(format!(
+            "invalid request: {}",
+            crate::logging::error_chain(&e)
+        ))
     } else {
-        SendError::retryable(error_chain(&e))
+        SendError::retryable(crate::logging::error_chain(&e))
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 /// `Retry-After` in seconds, or as an HTTP date (IMF-fixdate).

@@ -81,7 +81,7 @@ pub async fn run(config: Arc<Config>, sender: ObservationSender, shutdown: Cance
             Ok(v) => v,
             Err(e) => {
                 // A bug, not bad input (that is counted): stop reading rather than loop on it.
-                tracing::error!(error = %e, "operations-log reader failed; executions are no longer read");
+                tracing::error!(error = %crate::logging::error_chain(&e), "operations-log reader failed; executions are no longer read");
                 return;
             }
         };

@@ -712,7 +712,7 @@ impl Tailer {
                 &mut unlimited,
             ) {
                 out.error("read");
-                tracing::warn!(copy = %e.path.display(), error = %err, "cannot read the rotated copy");
+                tracing::warn!(copy = %e.path.display(), error = %crate::logging::error_chain(&err), "cannot read the rotated copy");
             }
             *budget = budget.saturating_sub(e.size - of.offset);
             match self
