@@ -79,7 +79,7 @@ impl Stream {
 
 /// `YYYY-MM-DD` (UTC) of an epoch-ms time.
 pub fn day_of(ms: u64) -> String {
-    crate::alerts::clock::format_rfc3339(ms)[..10].to_string()
+    crate::util::time::format_rfc3339(ms)[..10].to_string()
 }
 
 enum Msg {

@@ -207,7 +207,7 @@ impl History {
             hours: self.hours.values().cloned().collect(),
         };
         let bytes = serde_json::to_vec(&file).expect("history serializes");
-        match crate::monitor::executions::write_atomically(path, &bytes) {
+        match crate::statefile::write_atomically(path, &bytes) {
             Ok(()) => self.dirty = false,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot write history; retrying in a minute")

@@ -109,7 +109,7 @@ fn main() -> ExitCode {
             action: ConfigAction::Validate { file },
         } => {
             let sources = Sources::from_process(file.or(cli.config));
-            match config::load(&sources) {
+            match codex_sentinel::cli::load(&sources) {
                 Ok(_) => {
                     println!("configuration is valid");
                     ExitCode::SUCCESS
@@ -125,7 +125,7 @@ fn main() -> ExitCode {
                 Ok(f) => f,
                 Err(e) => return config_error(e),
             };
-            match config::load_from(&fig) {
+            match codex_sentinel::cli::load_from(&fig) {
                 Ok(cfg) => {
                     print!("{}", config::render_show(&cfg, &fig, format));
                     ExitCode::SUCCESS
@@ -134,7 +134,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Report { since, format } => {
-            let cfg = match config::load(&Sources::from_process(cli.config)) {
+            let cfg = match codex_sentinel::cli::load(&Sources::from_process(cli.config)) {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
@@ -166,7 +166,7 @@ fn main() -> ExitCode {
         Command::Baseline {
             action: BaselineAction::Show { format },
         } => {
-            let cfg = match config::load(&Sources::from_process(cli.config)) {
+            let cfg = match codex_sentinel::cli::load(&Sources::from_process(cli.config)) {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
@@ -190,7 +190,7 @@ fn main() -> ExitCode {
         Command::Baseline {
             action: BaselineAction::Save { url, dir },
         } => {
-            let cfg = match config::load(&Sources::from_process(cli.config)) {
+            let cfg = match codex_sentinel::cli::load(&Sources::from_process(cli.config)) {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
@@ -216,7 +216,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { format } => {
-            let cfg = match config::load(&Sources::from_process(cli.config)) {
+            let cfg = match codex_sentinel::cli::load(&Sources::from_process(cli.config)) {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
@@ -247,7 +247,7 @@ fn main() -> ExitCode {
             ExitCode::from(snapshot.report.overall.code())
         }
         Command::Run => {
-            let cfg = match config::load(&Sources::from_process(cli.config.clone())) {
+            let cfg = match codex_sentinel::cli::load(&Sources::from_process(cli.config.clone())) {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
@@ -325,7 +325,7 @@ async fn serve_signals(
     let mut fingerprint = reload::file_fingerprint(&watched);
     let mut poll = tokio::time::interval(watch.unwrap_or(std::time::Duration::from_secs(3600)));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let load = || config::load(&Sources::from_process(config_file.clone()));
+    let load = || codex_sentinel::cli::load(&Sources::from_process(config_file.clone()));
     loop {
         tokio::select! {
             _ = term.recv() => return,

@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::alerts::engine::flatten_config;
 use crate::config::{Config, ConfigError, Secret};
 use crate::export::catalog;
 use crate::monitor::snapshot::{Sample, SampleValue};
@@ -237,7 +236,7 @@ pub fn keep_restart_only(running: &Config, mut new: Config) -> Config {
 
 /// Keys whose values differ, secrets included (compared by value, shown redacted).
 pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
-    let (a, b) = (flatten_config(old), flatten_config(new));
+    let (a, b) = (crate::config::flatten(old), crate::config::flatten(new));
     let (sa, sb) = (secret_values(old), secret_values(new));
     let mut keys: Vec<String> = a
         .keys()

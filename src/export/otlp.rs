@@ -923,7 +923,7 @@ mod collect_tests {
         c.export.otlp.endpoint = Some("http://127.0.0.1:1".into());
         let s = Settings::resolve(&c).unwrap().unwrap();
         let config = Arc::new(Config::default());
-        let specs = crate::probe_specs(&config);
+        let specs = crate::monitor::probes::specs(&config);
         let (_tx, _rx, dropped) = crate::monitor::channel();
         let snap = Arc::new(crate::monitor::Monitor::new(config, specs, dropped).snapshot(0));
         let mut inst = Instruments::new(&s);
@@ -953,7 +953,7 @@ mod collect_tests {
 
     fn snapshot_with(samples: Vec<Sample>) -> Arc<Snapshot> {
         let config = Arc::new(Config::default());
-        let specs = crate::probe_specs(&config);
+        let specs = crate::monitor::probes::specs(&config);
         let (_tx, _rx, dropped) = crate::monitor::channel();
         let base = crate::monitor::Monitor::new(config, specs, dropped).snapshot(0);
         Arc::new(Snapshot::new(
