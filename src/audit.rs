@@ -36,8 +36,8 @@ use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog;
 use crate::config::AuditLogConfig;
-use crate::export::catalog;
 use crate::monitor::snapshot::{Sample, SampleValue, Snapshot, Status};
 use crate::util::now_ms;
 

@@ -6,10 +6,11 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod export;
-pub mod history;
+
 pub mod logging;
 pub mod monitor;
 pub mod reload;
@@ -30,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use config::Config;
 use monitor::probes::ProbeSpec;
 use monitor::snapshot::Snapshot;
-use monitor::{Monitor, Observation};
+use monitor::{history, Monitor, Observation};
 use sources::probe;
 
 /// How long shutdown may take before remaining tasks are abandoned.

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use codex_sentinel::config::{self, ShowFormat, Sources};
-use codex_sentinel::{history, report};
+use codex_sentinel::monitor::history;
+use codex_sentinel::report;
 
 /// Exit code for configuration errors (the same for every subcommand).
 const EXIT_CONFIG: u8 = 2;

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::config::{Baselines, Config};
-use crate::history::{self, Hour, Learned};
+use crate::monitor::history::{self, Hour, Learned};
 
 const HOUR_MS: u64 = 3_600_000;
 const DAY_MS: u64 = 24 * HOUR_MS;

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use serde::de::DeserializeOwned;
 
-use crate::export::catalog;
+use crate::catalog;
 use crate::monitor::snapshot::{Sample, SampleValue};
 
 /// One recovery, as reported.

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::catalog;
 use crate::config::Secret;
-use crate::export::catalog;
 use crate::monitor::snapshot::{Sample, SampleValue};
 
 /// How urgent an alert is; ordered from least to most.

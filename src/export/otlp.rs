@@ -35,9 +35,9 @@ use opentelemetry_sdk::Resource;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::{MetricDef, MetricKind, CATALOG};
 use super::histogram::{representatives, Delta, Deltas};
 use super::{ExportErrors, FailureLog, MAX_BACKOFF_SKIPS};
+use crate::catalog::{MetricDef, MetricKind, CATALOG};
 use crate::config::{Config, Secret};
 use crate::monitor::snapshot::{Sample, SampleValue, Snapshot};
 
@@ -941,7 +941,7 @@ mod collect_tests {
 
     fn execution_histogram(counts: Vec<u64>, sum: f64) -> Sample {
         Sample {
-            def: &crate::export::catalog::EXECUTION_TIME,
+            def: &crate::catalog::EXECUTION_TIME,
             labels: vec!["review".into()],
             value: SampleValue::Histogram {
                 count: counts.iter().sum(),

@@ -5,7 +5,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::catalog::{MetricDef, MetricKind};
+use crate::catalog::{MetricDef, MetricKind};
 use crate::monitor::snapshot::{Rendering, Sample, SampleValue, Snapshot};
 
 pub const TEXT_CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;

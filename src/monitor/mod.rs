@@ -5,6 +5,7 @@
 pub mod availability;
 pub mod executions;
 pub mod health;
+pub mod history;
 pub mod probes;
 pub mod resources;
 pub mod snapshot;
@@ -17,8 +18,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::{self, MetricDef};
 use crate::config::Config;
-use crate::export::catalog::{self, MetricDef};
 use crate::util::now_ms;
 use availability::AvailabilityTracker;
 use executions::{ExecutionBatch, ExecutionStats};
@@ -142,7 +143,7 @@ pub struct Monitor {
     /// Applied configuration reloads ([`crate::reload`]).
     updates: Option<watch::Receiver<Arc<crate::reload::Update>>>,
     /// Per-hour aggregates for reports and learned baselines.
-    history: crate::history::History,
+    history: crate::monitor::history::History,
     /// Failed export cycles, written by the exporters.
     export_errors: Arc<crate::export::ExportErrors>,
 }
@@ -170,7 +171,7 @@ impl Monitor {
             })
             .collect();
         let executions = ExecutionStats::new(&config);
-        let history = crate::history::History::new(&config);
+        let history = crate::monitor::history::History::new(&config);
         Monitor {
             resources: ResourceStats::new(config.processes.window),
             config,

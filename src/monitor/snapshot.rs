@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::export::catalog::MetricDef;
+use crate::catalog::MetricDef;
 
 /// Health status, ordered from best to worst; also the `check` exit code (Nagios convention).
 #[derive(

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sketch::{self, Sketch};
 use super::{Execution, Outcome};
-use crate::export::catalog;
+use crate::catalog;
 use crate::monitor::snapshot::{ExecutionMetrics, ExecutionTimeDistribution};
 
 /// Counts, sums, distribution and sketch of a set of executions.

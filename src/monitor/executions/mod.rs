@@ -25,8 +25,8 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 
 use super::snapshot::{ExecutionMetrics, RecentFailure, ReliabilityMetrics, Sample, SampleValue};
+use crate::catalog;
 use crate::config::Config;
-use crate::export::catalog;
 use aggregate::{Aggregate, Placement};
 pub use batch::{Execution, ExecutionBatch, FileCursor, LineResult, Outcome};
 use checkpoint::Persisted;

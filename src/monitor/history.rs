@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::monitor::executions::sketch::Sketch;
-use crate::monitor::executions::{Execution, Outcome};
+use super::executions::sketch::Sketch;
+use super::executions::{Execution, Outcome};
 
 /// Name of the history file inside `stateDir`.
 pub const HISTORY_FILE: &str = "history.json";
