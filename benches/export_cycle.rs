@@ -10,8 +10,8 @@ use std::net::UdpSocket;
 use std::sync::Arc;
 use std::time::Duration;
 
+use codex_sentinel::catalog;
 use codex_sentinel::config::Config;
-use codex_sentinel::export::catalog;
 use codex_sentinel::export::otlp::{Instruments, Settings as OtlpSettings};
 use codex_sentinel::export::statsd::{Sender, Settings as StatsdSettings, Target, TimingKind};
 use codex_sentinel::monitor::snapshot::{Sample, SampleValue, Snapshot};

@@ -7,6 +7,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 use codex_sentinel::config::{Config, ExtraProbe};
+use codex_sentinel::export::prometheus;
 use codex_sentinel::monitor::{self, Monitor, Observation};
 use codex_sentinel::sources::probe::{Attempt, Ending, ProbeRun};
 
@@ -76,14 +77,14 @@ fn render(c: &mut Criterion) {
     c.bench_function("render /metrics (text 0.0.4)", |b| {
         b.iter_batched(
             || monitor.snapshot(1),
-            |s| s.prometheus_text(),
+            |s| prometheus::exposition(&s, false),
             criterion::BatchSize::SmallInput,
         )
     });
     c.bench_function("serve cached /metrics body", |b| {
         let s = monitor.snapshot(1);
-        s.prometheus_text();
-        b.iter(|| s.prometheus_text())
+        prometheus::exposition(&s, false);
+        b.iter(|| prometheus::exposition(&s, false))
     });
 }
 

@@ -36,8 +36,8 @@ use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog;
 use crate::config::AuditLogConfig;
-use crate::export::catalog;
 use crate::monitor::snapshot::{Sample, SampleValue, Snapshot, Status};
 use crate::util::now_ms;
 
@@ -79,7 +79,7 @@ impl Stream {
 
 /// `YYYY-MM-DD` (UTC) of an epoch-ms time.
 pub fn day_of(ms: u64) -> String {
-    crate::alerts::clock::format_rfc3339(ms)[..10].to_string()
+    crate::util::time::format_rfc3339(ms)[..10].to_string()
 }
 
 enum Msg {

@@ -6,9 +6,11 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod export;
-pub mod history;
+
 pub mod logging;
 pub mod monitor;
 pub mod reload;
@@ -27,48 +29,15 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use config::Config;
-use monitor::snapshot::{Snapshot, Status};
-use monitor::{Monitor, Observation};
-use sources::probe::{self, ProbeSpec};
+use monitor::probes::ProbeSpec;
+use monitor::snapshot::Snapshot;
+use monitor::{history, Monitor, Observation};
+use sources::probe;
 
 /// How long shutdown may take before remaining tasks are abandoned.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(4);
 
-/// The probes the configuration asks for: availability first, then the extra probes.
-pub fn probe_specs(config: &Config) -> Vec<ProbeSpec> {
-    let hm = &config.health_monitoring;
-    let mut specs = vec![ProbeSpec {
-        name: monitor::health::AVAILABILITY_CHECK.into(),
-        program: config.codex.executable.clone(),
-        args: config.codex.args.clone(),
-        timeout: Duration::from_millis(hm.health_check_timeout),
-        retries: hm.retries,
-        retry_delay: Duration::from_millis(hm.retry_delay),
-        interval: Duration::from_millis(hm.check_interval),
-        expected_exit_code: 0,
-        is_availability: true,
-        failure_status: Status::Critical,
-    }];
-    for p in &config.codex.probes {
-        specs.push(ProbeSpec {
-            name: p.name.clone(),
-            program: p.command[0].clone(),
-            args: p.command[1..].to_vec(),
-            timeout: Duration::from_millis(p.timeout.unwrap_or(hm.health_check_timeout)),
-            retries: 0,
-            retry_delay: Duration::from_millis(hm.retry_delay),
-            interval: Duration::from_millis(p.interval.unwrap_or(hm.check_interval)),
-            expected_exit_code: p.expected_exit_code,
-            is_availability: false,
-            failure_status: if p.failure_status == "critical" {
-                Status::Critical
-            } else {
-                Status::Warning
-            },
-        });
-    }
-    specs
-}
+pub use monitor::probes::specs as probe_specs;
 
 /// Errors that stop the agent from starting.
 #[derive(Debug, thiserror::Error)]

@@ -80,7 +80,7 @@ where
             .map(|scope| scope.from_root().map(|span| span.name()).collect())
             .unwrap_or_default();
         let line = Line {
-            timestamp: crate::alerts::clock::format_rfc3339(crate::util::now_ms()),
+            timestamp: crate::util::time::format_rfc3339(crate::util::now_ms()),
             level: meta.level().as_str(),
             target: meta.target(),
             message: visitor.message.unwrap_or_default(),

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use codex_sentinel::config::{self, ShowFormat, Sources};
-use codex_sentinel::{history, report};
+use codex_sentinel::monitor::history;
+use codex_sentinel::report;
 
 /// Exit code for configuration errors (the same for every subcommand).
 const EXIT_CONFIG: u8 = 2;
@@ -136,7 +137,7 @@ fn main() -> ExitCode {
             action: ConfigAction::Validate { file },
         } => {
             let sources = Sources::from_process(file.or(cli.config));
-            match config::load(&sources) {
+            match codex_sentinel::cli::load(&sources) {
                 Ok(_) => {
                     println!("configuration is valid");
                     ExitCode::SUCCESS
@@ -152,7 +153,7 @@ fn main() -> ExitCode {
                 Ok(f) => f,
                 Err(e) => return config_error(e),
             };
-            match config::load_from(&fig) {
+            match codex_sentinel::cli::load_from(&fig) {
                 Ok(cfg) => {
                     print!("{}", config::render_show(&cfg, &fig, format));
                     ExitCode::SUCCESS
@@ -161,7 +162,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Report { since, format } => {
-            let cfg = match config::load(&Sources::from_process(cli.config)) {
+            let cfg = match codex_sentinel::cli::load(&Sources::from_process(cli.config)) {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
@@ -193,7 +194,7 @@ fn main() -> ExitCode {
         Command::Baseline {
             action: BaselineAction::Show { format },
         } => {
-            let cfg = match config::load(&Sources::from_process(cli.config)) {
+            let cfg = match codex_sentinel::cli::load(&Sources::from_process(cli.config)) {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
@@ -217,7 +218,7 @@ fn main() -> ExitCode {
         Command::Baseline {
             action: BaselineAction::Save { url, dir },
         } => {
-            let cfg = match config::load(&Sources::from_process(cli.config)) {
+            let cfg = match codex_sentinel::cli::load(&Sources::from_process(cli.config)) {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
@@ -243,7 +244,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { format } => {
-            let cfg = match config::load(&Sources::from_process(cli.config)) {
+            let cfg = match codex_sentinel::cli::load(&Sources::from_process(cli.config)) {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
@@ -262,7 +263,7 @@ fn main() -> ExitCode {
             ExitCode::from(snapshot.report.overall.code())
         }
         Command::Run => {
-            let cfg = match config::load(&Sources::from_process(cli.config.clone())) {
+            let cfg = match codex_sentinel::cli::load(&Sources::from_process(cli.config.clone())) {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
@@ -388,7 +389,7 @@ async fn serve_signals(
     let mut fingerprint = reload::file_fingerprint(&watched);
     let mut poll = tokio::time::interval(watch.unwrap_or(std::time::Duration::from_secs(3600)));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let load = || config::load(&Sources::from_process(config_file.clone()));
+    let load = || codex_sentinel::cli::load(&Sources::from_process(config_file.clone()));
     loop {
         tokio::select! {
             _ = term.recv() => return,

@@ -22,9 +22,8 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::alerts::engine::flatten_config;
+use crate::catalog;
 use crate::config::{Config, ConfigError, Secret};
-use crate::export::catalog;
 use crate::monitor::snapshot::{Sample, SampleValue};
 
 /// Key prefixes whose new values take effect only at the next start.
@@ -163,8 +162,9 @@ impl Reloader {
         let mut effective = keep_restart_only(&current.config, loaded.clone());
         if effective.baselines.learn && effective.history.enabled {
             // Relearned from the history as the monitor last wrote it (read only).
-            let hours = crate::history::read(&effective.state_dir).unwrap_or_default();
-            effective = crate::history::apply_learned(effective, &hours, crate::util::now_ms());
+            let hours = crate::monitor::history::read(&effective.state_dir).unwrap_or_default();
+            effective =
+                crate::monitor::history::apply_learned(effective, &hours, crate::util::now_ms());
         }
         if changed.is_empty() && effective.baselines == current.config.baselines {
             UNCHANGED.fetch_add(1, Ordering::Relaxed);
@@ -237,7 +237,7 @@ pub fn keep_restart_only(running: &Config, mut new: Config) -> Config {
 
 /// Keys whose values differ, secrets included (compared by value, shown redacted).
 pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
-    let (a, b) = (flatten_config(old), flatten_config(new));
+    let (a, b) = (crate::config::flatten(old), crate::config::flatten(new));
     let (sa, sb) = (secret_values(old), secret_values(new));
     let mut keys: Vec<String> = a
         .keys()

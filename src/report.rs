@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::config::{Baselines, Config};
-use crate::history::{self, Hour, Learned};
+use crate::monitor::history::{self, Hour, Learned};
 
 const HOUR_MS: u64 = 3_600_000;
 const DAY_MS: u64 = 24 * HOUR_MS;
@@ -174,8 +174,8 @@ pub fn render_text(r: &Report) -> String {
     let mut out = format!(
         "Codex report: last {} ({} .. {})\n\n",
         r.since,
-        crate::alerts::clock::format_rfc3339(r.from),
-        crate::alerts::clock::format_rfc3339(r.to)
+        crate::util::time::format_rfc3339(r.from),
+        crate::util::time::format_rfc3339(r.to)
     );
     out += &format!(
         "Executions      {} ({} successful, {} failed, {} timed out)\n",
@@ -230,8 +230,8 @@ pub fn render_markdown(r: &Report) -> String {
     let mut out = format!(
         "# Codex report: last {}\n\n{} – {}\n\n| Metric | Value |\n|---|---|\n",
         r.since,
-        crate::alerts::clock::format_rfc3339(r.from),
-        crate::alerts::clock::format_rfc3339(r.to)
+        crate::util::time::format_rfc3339(r.from),
+        crate::util::time::format_rfc3339(r.to)
     );
     for (k, v) in [
         ("Executions", e.total.to_string()),
@@ -333,8 +333,8 @@ pub fn render_baselines_text(v: &BaselineView) -> String {
             out += &format!(
                 "Learned from {} executions, {} .. {}\n",
                 l.executions,
-                crate::alerts::clock::format_rfc3339(l.from),
-                crate::alerts::clock::format_rfc3339(l.to)
+                crate::util::time::format_rfc3339(l.from),
+                crate::util::time::format_rfc3339(l.to)
             )
         }
         None => {

@@ -14,10 +14,9 @@ use tokio::sync::watch;
 
 use crate::export::prometheus;
 use crate::monitor::snapshot::Snapshot;
+pub use crate::monitor::LIVENESS_STALE_MS;
+use crate::util::http::json;
 use crate::util::now_ms;
-
-/// A monitor that has not published for this long is stuck: `/livez` fails.
-pub const LIVENESS_STALE_MS: u64 = 30_000;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -26,6 +25,13 @@ pub struct AppState {
     pub heartbeat: Arc<AtomicU64>,
     /// The alert engine, when alerting is on.
     pub alerting: Option<crate::alerts::Handle>,
+}
+
+/// The alerting endpoints see only the alert engine's handle.
+impl axum::extract::FromRef<AppState> for Option<crate::alerts::Handle> {
+    fn from_ref(state: &AppState) -> Self {
+        state.alerting.clone()
+    }
 }
 
 impl AppState {
@@ -54,21 +60,6 @@ pub fn router(base_path: &str, state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .with_state(state)
-}
-
-pub(crate) fn json(code: StatusCode, body: Bytes) -> Response {
-    (
-        code,
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 fn health_code(snapshot: &Snapshot) -> StatusCode {
@@ -103,10 +94,13 @@ async fn prometheus_metrics(State(state): State<AppState>, headers: HeaderMap) -
     let (content_type, body) = if prometheus::wants_openmetrics(accept) {
         (
             prometheus::OPENMETRICS_CONTENT_TYPE,
-            snap.openmetrics_text(),
+            prometheus::exposition(&snap, true),
         )
     } else {
-        (prometheus::TEXT_CONTENT_TYPE, snap.prometheus_text())
+        (
+            prometheus::TEXT_CONTENT_TYPE,
+            prometheus::exposition(&snap, false),
+        )
     };
     (
         StatusCode::OK,

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use serde::de::DeserializeOwned;
 
-use crate::export::catalog;
+use crate::catalog;
 use crate::monitor::snapshot::{Sample, SampleValue};
 
 /// One recovery, as reported.
@@ -128,6 +128,25 @@ pub fn samples() -> Vec<Sample> {
             value: SampleValue::Counter(n as f64),
         })
         .collect()
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new content:
+/// temporary file, fsync, rename, fsync of the directory (where the filesystem allows it).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Every kind of state file the agent keeps.

@@ -1,10 +1,11 @@
 //! The alerting settings: variables map where documented, and bad values are refused with the
 //! variable's name — without echoing secrets.
 
+use codex_sentinel::cli;
 use codex_sentinel::config::{self, Sources};
 
 fn load(env: &[(&str, &str)]) -> Result<config::Config, String> {
-    config::load(&Sources {
+    cli::load(&Sources {
         file: Some(std::path::PathBuf::from("/dev/null/none")).filter(|_| false),
         env: env
             .iter()

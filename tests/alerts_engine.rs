@@ -5,10 +5,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use codex_sentinel::alerts::engine::{flatten_config, Engine, EngineSettings, EngineState};
+use codex_sentinel::alerts::engine::{Engine, EngineSettings, EngineState};
 use codex_sentinel::alerts::rules::{self, builtin_rules, Finding, Rule, RuleContext};
 use codex_sentinel::alerts::store::Store;
 use codex_sentinel::alerts::{AlertStatus, Category, Notification, Severity, SinkKind};
+use codex_sentinel::config::flatten as flatten_config;
 use codex_sentinel::config::Config;
 use codex_sentinel::monitor::snapshot::{HealthCheck, HealthReport, Snapshot, Status};
 use codex_sentinel::monitor::{self, Monitor};

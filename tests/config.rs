@@ -4,6 +4,7 @@ mod common;
 
 use std::process::Command;
 
+use codex_sentinel::cli;
 use codex_sentinel::config::env::{Kind, ENV_VARS};
 use codex_sentinel::config::{self, source_of, Sources};
 
@@ -68,7 +69,7 @@ fn every_variable_sets_its_key_and_is_named_as_the_source() {
             env: env(&[(var, raw)]),
         };
         let fig = config::figment(&sources).unwrap();
-        let cfg = config::load_from(&fig).unwrap_or_else(|e| panic!("{var}={raw}: {e}"));
+        let cfg = cli::load_from(&fig).unwrap_or_else(|e| panic!("{var}={raw}: {e}"));
         let json = serde_json::to_value(&cfg).unwrap();
         let got = lookup(&json, key);
         if codex_sentinel::config::env::is_secret_var(var) && *kind != Kind::Map {
@@ -117,7 +118,7 @@ fn environment_beats_file_beats_defaults() {
         env: env(&[("CODEX_HEALTH_CHECK_INTERVAL", "20000")]),
     };
     let fig = config::figment(&sources).unwrap();
-    let cfg = config::load_from(&fig).unwrap();
+    let cfg = cli::load_from(&fig).unwrap();
     assert_eq!(cfg.health_monitoring.check_interval, 20_000);
     assert_eq!(cfg.health_monitoring.health_check_timeout, 7_000);
     assert_eq!(cfg.health_monitoring.thresholds.min_success_rate, 90.0);
@@ -139,7 +140,7 @@ fn environment_beats_file_beats_defaults() {
 #[test]
 fn the_shipped_example_file_is_valid_and_matches_the_specification() {
     let path = common::root().join("config/monitoring.json");
-    let cfg = config::load(&Sources {
+    let cfg = cli::load(&Sources {
         file: Some(path),
         env: vec![],
     })

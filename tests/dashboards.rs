@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use codex_sentinel::export::catalog::{MetricKind, CATALOG};
+use codex_sentinel::catalog::{MetricKind, CATALOG};
 use codex_sentinel::export::otlp::SEMCONV_TWINS;
 use codex_sentinel::export::statsd::SERVICE_CHECK;
 

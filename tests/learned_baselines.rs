@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use codex_sentinel::alerts::rules::{builtin_rules, Finding, Rule, RuleContext};
-use codex_sentinel::config::{self, Config, Sources};
-use codex_sentinel::history::{apply_learned, Hour};
+use codex_sentinel::cli;
+use codex_sentinel::config::{Config, Sources};
 use codex_sentinel::monitor::executions::sketch::Sketch;
+use codex_sentinel::monitor::history::{apply_learned, Hour};
 use codex_sentinel::monitor::snapshot::Snapshot;
 use codex_sentinel::monitor::{self, Monitor};
 
@@ -31,7 +32,7 @@ fn history() -> Vec<Hour> {
 }
 
 fn config(env: &[(&str, &str)]) -> Config {
-    config::load(&Sources {
+    cli::load(&Sources {
         file: None,
         env: env
             .iter()

@@ -150,7 +150,7 @@ fn grpc_cumulative_gzip_names_units_buckets_resource_and_headers() {
         .collect();
     assert!(families.len() >= 10, "{page}");
     for family in families {
-        let def = codex_sentinel::export::catalog::CATALOG
+        let def = codex_sentinel::catalog::CATALOG
             .iter()
             .find(|d| {
                 d.prometheus_name() == family || format!("{}_total", d.prometheus_name()) == family
@@ -164,8 +164,7 @@ fn grpc_cumulative_gzip_names_units_buckets_resource_and_headers() {
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum();
-        if def.kind == codex_sentinel::export::catalog::MetricKind::Histogram && observations == 0.0
-        {
+        if def.kind == codex_sentinel::catalog::MetricKind::Histogram && observations == 0.0 {
             continue;
         }
         let m = r
@@ -214,7 +213,7 @@ fn grpc_cumulative_gzip_names_units_buckets_resource_and_headers() {
         .expect("availability probe durations");
     assert_eq!(
         p.explicit_bounds,
-        codex_sentinel::export::catalog::PROBE_DURATION_BUCKETS.to_vec()
+        codex_sentinel::catalog::PROBE_DURATION_BUCKETS.to_vec()
     );
     assert_eq!(p.count, 1, "one attempt so far");
     assert_eq!(p.bucket_counts.iter().sum::<u64>(), 1);

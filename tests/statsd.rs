@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use codex_sentinel::catalog;
 use codex_sentinel::config::Config;
-use codex_sentinel::export::catalog;
 use codex_sentinel::export::statsd::{
     Sender, Settings, Target, TimingKind, UDP_PAYLOAD, UDS_PAYLOAD,
 };

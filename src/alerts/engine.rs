@@ -21,83 +21,22 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::notify::{self, Notifier};
 use super::rules::{self, Finding, Rule, RuleContext};
+pub use super::state::{EngineState, Series};
 use super::store::Store;
 use super::{
-    clock, delivery, ActiveAlert, AlertBody, AlertEvent, AlertStatus, AlertsView, Category,
-    Command, Handle, MaintenanceStatus, Notification, NotificationCounters, Severity, SinkKind,
+    delivery, ActiveAlert, AlertBody, AlertEvent, AlertStatus, AlertsView, Category, Command,
+    Handle, MaintenanceStatus, Notification, NotificationCounters, Severity, SinkKind,
 };
 use crate::config::{AlertingConfig, Config};
 use crate::monitor::snapshot::Snapshot;
 use crate::util::now_ms;
-
-/// One series' state; persisted so a restart keeps active alerts, their notified flags and
-/// hysteresis counts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Series {
-    /// Consecutive evaluations with the condition.
-    pub hits: u32,
-    /// Consecutive evaluations without it.
-    pub misses: u32,
-    pub firing: bool,
-    /// Epoch ms the condition was first seen (Alertmanager `startsAt`).
-    pub since: u64,
-    /// Epoch ms it started firing.
-    pub fired_at: u64,
-    /// A firing notification went out for this activation.
-    pub notified: bool,
-    /// Severity of the last firing notification (to notice escalations).
-    pub notified_severity: Option<Severity>,
-    /// The latest finding.
-    pub finding: Finding,
-    /// Evaluation number that last saw the condition (not persisted meaningfully).
-    #[serde(skip)]
-    seen_in: u64,
-}
-
-impl PartialEq for Series {
-    /// Decides whether the state must be written again, so it ignores what changes without
-    /// changing the alert: `seen_in` (a per-process evaluation number) and the finding's
-    /// measured values (message, details). A restart may show values a few evaluations old;
-    /// the next evaluation refreshes them.
-    fn eq(&self, o: &Self) -> bool {
-        self.hits == o.hits
-            && self.misses == o.misses
-            && self.firing == o.firing
-            && self.since == o.since
-            && self.fired_at == o.fired_at
-            && self.notified == o.notified
-            && self.notified_severity == o.notified_severity
-            && self.finding.severity == o.finding.severity
-            && self.finding.title == o.finding.title
-    }
-}
-
-/// Everything the engine keeps between evaluations and across restarts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct EngineState {
-    pub series: BTreeMap<String, Series>,
-    /// Epoch ms of the last firing notification per series (cooldown).
-    pub last_notice: BTreeMap<String, u64>,
-    /// Maintenance started through the endpoint.
-    pub manual_maintenance: Option<MaintenanceStatus>,
-    /// Maintenance in force at the last evaluation (to notice starts and ends).
-    pub maintenance: Option<MaintenanceStatus>,
-    /// The previous run's configuration, flattened and redacted (to notice changes).
-    pub config: BTreeMap<String, String>,
-    /// Events waiting for the end of the aggregation window.
-    pub group: Vec<AlertEvent>,
-    /// Epoch ms the current aggregation window opened.
-    pub group_opened: Option<u64>,
-}
+use crate::util::time::{format_rfc3339, parse_time};
 
 /// The engine's settings, from `alerting`.
 #[derive(Debug, Clone)]
@@ -128,8 +67,8 @@ impl EngineSettings {
                 .iter()
                 .filter_map(|w| {
                     Some((
-                        clock::parse_time(&w.start)?,
-                        clock::parse_time(&w.end)?,
+                        parse_time(&w.start)?,
+                        parse_time(&w.end)?,
                         w.reason
                             .clone()
                             .unwrap_or_else(|| "planned maintenance".into()),
@@ -379,7 +318,10 @@ impl Engine {
     ) -> Vec<Notification> {
         self.settings = EngineSettings::from_config(&update.config.alerting);
         self.rules = rules::builtin_rules(&update.config);
-        let previous = std::mem::replace(&mut self.state.config, flatten_config(&update.loaded));
+        let previous = std::mem::replace(
+            &mut self.state.config,
+            crate::config::flatten(&update.loaded),
+        );
         if !enabled || update.changed.is_empty() {
             return Vec::new();
         }
@@ -640,7 +582,7 @@ fn maintenance_finding(m: &MaintenanceStatus) -> Finding {
         title: "Codex maintenance window".into(),
         message: format!(
             "Maintenance until {}: {}. New alert notifications are silenced.",
-            clock::format_rfc3339(m.until),
+            format_rfc3339(m.until),
             m.reason
         ),
         details: [
@@ -681,14 +623,6 @@ pub fn human_duration(ms: u64) -> String {
     }
 }
 
-/// The configuration as `key → value` lines (secrets already redacted by serialization).
-pub fn flatten_config(config: &Config) -> BTreeMap<String, String> {
-    crate::config::leaves(config)
-        .into_iter()
-        .map(|(key, value)| (key, value.to_string()))
-        .collect()
-}
-
 /// Starts the engine, its delivery tasks and the Alertmanager refresher when
 /// `alerting.enabled`; `Ok(None)` when alerting is off.
 pub fn start(
@@ -721,7 +655,7 @@ pub fn start(
         .disabled
         .iter()
         .any(|r| r == rules::CONFIGURATION_CHANGED);
-    let initial = engine.config_changed(flatten_config(&config), config_rule_on, now);
+    let initial = engine.config_changed(crate::config::flatten(&config), config_rule_on, now);
     let initial = store.commit(engine.state(), initial, &sinks);
     log_queued(&initial, &sinks);
     let (view_tx, view_rx) = watch::channel(Arc::new(engine.view(&sinks, counters.clone())));

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use super::{token_matches, Command, Handle, MaintenanceStatus};
-use crate::server::{json, AppState};
+use crate::util::http::json;
 use crate::util::now_ms;
 
 /// Maintenance length when the request does not say.
@@ -20,8 +20,8 @@ fn reply(code: StatusCode, v: Value) -> Response {
     json(code, Bytes::from(serde_json::to_vec(&v).expect("json")))
 }
 
-pub async fn list(State(state): State<AppState>) -> Response {
-    match &state.alerting {
+pub async fn list(State(alerting): State<Option<Handle>>) -> Response {
+    match &alerting {
         Some(h) => reply(StatusCode::OK, h.view.borrow().to_json()),
         None => reply(
             StatusCode::OK,
@@ -33,8 +33,11 @@ pub async fn list(State(state): State<AppState>) -> Response {
 
 /// Checks the bearer token; `Err` is the response to send.
 #[allow(clippy::result_large_err)] // the error is the HTTP answer, built once per request
-fn authorize<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Handle, Response> {
-    let Some(handle) = &state.alerting else {
+fn authorize<'a>(
+    alerting: &'a Option<Handle>,
+    headers: &HeaderMap,
+) -> Result<&'a Handle, Response> {
+    let Some(handle) = alerting else {
         return Err(reply(
             StatusCode::NOT_FOUND,
             json!({"error": "alerting is disabled"}),
@@ -75,11 +78,11 @@ fn maintenance_reply(m: Option<MaintenanceStatus>) -> Response {
 /// Body (optional, JSON): `{"duration": ms}` or `{"until": epoch ms | RFC 3339}`, and
 /// `"reason"`. Default: one hour.
 pub async fn start_maintenance(
-    State(state): State<AppState>,
+    State(alerting): State<Option<Handle>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let handle = match authorize(&state, &headers) {
+    let handle = match authorize(&alerting, &headers) {
         Ok(h) => h,
         Err(r) => return r,
     };
@@ -100,7 +103,7 @@ pub async fn start_maintenance(
     let until = match (&req["until"], &req["duration"]) {
         (Value::Null, Value::Null) => Some(now + DEFAULT_MAINTENANCE_MS),
         (Value::Null, d) => d.as_u64().filter(|d| *d > 0).map(|d| now + d),
-        (Value::String(s), _) => super::clock::parse_time(s),
+        (Value::String(s), _) => crate::util::time::parse_time(s),
         (u, _) => u.as_u64(),
     };
     let Some(until) = until.filter(|u| *u > now) else {
@@ -128,8 +131,11 @@ pub async fn start_maintenance(
     .await
 }
 
-pub async fn end_maintenance(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let handle = match authorize(&state, &headers) {
+pub async fn end_maintenance(
+    State(alerting): State<Option<Handle>>,
+    headers: HeaderMap,
+) -> Response {
+    let handle = match authorize(&alerting, &headers) {
         Ok(h) => h,
         Err(r) => return r,
     };

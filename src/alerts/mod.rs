@@ -13,12 +13,12 @@
 //! Evaluation and delivery run in their own tasks: a stalled sink delays only its own queue,
 //! never probes, evaluation or the other sinks.
 
-pub mod clock;
 pub mod delivery;
 pub mod engine;
 pub mod http;
 pub mod notify;
 pub mod rules;
+pub mod state;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::catalog;
 use crate::config::Secret;
-use crate::export::catalog;
 use crate::monitor::snapshot::{Sample, SampleValue};
 
 /// How urgent an alert is; ordered from least to most.

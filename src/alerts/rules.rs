@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::{Category, Severity};
-use crate::config::Config;
+use crate::config::{AlertingConfig, Config};
 use crate::monitor::health::AVAILABILITY_CHECK;
 use crate::monitor::snapshot::{Snapshot, Status};
 
@@ -25,6 +25,21 @@ pub const RULE_IDS: &[&str] = &[
     PERFORMANCE_DEGRADATION,
     CONFIGURATION_CHANGED,
 ];
+
+/// The rule ids named in `alerting.rules.disabled` must exist: a typo would silently leave the
+/// rule on. Returns the bad key, its value and why, as [`crate::config::Check::bad`] reports them.
+pub fn validate(alerting: &AlertingConfig) -> Result<(), (&'static str, String, String)> {
+    for id in &alerting.rules.disabled {
+        if !RULE_IDS.contains(&id.as_str()) {
+            return Err((
+                "alerting.rules.disabled",
+                format!("{id:?}"),
+                format!("unknown rule; known: {}", RULE_IDS.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
 
 pub const CODEX_UNAVAILABLE: &str = "codex-unavailable";
 pub const PROBE_FAILING: &str = "probe-failing";
@@ -92,7 +107,7 @@ pub fn builtin_rules(config: &Config) -> Vec<Box<dyn Rule>> {
     let hm = &config.health_monitoring;
     let ar = &config.alerting.rules;
     let probe_gaps = if hm.enabled {
-        crate::probe_specs(config)
+        crate::monitor::probes::specs(config)
             .iter()
             .map(|s| {
                 let attempts = u64::from(s.retries) + 1;
@@ -262,7 +277,7 @@ impl Rule for ProbeMachinery {
         let mut problems = Vec::new();
         let mut d = Map::new();
         let snapshot_age = ctx.now.saturating_sub(snap.report.timestamp);
-        if snapshot_age > crate::server::LIVENESS_STALE_MS {
+        if snapshot_age > crate::monitor::LIVENESS_STALE_MS {
             problems.push(format!(
                 "the monitor has not published for {snapshot_age} ms"
             ));

@@ -9,14 +9,13 @@
 //! notification id that receivers can use to drop the duplicate.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use super::engine::EngineState;
+use super::state::EngineState;
 use super::{Notification, SinkKind};
 
 /// Name of the state file inside `<stateDir>/alerts/`.
@@ -230,19 +229,6 @@ impl Store {
             return Ok(());
         };
         let bytes = serde_json::to_vec(inner).map_err(std::io::Error::other)?;
-        write_atomically(file, &bytes)
+        crate::statefile::write_atomically(file, &bytes)
     }
-}
-
-/// Writes `bytes` to `path` so that a crash leaves either the old or the new content.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
 }

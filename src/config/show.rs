@@ -1,6 +1,8 @@
 //! `codex-sentinel config show`: the effective configuration, one key a line, with where each
 //! value came from. Secrets are already redacted by [`super::Secret`]'s serialization.
 
+use std::collections::BTreeMap;
+
 use figment::Figment;
 use serde_json::{Map, Value};
 
@@ -52,11 +54,11 @@ pub fn render_show(config: &Config, fig: &Figment, format: ShowFormat) -> String
 pub fn leaves(config: &Config) -> Vec<(String, Value)> {
     let tree = serde_json::to_value(config).expect("config serializes");
     let mut out = Vec::new();
-    flatten("", &tree, &mut out);
+    collect_leaves("", &tree, &mut out);
     out
 }
 
-fn flatten(prefix: &str, node: &Value, out: &mut Vec<(String, Value)>) {
+fn collect_leaves(prefix: &str, node: &Value, out: &mut Vec<(String, Value)>) {
     match node {
         Value::Object(map) if !map.is_empty() => {
             for (k, v) in map {
@@ -65,9 +67,17 @@ fn flatten(prefix: &str, node: &Value, out: &mut Vec<(String, Value)>) {
                 } else {
                     format!("{prefix}.{k}")
                 };
-                flatten(&key, v, out);
+                collect_leaves(&key, v, out);
             }
         }
         other => out.push((prefix.to_string(), other.clone())),
     }
+}
+
+/// The configuration as `key → value` lines (secrets already redacted by serialization).
+pub fn flatten(config: &Config) -> BTreeMap<String, String> {
+    leaves(config)
+        .into_iter()
+        .map(|(key, value)| (key, value.to_string()))
+        .collect()
 }

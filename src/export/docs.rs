@@ -2,11 +2,11 @@
 //! semantic-convention twins. A test keeps the document in step; to refresh it run
 //! `CODEX_SENTINEL_BLESS=1 cargo test --lib export::docs`.
 
-use super::catalog::{MetricKind, CATALOG};
 use super::otlp::{Convert, SEMCONV_TWINS};
+use crate::catalog::{MetricKind, CATALOG};
 
-pub const BEGIN: &str = "<!-- generated from src/export/catalog.rs: begin -->";
-pub const END: &str = "<!-- generated from src/export/catalog.rs: end -->";
+pub const BEGIN: &str = "<!-- generated from src/catalog.rs: begin -->";
+pub const END: &str = "<!-- generated from src/catalog.rs: end -->";
 
 /// The generated part of `docs/metrics.md`.
 pub fn metrics_markdown() -> String {

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::catalog::MetricDef;
+use crate::catalog::MetricDef;
 use crate::monitor::snapshot::{Sample, SampleValue};
 
 /// `count` observations of `value`.
@@ -220,7 +220,7 @@ mod tests {
 
     #[test]
     fn deltas_send_only_what_is_new() {
-        use crate::export::catalog::{EXECUTION_TIME, PROBE_RUNS};
+        use crate::catalog::{EXECUTION_TIME, PROBE_RUNS};
         let mut d = Deltas::default();
         let c = |v| Sample {
             def: &PROBE_RUNS,

@@ -1,4 +1,5 @@
-//! Exporters and the one metric catalog they all derive names from.
+//! Exporters: OTLP, StatsD and the Prometheus exposition, each deriving its names from the one
+//! metric catalog ([`crate::catalog`]).
 //!
 //! Every exporter reads the monitor's published [`Snapshot`](crate::monitor::snapshot::Snapshot)
 //! on its own task and its own schedule: a dead, slow or refusing sink costs that task time,
@@ -6,7 +7,6 @@
 //! `codex_sentinel_export_errors_total{exporter}`) and logged through [`FailureLog`], at most once
 //! a minute per exporter.
 
-pub mod catalog;
 pub mod docs;
 pub mod histogram;
 pub mod otlp;

@@ -35,9 +35,9 @@ use opentelemetry_sdk::Resource;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::{MetricDef, MetricKind, CATALOG};
 use super::histogram::{representatives, Delta, Deltas};
 use super::{ExportErrors, FailureLog, MAX_BACKOFF_SKIPS};
+use crate::catalog::{MetricDef, MetricKind, CATALOG};
 use crate::config::{Config, Secret};
 use crate::monitor::snapshot::{Sample, SampleValue, Snapshot};
 
@@ -1039,7 +1039,7 @@ mod collect_tests {
         c.export.otlp.endpoint = Some("http://127.0.0.1:1".into());
         let s = Settings::resolve(&c).unwrap().unwrap();
         let config = Arc::new(Config::default());
-        let specs = crate::probe_specs(&config);
+        let specs = crate::monitor::probes::specs(&config);
         let (_tx, _rx, dropped) = crate::monitor::channel();
         let snap = Arc::new(crate::monitor::Monitor::new(config, specs, dropped).snapshot(0));
         let mut inst = Instruments::new(&s);
@@ -1057,7 +1057,7 @@ mod collect_tests {
 
     fn execution_histogram(counts: Vec<u64>, sum: f64) -> Sample {
         Sample {
-            def: &crate::export::catalog::EXECUTION_TIME,
+            def: &crate::catalog::EXECUTION_TIME,
             labels: vec!["review".into()],
             value: SampleValue::Histogram {
                 count: counts.iter().sum(),
@@ -1069,7 +1069,7 @@ mod collect_tests {
 
     fn snapshot_with(samples: Vec<Sample>) -> Arc<Snapshot> {
         let config = Arc::new(Config::default());
-        let specs = crate::probe_specs(&config);
+        let specs = crate::monitor::probes::specs(&config);
         let (_tx, _rx, dropped) = crate::monitor::channel();
         let base = crate::monitor::Monitor::new(config, specs, dropped).snapshot(0);
         Arc::new(Snapshot::new(

@@ -5,8 +5,8 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::catalog::{MetricDef, MetricKind};
-use crate::monitor::snapshot::{Sample, SampleValue};
+use crate::catalog::{MetricDef, MetricKind};
+use crate::monitor::snapshot::{Rendering, Sample, SampleValue, Snapshot};
 
 pub const TEXT_CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -15,6 +15,16 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 /// Whether an `Accept` header asks for OpenMetrics (as Prometheus does when it prefers it).
 pub fn wants_openmetrics(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| a.contains("application/openmetrics-text"))
+}
+
+/// The snapshot's `/metrics` page, rendered once per snapshot however many scrapes ask.
+pub fn exposition(snapshot: &Snapshot, openmetrics: bool) -> bytes::Bytes {
+    let kind = if openmetrics {
+        Rendering::OpenMetricsText
+    } else {
+        Rendering::PrometheusText
+    };
+    snapshot.rendered(kind, |s| render(&s.samples, openmetrics).into())
 }
 
 /// Renders the samples; families come out in catalog order, series in sample order.

@@ -27,9 +27,9 @@ use cadence::{BufferedUdpMetricSink, BufferedUnixMetricSink, MetricSink, StatsdC
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::MetricDef;
 use super::histogram::{representatives, Delta, Deltas};
 use super::{ExportErrors, FailureLog, MAX_BACKOFF_SKIPS};
+use crate::catalog::MetricDef;
 use crate::config::Config;
 use crate::monitor::health::AVAILABILITY_CHECK;
 use crate::monitor::snapshot::{SampleValue, Snapshot, Status};

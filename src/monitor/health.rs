@@ -2,12 +2,10 @@
 
 use serde_json::{json, Map, Value};
 
+pub use super::probes::AVAILABILITY_CHECK;
+use super::probes::{parse_version, Ending, ProbeRun, ProbeSpec};
 use super::snapshot::{HealthCheck, Status};
 use crate::config::Thresholds;
-use crate::sources::probe::{parse_version, Ending, ProbeRun, ProbeSpec};
-
-/// Name of the availability check, as in the specification's example.
-pub const AVAILABILITY_CHECK: &str = "codex-availability";
 
 /// A check together with what an operator should do about it.
 #[derive(Debug, Clone)]

@@ -5,6 +5,8 @@
 pub mod availability;
 pub mod executions;
 pub mod health;
+pub mod history;
+pub mod probes;
 pub mod resources;
 pub mod snapshot;
 
@@ -16,18 +18,21 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::{self, MetricDef};
 use crate::config::Config;
-use crate::export::catalog::{self, MetricDef};
-use crate::sources::probe::{Ending, ProbeRun, ProbeSpec};
 use crate::util::now_ms;
 use availability::AvailabilityTracker;
 use executions::{ExecutionBatch, ExecutionStats};
 use health::Evaluated;
+use probes::{Ending, ProbeRun, ProbeSpec};
 use resources::{ResourceSample, ResourceStats};
 use snapshot::{
     HealthReport, MetricsReport, Performance, ProbeSummary, Sample, SampleValue, Snapshot, Status,
 };
 
+/// A monitor that has not published for this long is stuck: `/livez` fails and the
+/// `agent-stalled` rule fires.
+pub const LIVENESS_STALE_MS: u64 = 30_000;
 /// Capacity of the observation queue. Sources never wait: when it is full they drop and count.
 pub const QUEUE_CAPACITY: usize = 1024;
 /// How often the snapshot is republished even without observations (uptime, windows move).
@@ -138,7 +143,7 @@ pub struct Monitor {
     /// Applied configuration reloads ([`crate::reload`]).
     updates: Option<watch::Receiver<Arc<crate::reload::Update>>>,
     /// Per-hour aggregates for reports and learned baselines.
-    history: crate::history::History,
+    history: crate::monitor::history::History,
     /// Failed export cycles, written by the exporters.
     export_errors: Arc<crate::export::ExportErrors>,
 }
@@ -166,7 +171,7 @@ impl Monitor {
             })
             .collect();
         let executions = ExecutionStats::new(&config);
-        let history = crate::history::History::new(&config);
+        let history = crate::monitor::history::History::new(&config);
         Monitor {
             resources: ResourceStats::new(config.processes.window),
             config,
@@ -479,7 +484,7 @@ impl Monitor {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 update = crate::reload::next_update(&mut updates) => {
-                    let specs = crate::probe_specs(&update.config);
+                    let specs = probes::specs(&update.config);
                     self.reconfigure(update.config.clone(), specs);
                 }
                 // New alert state: republish so /health/codex shows it without waiting a tick.
@@ -540,8 +545,8 @@ pub fn exit_code(status: Status) -> i32 {
 
 #[cfg(test)]
 mod reload_tests {
+    use super::probes::{Attempt, ProbeRun};
     use super::*;
-    use crate::sources::probe::{Attempt, ProbeRun};
 
     fn run(name: &str) -> Observation {
         Observation::Probe {
@@ -575,7 +580,7 @@ mod reload_tests {
         }];
         let cfg = Arc::new(cfg);
         let (_, _, dropped) = channel();
-        let mut m = Monitor::new(cfg.clone(), crate::probe_specs(&cfg), dropped);
+        let mut m = Monitor::new(cfg.clone(), probes::specs(&cfg), dropped);
         for _ in 0..3 {
             m.apply(run(health::AVAILABILITY_CHECK));
         }
@@ -586,7 +591,7 @@ mod reload_tests {
         new.health_monitoring.thresholds.availability_timeout = 1;
         new.codex.probes.clear();
         let new = Arc::new(new);
-        m.reconfigure(new.clone(), crate::probe_specs(&new));
+        m.reconfigure(new.clone(), probes::specs(&new));
         let snap = m.snapshot(now_ms());
         let probes: Vec<(&str, u64)> = snap
             .metrics

@@ -13,8 +13,8 @@ use serde_json::{json, Map, Value};
 
 use super::health::Evaluated;
 use super::snapshot::{HealthCheck, ResourceMetrics, Sample, SampleValue, Stat3, Status};
+use crate::catalog;
 use crate::config::Thresholds;
-use crate::export::catalog;
 
 /// Name of the health check on the Codex processes' resident memory.
 pub const MEMORY_CHECK: &str = "memory-usage";

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::export::catalog::MetricDef;
+use crate::catalog::MetricDef;
 
 /// Health status, ordered from best to worst; also the `check` exit code (Nagios convention).
 #[derive(
@@ -249,11 +249,24 @@ pub struct Snapshot {
     pub samples: Vec<Sample>,
     pub codex_available: bool,
     pub active_processes: u64,
-    health_json: OnceLock<Bytes>,
-    status_json: OnceLock<Bytes>,
-    metrics_json: OnceLock<Bytes>,
-    prometheus_text: OnceLock<Bytes>,
-    openmetrics_text: OnceLock<Bytes>,
+    /// Renderings made on first request, one cell per [`Rendering`].
+    renderings: [OnceLock<Bytes>; Rendering::COUNT],
+}
+
+/// The encodings a snapshot is served in. The JSON ones are the snapshot's own shape; the
+/// others are made by their readers (`export::prometheus`) and only cached here, once per
+/// snapshot, however many requests ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rendering {
+    HealthJson,
+    StatusJson,
+    MetricsJson,
+    PrometheusText,
+    OpenMetricsText,
+}
+
+impl Rendering {
+    const COUNT: usize = 5;
 }
 
 impl Snapshot {
@@ -270,11 +283,7 @@ impl Snapshot {
             samples,
             codex_available,
             active_processes,
-            health_json: OnceLock::new(),
-            status_json: OnceLock::new(),
-            metrics_json: OnceLock::new(),
-            prometheus_text: OnceLock::new(),
-            openmetrics_text: OnceLock::new(),
+            renderings: Default::default(),
         }
     }
 
@@ -288,34 +297,23 @@ impl Snapshot {
         }
     }
 
-    pub fn health_json(&self) -> Bytes {
-        self.health_json
-            .get_or_init(|| to_json(&self.report))
+    /// The rendering `r`, made by `render` on first use and cached for this snapshot.
+    pub fn rendered(&self, r: Rendering, render: impl FnOnce(&Snapshot) -> Bytes) -> Bytes {
+        self.renderings[r as usize]
+            .get_or_init(|| render(self))
             .clone()
+    }
+
+    pub fn health_json(&self) -> Bytes {
+        self.rendered(Rendering::HealthJson, |s| to_json(&s.report))
     }
 
     pub fn status_json(&self) -> Bytes {
-        self.status_json
-            .get_or_init(|| to_json(&self.status()))
-            .clone()
+        self.rendered(Rendering::StatusJson, |s| to_json(&s.status()))
     }
 
     pub fn metrics_json(&self) -> Bytes {
-        self.metrics_json
-            .get_or_init(|| to_json(&self.metrics))
-            .clone()
-    }
-
-    pub fn prometheus_text(&self) -> Bytes {
-        self.prometheus_text
-            .get_or_init(|| crate::export::prometheus::render(&self.samples, false).into())
-            .clone()
-    }
-
-    pub fn openmetrics_text(&self) -> Bytes {
-        self.openmetrics_text
-            .get_or_init(|| crate::export::prometheus::render(&self.samples, true).into())
-            .clone()
+        self.rendered(Rendering::MetricsJson, |s| to_json(&s.metrics))
     }
 }
 

@@ -11,9 +11,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{classify_response, request_error, SendError};
-use crate::alerts::{clock, AlertBody, AlertStatus, AlertsView, Notification};
+use crate::alerts::{AlertBody, AlertStatus, AlertsView, Notification};
 use crate::config::Secret;
 use crate::util::now_ms;
+use crate::util::time::format_rfc3339;
 
 #[derive(Clone)]
 pub struct Alertmanager {
@@ -89,8 +90,8 @@ impl Alertmanager {
                 "recommendations": body.recommendations.join("\n"),
                 "details": Value::Object(body.details.clone()).to_string(),
             },
-            "startsAt": clock::format_rfc3339(starts_at),
-            "endsAt": clock::format_rfc3339(ends_at),
+            "startsAt": format_rfc3339(starts_at),
+            "endsAt": format_rfc3339(ends_at),
             "generatorURL": self.generator_url,
         })
     }

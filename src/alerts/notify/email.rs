@@ -12,8 +12,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::webhook::{group_title, label};
 use super::SendError;
-use crate::alerts::{clock, Notification};
+use crate::alerts::Notification;
 use crate::config::EmailConfig;
+use crate::util::time::format_rfc3339;
 
 pub struct Email {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -139,10 +140,10 @@ pub fn body(n: &Notification) -> String {
             b.severity.as_str(),
             b.category.as_str(),
             e.key,
-            clock::format_rfc3339(e.starts_at)
+            format_rfc3339(e.starts_at)
         ));
         if let Some(end) = e.ends_at {
-            out.push_str(&format!("Resolved: {}\n", clock::format_rfc3339(end)));
+            out.push_str(&format!("Resolved: {}\n", format_rfc3339(end)));
         }
         if !b.details.is_empty() {
             out.push_str("\nDetails:\n");

@@ -6,7 +6,7 @@ pub mod email;
 pub mod slack;
 pub mod webhook;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::{Notification, SinkKind};
 use crate::config::Config;
@@ -212,22 +212,9 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    // "Wed, 21 Oct 2015 07:28:00 GMT"
-    let parts: Vec<&str> = v.split_whitespace().collect();
-    if parts.len() != 6 || parts[5] != "GMT" {
-        return None;
-    }
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == parts[2])?
-        + 1;
-    let text = format!("{}-{month:02}-{:0>2}T{}Z", parts[3], parts[1], parts[4]);
-    let at = super::clock::parse_time(&text)?;
-    Some(Duration::from_millis(
-        at.saturating_sub(crate::util::now_ms()),
-    ))
+    // "Wed, 21 Oct 2015 07:28:00 GMT" (and the two obsolete HTTP date forms).
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
 }
 
 pub fn truncate(s: &str, max: usize) -> String {

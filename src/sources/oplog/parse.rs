@@ -10,49 +10,9 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-/// What became of one line; the label of `codex_sentinel_oplog_lines_total{result=...}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum LineResult {
-    /// Parsed and counted as an execution.
-    Ok,
-    /// Not JSON (syntax error, truncated, binary garbage, invalid UTF-8).
-    Malformed,
-    /// JSON, but not the expected shape: not an object, or a used field has the wrong type or
-    /// an impossible value (negative duration, unreadable timestamp).
-    Invalid,
-    /// JSON object without `timing.duration` or `result.success`.
-    MissingField,
-    /// Longer than the line limit; skipped without being held in memory.
-    TooLong,
-    /// Nothing but whitespace.
-    Empty,
-}
+use crate::util::time::parse_rfc3339;
 
-impl LineResult {
-    pub const ALL: [LineResult; 6] = [
-        LineResult::Ok,
-        LineResult::Malformed,
-        LineResult::Invalid,
-        LineResult::MissingField,
-        LineResult::TooLong,
-        LineResult::Empty,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LineResult::Ok => "ok",
-            LineResult::Malformed => "malformed",
-            LineResult::Invalid => "invalid",
-            LineResult::MissingField => "missing_field",
-            LineResult::TooLong => "too_long",
-            LineResult::Empty => "empty",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
+pub use crate::monitor::executions::LineResult;
 
 /// The fields of one execution, borrowed from its line where possible.
 #[derive(Debug, Clone, PartialEq)]
@@ -324,84 +284,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for ErrorText<'a> {
     }
 }
 
-/// RFC 3339 / ISO 8601 date-time → epoch ms: `YYYY-MM-DDTHH:MM:SS[.fff…](Z|±HH:MM)`; a space
-/// may replace `T`; a missing offset means UTC. `None` when unreadable.
-pub fn parse_rfc3339(s: &[u8]) -> Option<u64> {
-    fn num(s: &[u8], from: usize, len: usize) -> Option<i64> {
-        let part = s.get(from..from + len)?;
-        let mut n = 0i64;
-        for &c in part {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            n = n * 10 + i64::from(c - b'0');
-        }
-        Some(n)
-    }
-    if s.len() < 19 || s[4] != b'-' || s[7] != b'-' || !matches!(s[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if s[13] != b':' || s[16] != b':' {
-        return None;
-    }
-    let (year, month, day) = (num(s, 0, 4)?, num(s, 5, 2)?, num(s, 8, 2)?);
-    let (hour, minute, second) = (num(s, 11, 2)?, num(s, 14, 2)?, num(s, 17, 2)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    if second > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut millis = 0i64;
-    if s.get(i) == Some(&b'.') || s.get(i) == Some(&b',') {
-        i += 1;
-        let start = i;
-        while i < s.len() && s[i].is_ascii_digit() {
-            if i - start < 3 {
-                millis = millis * 10 + i64::from(s[i] - b'0');
-            }
-            i += 1;
-        }
-        let digits = i - start;
-        if digits == 0 {
-            return None;
-        }
-        for _ in digits..3 {
-            millis *= 10;
-        }
-    }
-    let offset_minutes = match s.get(i) {
-        None => 0,
-        Some(b'Z' | b'z') if i + 1 == s.len() => 0,
-        Some(&sign @ (b'+' | b'-')) if s.len() == i + 6 && s[i + 3] == b':' => {
-            let (h, m) = (num(s, i + 1, 2)?, num(s, i + 4, 2)?);
-            let v = h * 60 + m;
-            if sign == b'+' {
-                v
-            } else {
-                -v
-            }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-    let ms = secs.checked_mul(1000)?.checked_add(millis)?;
-    u64::try_from(ms).ok()
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,18 +376,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.error.as_deref(), Some("spawn \"codex\" ENOENT"));
-    }
-
-    #[test]
-    fn rfc3339_edges() {
-        assert_eq!(parse_rfc3339(b"1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(
-            parse_rfc3339(b"2000-02-29T00:00:00Z"),
-            Some(951_782_400_000)
-        );
-        assert_eq!(parse_rfc3339(b"2026-13-01T00:00:00Z"), None);
-        assert_eq!(parse_rfc3339(b"2026-11-26T10:00:00.Z"), None);
-        assert_eq!(parse_rfc3339(b"2026-11-26T10:00:00+0100"), None);
     }
 
     proptest! {

@@ -21,10 +21,9 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use super::parse::{parse_line, LineResult};
 use super::throttle::Throttle;
+pub use crate::monitor::executions::FileCursor;
 use crate::monitor::executions::{
     Execution, ExecutionBatch, Outcome, ERROR_TEXT_LIMIT, UNKNOWN_OPERATION_TYPE,
 };
@@ -48,24 +47,6 @@ const MAX_BATCH_TYPES: usize = 64;
 const OPERATION_TYPE_LIMIT: usize = 64;
 /// Names of compressed files that are never read.
 const COMPRESSED_SUFFIXES: &[&str] = &[".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip"];
-
-/// The position in one file, as persisted in the checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FileCursor {
-    /// Where the file was last seen (for people; the identity is dev + inode).
-    pub path: PathBuf,
-    pub dev: u64,
-    pub ino: u64,
-    /// Bytes read: always just after a newline (or inside a skipped over-long line).
-    pub offset: u64,
-    /// Inside a line longer than [`MAX_LINE_BYTES`], being skipped to its newline.
-    #[serde(default)]
-    pub skipping: bool,
-    /// Hash of the first `fp_len` bytes (`fp_len = min(offset, 1 KiB)`).
-    pub fp_len: u64,
-    pub fp_hash: u64,
-}
 
 /// Where to look and how to start.
 #[derive(Debug, Clone)]

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::monitor::executions::sketch::Sketch;
-use crate::monitor::executions::{Execution, Outcome};
+use super::executions::sketch::Sketch;
+use super::executions::{Execution, Outcome};
 
 /// Name of the history file inside `stateDir`.
 pub const HISTORY_FILE: &str = "history.json";
@@ -207,7 +207,7 @@ impl History {
             hours: self.hours.values().cloned().collect(),
         };
         let bytes = serde_json::to_vec(&file).expect("history serializes");
-        match crate::monitor::executions::write_atomically(path, &bytes) {
+        match crate::statefile::write_atomically(path, &bytes) {
             Ok(()) => self.dirty = false,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %crate::logging::error_chain(&e), "cannot write history; retrying in a minute")

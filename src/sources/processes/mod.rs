@@ -20,13 +20,15 @@
 //! its lifetime average (CPU time / age from `/proc/PID/stat` start time): neither a false 0
 //! nor a spike.
 
+mod cgroup;
+mod matcher;
+mod procfs;
+
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use regex::Regex;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, UpdateKind};
 use tokio_util::sync::CancellationToken;
 
@@ -34,160 +36,16 @@ use crate::config::{Config, ProcessesConfig};
 use crate::monitor::resources::{AgentFootprint, ProcessInfo, ResourceSample, SamplerCounters};
 use crate::monitor::{Observation, ObservationSender};
 use crate::util::now_ms;
+use cgroup::affinity_cpus;
+pub use cgroup::available_cores;
+pub use matcher::{command_summary, is_npm_wrapper, Matcher, OwnMatch};
+use procfs::{boot_ms, read_stat, reread_if_execed, Kernel, SelfMeter};
 
 /// At most one warning about unreadable processes or failed samples per this period; the
 /// counters keep the full count.
 pub const WARN_EVERY: Duration = Duration::from_secs(600);
-/// Characters kept of a process's command summary.
-const COMMAND_CHARS: usize = 60;
 /// Depth limit when walking up the parent chain (guards against a cycle in a racing listing).
 const MAX_ANCESTRY: usize = 128;
-
-/// What a process's own attributes say (ancestry aside).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OwnMatch {
-    /// Matched by name, executable path or command line.
-    Codex,
-    /// The npm `node …/codex` launcher.
-    Wrapper,
-}
-
-/// The matching rules, compiled once.
-#[derive(Debug, Clone)]
-pub struct Matcher {
-    names: Vec<String>,
-    exe_paths: Vec<String>,
-    cmdline: Option<Regex>,
-    npm_wrapper: bool,
-    ancestor_pid: Option<Pid>,
-    ancestor_names: Vec<String>,
-    /// The agent's PID when its children are to be left out.
-    agent_pid: Option<Pid>,
-}
-
-/// Linux truncates comm to 15 bytes: compare a configured name the same way.
-fn comm_of(name: &str) -> &str {
-    let mut end = name.len().min(15);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    &name[..end]
-}
-
-fn basename(s: &str) -> &str {
-    s.rsplit('/').next().unwrap_or(s)
-}
-
-impl Matcher {
-    pub fn new(cfg: &ProcessesConfig) -> Result<Self, regex::Error> {
-        Ok(Matcher {
-            names: cfg.names.iter().map(|n| comm_of(n).to_string()).collect(),
-            exe_paths: cfg.exe_paths.clone(),
-            cmdline: cfg.cmdline_regex.as_deref().map(Regex::new).transpose()?,
-            npm_wrapper: cfg.npm_wrapper,
-            ancestor_pid: cfg.ancestor_pid.map(Pid::from_u32),
-            ancestor_names: cfg
-                .ancestor_names
-                .iter()
-                .map(|n| comm_of(n).to_string())
-                .collect(),
-            agent_pid: cfg
-                .exclude_agent_children
-                .then(|| Pid::from_u32(std::process::id())),
-        })
-    }
-
-    /// Whether discovery must read command lines (only then are they kept in memory).
-    pub fn needs_cmd(&self) -> bool {
-        self.cmdline.is_some() || self.npm_wrapper
-    }
-
-    pub fn needs_exe(&self) -> bool {
-        !self.exe_paths.is_empty()
-    }
-
-    fn has_ancestor_rule(&self) -> bool {
-        self.ancestor_pid.is_some() || !self.ancestor_names.is_empty()
-    }
-
-    /// The rules on the process's own name, executable and command line.
-    pub fn own_match(&self, name: &str, exe: Option<&Path>, cmd: &[OsString]) -> Option<OwnMatch> {
-        if self.names.iter().any(|n| n == name) {
-            return Some(OwnMatch::Codex);
-        }
-        if let Some(exe) = exe.and_then(Path::to_str) {
-            let hit = self.exe_paths.iter().any(|p| {
-                if p.ends_with('/') {
-                    exe.starts_with(p.as_str())
-                } else {
-                    exe == p
-                }
-            });
-            if hit {
-                return Some(OwnMatch::Codex);
-            }
-        }
-        if let Some(re) = &self.cmdline {
-            if !cmd.is_empty() && re.is_match(&join_cmd(cmd)) {
-                return Some(OwnMatch::Codex);
-            }
-        }
-        if self.npm_wrapper && is_npm_wrapper(name, cmd) {
-            return Some(OwnMatch::Wrapper);
-        }
-        None
-    }
-}
-
-/// `node /…/bin/codex.js …` or `node /…/.bin/codex …` (the npm shim, run through its
-/// `#!/usr/bin/env node` line): the launcher of the native binary.
-pub fn is_npm_wrapper(name: &str, cmd: &[OsString]) -> bool {
-    if !(name == "node" || name == "nodejs") {
-        return false;
-    }
-    let Some(script) = cmd.get(1).and_then(|s| s.to_str()) else {
-        return false;
-    };
-    matches!(basename(script), "codex" | "codex.js")
-}
-
-fn join_cmd(cmd: &[OsString]) -> String {
-    let mut s = String::new();
-    for (i, part) in cmd.iter().enumerate() {
-        if i > 0 {
-            s.push(' ');
-        }
-        s.push_str(&part.to_string_lossy());
-    }
-    s
-}
-
-/// Name and subcommand, never the rest: command lines carry prompts, paths and tokens.
-pub fn command_summary(name: &str, wrapper: bool, cmd: &[OsString]) -> String {
-    fn word(s: Option<&OsString>) -> Option<&str> {
-        s.and_then(|s| s.to_str()).filter(|w| {
-            !w.is_empty()
-                && w.len() <= 24
-                && w.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
-                && w.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        })
-    }
-    let mut out = name.to_string();
-    let (script, sub) = if wrapper {
-        (
-            cmd.get(1).and_then(|s| s.to_str()).map(basename),
-            word(cmd.get(2)),
-        )
-    } else {
-        (None, word(cmd.get(1)))
-    };
-    for part in [script, sub].into_iter().flatten() {
-        out.push(' ');
-        out.push_str(part);
-    }
-    out.chars().take(COMMAND_CHARS).collect()
-}
 
 /// A matched process being followed.
 #[derive(Debug)]
@@ -225,239 +83,6 @@ impl WarnLimiter {
         } else {
             self.suppressed += 1;
         }
-    }
-}
-
-/// Clock ticks per second and page size, read once.
-#[derive(Debug, Clone, Copy)]
-struct Kernel {
-    ticks_per_sec: u64,
-    page_size: u64,
-}
-
-impl Kernel {
-    fn get() -> Self {
-        // SAFETY: sysconf only reads configuration values.
-        let (t, p) = unsafe {
-            (
-                libc::sysconf(libc::_SC_CLK_TCK),
-                libc::sysconf(libc::_SC_PAGESIZE),
-            )
-        };
-        Kernel {
-            ticks_per_sec: if t > 0 { t as u64 } else { 100 },
-            page_size: if p > 0 { p as u64 } else { 4096 },
-        }
-    }
-}
-
-/// ms since boot on the clock `/proc/PID/stat` start times are measured against.
-fn boot_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-}
-
-/// The fields after `comm` in `/proc/PID/stat` (field 3, the state, first).
-fn stat_fields(text: &str) -> Option<Vec<&str>> {
-    let (_, rest) = text.rsplit_once(") ")?;
-    Some(rest.split_ascii_whitespace().collect())
-}
-
-/// The current name and argv of a process whose name is no longer `known` (it exec'd);
-/// `None` when unchanged or gone. argv is read only when a rule needs it.
-fn reread_if_execed(pid: Pid, known: &str, matcher: &Matcher) -> Option<(String, Vec<OsString>)> {
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    let comm = comm.trim_end_matches('\n');
-    if comm == known {
-        return None;
-    }
-    let cmd = if matcher.needs_cmd() {
-        use std::os::unix::ffi::OsStrExt;
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|raw| {
-                raw.split(|b| *b == 0)
-                    .filter(|a| !a.is_empty())
-                    .map(|a| std::ffi::OsStr::from_bytes(a).to_os_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    Some((comm.to_string(), cmd))
-}
-
-/// What one read of `/proc/PID/stat` tells about a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stat {
-    state: u8,
-    /// utime + stime, clock ticks.
-    cpu_ticks: u64,
-    /// Clock ticks since boot: with the PID, the identity of the process.
-    start_ticks: u64,
-    rss_pages: u64,
-}
-
-/// Parses `/proc/PID/stat` (fields after the parenthesised comm, which may hold spaces).
-fn parse_stat(text: &str) -> Option<Stat> {
-    let (_, rest) = text.rsplit_once(") ")?;
-    let mut f = rest.split_ascii_whitespace();
-    let state = f.next()?.bytes().next()?;
-    // f is now at field 4 (ppid); utime is field 14, stime 15, starttime 22, rss 24.
-    let mut f = f.skip(10);
-    let utime: u64 = f.next()?.parse().ok()?;
-    let stime: u64 = f.next()?.parse().ok()?;
-    let mut f = f.skip(6);
-    let start_ticks = f.next()?.parse().ok()?;
-    let _vsize = f.next()?;
-    let rss_pages = f.next()?.parse::<i64>().ok()?.max(0) as u64;
-    Some(Stat {
-        state,
-        cpu_ticks: utime + stime,
-        start_ticks,
-        rss_pages,
-    })
-}
-
-fn read_stat(pid: Pid, buf: &mut String) -> Option<Stat> {
-    use std::io::Read;
-    buf.clear();
-    let mut path = [0u8; 32];
-    let path = {
-        use std::io::Write;
-        let mut cur = std::io::Cursor::new(&mut path[..]);
-        write!(cur, "/proc/{pid}/stat").ok()?;
-        let n = cur.position() as usize;
-        std::str::from_utf8(&path[..n]).ok()?
-    };
-    std::fs::File::open(path).ok()?.read_to_string(buf).ok()?;
-    parse_stat(buf)
-}
-
-/// Cores available to this process: CPUs it may run on, capped by a cgroup CPU quota.
-pub fn available_cores() -> f64 {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let affinity = affinity_cpus().unwrap_or(cpus);
-    match cgroup_quota_cores() {
-        Some(q) if q > 0.0 => affinity.min(q),
-        _ => affinity,
-    }
-}
-
-fn affinity_cpus() -> Option<f64> {
-    // SAFETY: set is zeroed and sized as sched_getaffinity expects.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return None;
-        }
-        Some(libc::CPU_COUNT(&set) as f64)
-    }
-}
-
-/// The tightest CPU quota (in cores) on this process's cgroup or its ancestors, v2 or v1.
-fn cgroup_quota_cores() -> Option<f64> {
-    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let mut best: Option<f64> = None;
-    let mut consider = |q: Option<f64>| {
-        if let Some(q) = q {
-            best = Some(best.map_or(q, |b: f64| b.min(q)));
-        }
-    };
-    for line in own.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next(), parts.next()?, parts.next()?);
-        if controllers.is_empty() {
-            // cgroup v2: cpu.max = "max 100000" or "50000 100000", on every level up to the root.
-            let mut dir = Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
-            loop {
-                consider(read_quota_v2(&dir.join("cpu.max")));
-                if dir == Path::new("/sys/fs/cgroup") || !dir.pop() {
-                    break;
-                }
-            }
-        } else if controllers.split(',').any(|c| c == "cpu") {
-            for base in ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"] {
-                let base = Path::new(base);
-                for dir in [base.join(path.trim_start_matches('/')), base.to_path_buf()] {
-                    consider(read_quota_v1(&dir));
-                }
-            }
-        }
-    }
-    best
-}
-
-fn read_quota_v2(file: &Path) -> Option<f64> {
-    let text = std::fs::read_to_string(file).ok()?;
-    let mut it = text.split_whitespace();
-    let (quota, period) = (it.next()?, it.next()?);
-    let (q, p): (f64, f64) = (quota.parse().ok()?, period.parse().ok()?);
-    (p > 0.0).then_some(q / p)
-}
-
-fn read_quota_v1(dir: &Path) -> Option<f64> {
-    let q: f64 = std::fs::read_to_string(dir.join("cpu.cfs_quota_us"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let p: f64 = std::fs::read_to_string(dir.join("cpu.cfs_period_us"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (q > 0.0 && p > 0.0).then_some(q / p)
-}
-
-/// The agent's own cost, read from `/proc/self`.
-#[derive(Debug)]
-struct SelfMeter {
-    kernel: Kernel,
-    last: Option<(u64, Instant)>,
-}
-
-impl SelfMeter {
-    fn read(&mut self, now: Instant) -> Result<AgentFootprint, String> {
-        let text = std::fs::read_to_string("/proc/self/stat")
-            .map_err(|e| format!("cannot read /proc/self/stat: {e}"))?;
-        let f = stat_fields(&text).ok_or("unparsable /proc/self/stat")?;
-        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        // Fields 14, 15 (utime, stime), 20 (threads), 24 (rss pages); f[0] is field 3.
-        let ticks = num(11) + num(12);
-        let cpu_ms = ticks * 1000 / self.kernel.ticks_per_sec;
-        let cpu_percent = match self.last {
-            Some((prev, at)) => {
-                let dt = now.duration_since(at).as_secs_f64() * 1000.0;
-                if dt > 0.0 {
-                    cpu_ms.saturating_sub(prev) as f64 / dt * 100.0
-                } else {
-                    0.0
-                }
-            }
-            None => {
-                // No previous reading: the average since the agent started, like a new process.
-                let start_ms = num(19) * 1000 / self.kernel.ticks_per_sec;
-                cpu_ms as f64 / boot_ms().saturating_sub(start_ms).max(10) as f64 * 100.0
-            }
-        };
-        self.last = Some((cpu_ms, now));
-        // The directory handle read_dir holds is itself an open descriptor: not counted.
-        let open_fds = std::fs::read_dir("/proc/self/fd")
-            .map(|d| d.count().saturating_sub(1) as u64)
-            .unwrap_or(0);
-        Ok(AgentFootprint {
-            rss_bytes: num(21) * self.kernel.page_size,
-            cpu_percent,
-            cpu_seconds: ticks as f64 / self.kernel.ticks_per_sec as f64,
-            threads: num(17),
-            open_fds,
-        })
     }
 }
 
@@ -852,180 +477,36 @@ pub async fn run(config: Arc<Config>, sender: ObservationSender, shutdown: Cance
 mod tests {
     use super::*;
 
-    fn cmd(parts: &[&str]) -> Vec<OsString> {
-        parts.iter().map(OsString::from).collect()
-    }
-
-    fn cfg() -> ProcessesConfig {
-        ProcessesConfig::default()
-    }
-
-    #[test]
-    fn default_rules_match_native_binary_and_npm_wrapper_only() {
-        let m = Matcher::new(&cfg()).unwrap();
-        assert_eq!(
-            m.own_match("codex", None, &cmd(&["/x/bin/codex", "exec", "hi"])),
-            Some(OwnMatch::Codex)
-        );
-        assert_eq!(
-            m.own_match(
-                "node",
-                None,
-                &cmd(&["node", "/app/node_modules/.bin/codex", "exec", "hi"])
-            ),
-            Some(OwnMatch::Wrapper)
-        );
-        assert_eq!(
-            m.own_match(
-                "node",
-                None,
-                &cmd(&[
-                    "/usr/bin/node",
-                    "/usr/lib/node_modules/@openai/codex/bin/codex.js"
-                ])
-            ),
-            Some(OwnMatch::Wrapper)
-        );
-        // The application itself (a node server) and a codex-named file as data are not Codex.
-        assert_eq!(
-            m.own_match("node", None, &cmd(&["node", "server.js"])),
-            None
-        );
-        assert_eq!(m.own_match("cat", None, &cmd(&["cat", "codex"])), None);
-        assert_eq!(m.own_match("codex-helper", None, &[]), None);
-    }
-
-    #[test]
-    fn long_names_compare_as_the_kernel_truncates_them() {
-        let c = ProcessesConfig {
-            names: vec!["codex-sentinel-worker".into()],
-            ..cfg()
-        };
-        let m = Matcher::new(&c).unwrap();
-        assert_eq!(
-            m.own_match("codex-sentinel-", None, &[]),
-            Some(OwnMatch::Codex)
-        );
-    }
-
-    #[test]
-    fn exe_paths_and_cmdline_regex() {
-        let c = ProcessesConfig {
-            names: vec![],
-            npm_wrapper: false,
-            exe_paths: vec!["/opt/codex/".into(), "/usr/bin/codex-exact".into()],
-            cmdline_regex: Some(r"^python3 .*codex_shim\.py".into()),
-            ..cfg()
-        };
-        let m = Matcher::new(&c).unwrap();
-        let exe = |p: &str| m.own_match("x", Some(Path::new(p)), &[]);
-        assert_eq!(exe("/opt/codex/bin/codex"), Some(OwnMatch::Codex));
-        assert_eq!(exe("/usr/bin/codex-exact"), Some(OwnMatch::Codex));
-        assert_eq!(exe("/usr/bin/codex-exactly"), None);
-        assert_eq!(
-            m.own_match(
-                "python3",
-                None,
-                &cmd(&["python3", "/srv/codex_shim.py", "-v"])
-            ),
-            Some(OwnMatch::Codex)
-        );
-        assert_eq!(
-            m.own_match("node", None, &cmd(&["node", "/x/.bin/codex"])),
-            None,
-            "wrapper rule off"
-        );
-    }
-
-    #[test]
-    fn command_summary_hides_prompts_and_flags() {
-        assert_eq!(
-            command_summary("codex", false, &cmd(&["/x/codex", "exec", "secret prompt"])),
-            "codex exec"
-        );
-        assert_eq!(
-            command_summary("codex", false, &cmd(&["/x/codex", "--api-key=sk-123"])),
-            "codex"
-        );
-        assert_eq!(
-            command_summary(
-                "node",
-                true,
-                &cmd(&["node", "/a/node_modules/.bin/codex", "exec", "TOKEN=abc"])
-            ),
-            "node codex exec"
-        );
-    }
-
-    #[test]
-    fn stat_lines_parse_even_with_odd_names() {
-        let line = "1234 (my (proc) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 150 50 0 0 20 0 3 0 \
-                    98765 123456789 2048 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0";
-        assert_eq!(
-            parse_stat(line),
-            Some(Stat {
-                state: b'S',
-                cpu_ticks: 200,
-                start_ticks: 98765,
-                rss_pages: 2048
-            })
-        );
-        assert_eq!(parse_stat("1234 (x) Z"), None);
-        let own = read_stat(Pid::from_u32(std::process::id()), &mut String::new()).unwrap();
-        assert!(matches!(own.state, b'R' | b'S'));
-        assert!(own.rss_pages > 0 && own.start_ticks > 0);
-    }
-
-    #[test]
-    fn quota_files_parse() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cpu.max"), "50000 100000\n").unwrap();
-        assert_eq!(read_quota_v2(&dir.path().join("cpu.max")), Some(0.5));
-        std::fs::write(dir.path().join("cpu.max"), "max 100000\n").unwrap();
-        assert_eq!(read_quota_v2(&dir.path().join("cpu.max")), None);
-        std::fs::write(dir.path().join("cpu.cfs_quota_us"), "150000\n").unwrap();
-        std::fs::write(dir.path().join("cpu.cfs_period_us"), "100000\n").unwrap();
-        assert_eq!(read_quota_v1(dir.path()), Some(1.5));
-        std::fs::write(dir.path().join("cpu.cfs_quota_us"), "-1\n").unwrap();
-        assert_eq!(read_quota_v1(dir.path()), None);
-        assert!(available_cores() > 0.0);
-    }
-
-    #[test]
-    fn own_footprint_is_read() {
-        let mut m = SelfMeter {
-            kernel: Kernel::get(),
-            last: None,
-        };
-        let a = m.read(Instant::now()).unwrap();
-        assert!(a.rss_bytes > 1 << 20, "{a:?}");
-        assert!(a.threads >= 1);
-        assert!(a.open_fds >= 3);
-    }
-
     /// A process first listed before it exec'd Codex (sysinfo keeps the first name it saw)
-    /// is still found once it has.
+    /// is still found once it has. The shell execs only when told to (a line on its stdin),
+    /// after the first sample: no timing between the test and the child.
     #[test]
     fn a_process_that_execs_codex_later_is_found() {
+        use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
         let link = dir.path().join("cs-unit-exec");
         std::os::unix::fs::symlink("/bin/sleep", &link).unwrap();
-        let script = format!("sleep 0.4; exec {} 30", link.display());
+        let script = format!("read -r _; exec {} 30", link.display());
         let mut child = std::process::Command::new("/bin/sh")
             .args(["-c", &script])
+            .stdin(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         let c = ProcessesConfig {
             names: vec!["cs-unit-exec".into()],
+            // Only this test's own children: the same test running elsewhere on the machine
+            // (another checkout's suite) must not be counted.
+            ancestor_pid: Some(std::process::id()),
             exclude_agent_children: false,
-            ..cfg()
+            ..ProcessesConfig::default()
         };
         let mut s = Sampler::new(&c).unwrap();
         assert_eq!(s.sample().processes, 0, "still the shell");
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
         let comm = format!("/proc/{}/comm", child.id());
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while std::fs::read_to_string(&comm).unwrap().trim() != "cs-unit-exec" {
-            assert!(Instant::now() < deadline);
+            assert!(Instant::now() < deadline, "the shell never exec'd");
             std::thread::sleep(Duration::from_millis(10));
         }
         s.force_discovery();
@@ -1051,9 +532,10 @@ mod tests {
         }
         let c = ProcessesConfig {
             names: vec!["cs-unit-sleep".into()],
+            ancestor_pid: Some(std::process::id()),
             npm_wrapper: false,
             exclude_agent_children: false,
-            ..cfg()
+            ..ProcessesConfig::default()
         };
         let mut s = Sampler::new(&c).unwrap();
         let first = s.sample();

@@ -1,0 +1,92 @@
+//! `codex`: how the Codex CLI is invoked by the probes, and the application's retry budget.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Check, ConfigError};
+
+/// How the Codex CLI is invoked by the probes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct CodexConfig {
+    /// Executable name (looked up in PATH) or path.
+    pub executable: String,
+    /// Arguments of the availability probe. Run without a shell.
+    pub args: Vec<String>,
+    /// The application's retry budget for one operation (`CODEX_MAX_RETRIES`); executions in the
+    /// operations log with more retries than this count as exhausted.
+    pub max_retries: u32,
+    /// The application's per-operation timeout in ms (`CODEX_OPERATION_TIMEOUT`).
+    pub operation_timeout: u64,
+    /// Optional deeper probes, each on its own schedule.
+    pub probes: Vec<ExtraProbe>,
+}
+
+impl Default for CodexConfig {
+    fn default() -> Self {
+        CodexConfig {
+            executable: "codex".into(),
+            args: vec!["--version".into()],
+            max_retries: 3,
+            operation_timeout: 45_000,
+            probes: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtraProbe {
+    /// Name of the health check this probe produces (e.g. `codex-login`).
+    pub name: String,
+    /// argv: the first element is the executable.
+    pub command: Vec<String>,
+    /// ms; defaults to `healthMonitoring.healthCheckTimeout`.
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// ms; defaults to `healthMonitoring.checkInterval`.
+    #[serde(default)]
+    pub interval: Option<u64>,
+    #[serde(default)]
+    pub expected_exit_code: i32,
+    /// Status of the check when the probe fails: `warning` (default) or `critical`.
+    #[serde(default = "default_probe_failure_status")]
+    pub failure_status: String,
+}
+
+fn default_probe_failure_status() -> String {
+    "warning".into()
+}
+
+impl CodexConfig {
+    /// Checks serde cannot express; every problem names its key and source.
+    pub(crate) fn validate(&self, c: &Check) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: String, why: &str| c.bad(key, value, why);
+        if self.executable.is_empty() {
+            return bad("codex.executable", "\"\"".into(), "must not be empty");
+        }
+        for (i, p) in self.probes.iter().enumerate() {
+            let key = format!("codex.probes.{i}");
+            if p.command.is_empty() || p.command[0].is_empty() {
+                return bad(
+                    &key,
+                    format!("{:?}", p.command),
+                    "command must name an executable",
+                );
+            }
+            if p.name.is_empty() {
+                return bad(&key, "\"\"".into(), "name must not be empty");
+            }
+            if !matches!(p.failure_status.as_str(), "warning" | "critical") {
+                return bad(
+                    &key,
+                    p.failure_status.clone(),
+                    "failureStatus must be warning or critical",
+                );
+            }
+            if p.timeout == Some(0) || p.interval == Some(0) {
+                return bad(&key, "0".into(), "timeout and interval must be > 0 ms");
+            }
+        }
+        Ok(())
+    }
+}

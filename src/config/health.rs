@@ -1,0 +1,138 @@
+//! `healthMonitoring`: the specification's section — probe timing, thresholds, endpoints.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Check, ConfigError};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HealthMonitoring {
+    /// When false the agent still serves its endpoints but runs no probes.
+    pub enabled: bool,
+    /// Milliseconds between availability probes.
+    pub check_interval: u64,
+    /// Milliseconds one probe attempt may take before its process group is killed.
+    pub health_check_timeout: u64,
+    /// Extra attempts after a failed availability probe.
+    pub retries: u32,
+    /// Milliseconds between attempts.
+    pub retry_delay: u64,
+    pub thresholds: Thresholds,
+    pub endpoints: Endpoints,
+}
+
+impl Default for HealthMonitoring {
+    fn default() -> Self {
+        HealthMonitoring {
+            enabled: true,
+            check_interval: 30_000,
+            health_check_timeout: 10_000,
+            retries: 0,
+            retry_delay: 1_000,
+            thresholds: Thresholds::default(),
+            endpoints: Endpoints::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// A probe slower than this (ms) makes the availability check `warning`.
+    pub availability_timeout: u64,
+    /// Executions slower than this (ms, p95) make the `execution-time` check `warning`.
+    pub max_execution_time: u64,
+    /// Percent.
+    pub min_success_rate: f64,
+    /// Percent.
+    pub max_error_rate: f64,
+    /// MB of resident memory across all Codex processes.
+    pub max_memory_usage: u64,
+    pub max_concurrent_processes: u64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            availability_timeout: 5_000,
+            max_execution_time: 30_000,
+            min_success_rate: 80.0,
+            max_error_rate: 5.0,
+            max_memory_usage: 500,
+            max_concurrent_processes: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Endpoints {
+    pub enabled: bool,
+    /// Listen address. Loopback by default: in a pod, set `0.0.0.0` to be scraped.
+    pub host: String,
+    pub port: u16,
+    /// Base path of the JSON endpoints; `/status` and `/metrics` hang below it.
+    pub path: String,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints {
+            enabled: true,
+            host: "127.0.0.1".into(),
+            port: 3000,
+            path: "/health/codex".into(),
+        }
+    }
+}
+
+impl HealthMonitoring {
+    /// Checks serde cannot express; every problem names its key and source.
+    pub(crate) fn validate(&self, c: &Check) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: String, why: &str| c.bad(key, value, why);
+        let hm = self;
+        if hm.check_interval == 0 {
+            return bad(
+                "healthMonitoring.checkInterval",
+                "0".into(),
+                "must be > 0 ms",
+            );
+        }
+        if hm.health_check_timeout == 0 {
+            return bad(
+                "healthMonitoring.healthCheckTimeout",
+                "0".into(),
+                "must be > 0 ms",
+            );
+        }
+        for (key, v) in [
+            (
+                "healthMonitoring.thresholds.minSuccessRate",
+                hm.thresholds.min_success_rate,
+            ),
+            (
+                "healthMonitoring.thresholds.maxErrorRate",
+                hm.thresholds.max_error_rate,
+            ),
+        ] {
+            if !(0.0..=100.0).contains(&v) {
+                return bad(key, v.to_string(), "a percentage must be within 0..100");
+            }
+        }
+        if !hm.endpoints.path.starts_with('/') || hm.endpoints.path.len() < 2 {
+            return bad(
+                "healthMonitoring.endpoints.path",
+                format!("{:?}", hm.endpoints.path),
+                "must start with / and name a path",
+            );
+        }
+        if hm.endpoints.host.parse::<std::net::IpAddr>().is_err() {
+            return bad(
+                "healthMonitoring.endpoints.host",
+                format!("{:?}", hm.endpoints.host),
+                "must be an IP address such as 127.0.0.1 or 0.0.0.0",
+            );
+        }
+        Ok(())
+    }
+}
