@@ -331,3 +331,51 @@ fn dogstatsd_reaches_the_collectors_statsd_receiver() {
         "sum {sum} count {count}"
     );
 }
+
+/// What an OTLP exponential histogram becomes on the way to Prometheus, for the exporter
+/// rewrite that will send them (the agent sends explicit buckets today). The statsd receiver
+/// builds one from `|d` values of a name outside its explicit-bucket patterns. The Collector's
+/// Prometheus exporter does not drop it: the text page has only `+Inf`, `_sum` and `_count`,
+/// and a Prometheus with native histograms enabled scrapes it (protobuf) as a native
+/// histogram, whose quantiles come from the exponential buckets, and then has no `_count`
+/// series.
+#[test]
+fn exponential_histograms_become_prometheus_native_histograms() {
+    let collector = Collector::start();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for seconds in [0.8, 2.5, 7.0, 45.0] {
+        let line = format!("sample.duration:{seconds}|d|#operation_type:review");
+        socket
+            .send_to(line.as_bytes(), ("127.0.0.1", collector.statsd_port))
+            .unwrap();
+    }
+    let page = collector.wait_scrape("four samples", |page| {
+        sample_value(page, "sample_duration_count", &[]) == Some(4.0)
+    });
+    assert_eq!(sample_value(&page, "sample_duration_sum", &[]), Some(55.3));
+    let buckets = common::collector::samples(&page, "sample_duration_bucket");
+    assert_eq!(buckets.len(), 1, "text format: only +Inf {buckets:?}");
+    assert_eq!(buckets[0].labels["le"], "+Inf");
+    let exponential = received(&collector, "sample.duration");
+    assert!(
+        exponential
+            .iter()
+            .all(|m| m.get("exponentialHistogram").is_some()),
+        "{exponential:?}"
+    );
+
+    let prom = Prometheus::start_with(
+        "otelcol",
+        collector.prometheus_port,
+        &["--enable-feature=native-histograms"],
+    );
+    let r = prom.wait_query("histogram_count(sample_duration)", |r| {
+        r.len() == 1 && value(&r[0]) == 4.0
+    });
+    assert_eq!(r[0]["metric"]["operation_type"], "review");
+    // The median of 0.8, 2.5, 7, 45 s, interpolated in a base-2 exponential bucket: within the
+    // bucket around 2.5 s, not an explicit-bucket artefact.
+    let p50 = value(&prom.query("histogram_quantile(0.5, sample_duration)")[0]);
+    assert!((2.3..=2.8).contains(&p50), "p50 {p50}");
+    assert!(prom.query("sample_duration_count").is_empty());
+}

@@ -34,6 +34,12 @@ impl Prometheus {
     /// Starts Prometheus scraping `127.0.0.1:target_port/metrics` as job `job`, and waits until
     /// it is ready.
     pub fn start(job: &str, target_port: u16) -> Prometheus {
+        Prometheus::start_with(job, target_port, &[])
+    }
+
+    /// As [`Prometheus::start`], with extra command-line flags (e.g.
+    /// `--enable-feature=native-histograms`).
+    pub fn start_with(job: &str, target_port: u16, flags: &[&str]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("prometheus.yml");
@@ -51,6 +57,7 @@ impl Prometheus {
                 dir.path().join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
