@@ -6,29 +6,14 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::{
-    codex_bin, free_port, http_get, http_request, start_agent, write_operations_log, AgentOptions,
-};
+use common::prometheus::{grafana_exprs, tool, value, Prometheus};
+use common::{codex_bin, http_request, start_agent, write_operations_log, AgentOptions};
 
 /// What Prometheus 2.x sends when it scrapes.
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-
-fn tool(name: &str) -> String {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{name} missing: run scripts/test (or scripts/setup.d/00-apt.sh, Debian package prometheus)"
-    );
-    name.to_string()
-}
 
 fn agent_env() -> Vec<(&'static str, String)> {
     vec![
@@ -118,138 +103,13 @@ fn raw_get(url: &str, accept: &str) -> String {
     out
 }
 
-struct Prometheus {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(target_port: u16) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: codex-sentinel\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new(tool("prometheus"))
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus");
-        let p = Prometheus {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !matches!(
-            http_get(&format!("http://127.0.0.1:{port}/-/ready")),
-            Ok((200, _))
-        ) {
-            assert!(Instant::now() < deadline, "prometheus not ready");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        p
-    }
-
-    /// Instant query; returns the `data.result` array (panics on an error status).
-    fn query(&self, promql: &str) -> Vec<serde_json::Value> {
-        let url = format!(
-            "http://127.0.0.1:{}/api/v1/query?query={}",
-            self.port,
-            url_encode(promql)
-        );
-        let (code, body) = http_get(&url).unwrap();
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(
-            (code, json["status"].as_str()),
-            (200, Some("success")),
-            "query {promql}: {body}"
-        );
-        json["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    fn wait_query(
-        &self,
-        promql: &str,
-        pred: impl Fn(&[serde_json::Value]) -> bool,
-    ) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let r = self.query(promql);
-            if pred(&r) {
-                return r;
-            }
-            assert!(Instant::now() < deadline, "{promql}: last result {r:?}");
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn value(r: &serde_json::Value) -> f64 {
-    r["value"][1].as_str().unwrap().parse().unwrap()
-}
-
-/// Every `expr` of every panel target in the Grafana dashboard, with Grafana's variables
-/// replaced by what Grafana would put there.
-pub fn grafana_exprs() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(common::root().join("dashboards/grafana.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let mut out = Vec::new();
-    for panel in json["panels"].as_array().unwrap() {
-        for target in panel["targets"].as_array().into_iter().flatten() {
-            let expr = target["expr"].as_str().unwrap();
-            out.push((
-                panel["title"].as_str().unwrap().to_string(),
-                expr.replace("$__rate_interval", "1m")
-                    .replace("$__interval", "15s")
-                    .replace("$__range", "5m"),
-            ));
-        }
-    }
-    out
-}
-
 #[test]
 fn real_prometheus_scrapes_the_agent_and_answers_every_grafana_panel() {
     let agent = start_agent(AgentOptions {
         env: agent_env(),
         ..Default::default()
     });
-    let prom = Prometheus::start(agent.port);
+    let prom = Prometheus::start("codex-sentinel", agent.port);
     prom.wait_query("up{job=\"codex-sentinel\"}", |r| {
         r.len() == 1 && value(&r[0]) == 1.0
     });

@@ -2,6 +2,9 @@
 //! environment and configuration, read its endpoints, stop it with a signal.
 #![allow(dead_code)]
 
+pub mod collector;
+pub mod prometheus;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

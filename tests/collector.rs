@@ -1,0 +1,381 @@
+//! The agent against a real OpenTelemetry Collector (built from the official Go modules in
+//! `tools/otelcol/` by `scripts/setup.d/50-otelcol.sh`): OTLP over gRPC and over HTTP with gzip,
+//! cumulative and delta, and DogStatsD into the Collector's statsd receiver. What comes out of
+//! the Collector's Prometheus exporter is asserted by value, read directly and through a real
+//! Prometheus scraping it. The names asserted here are today's translation of the catalog's
+//! names (docs/export.md, "Through an OpenTelemetry Collector").
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::collector::{sample_value, Collector, CollectorOptions};
+use common::prometheus::{grafana_exprs, value, Prometheus};
+use common::{codex_bin, start_agent, write_operations_log, Agent, AgentOptions};
+
+/// Execution durations (ms) the tests log: 0.8 s, 2.5 s, 7 s.
+const DURATIONS_MS: [u64; 3] = [800, 2500, 7000];
+/// Their cumulative counts in the buckets le 1, 5, 10, 30, 60, +Inf, and their sum in seconds.
+const BUCKETS: [(&str, f64); 6] = [
+    ("1", 1.0),
+    ("5", 2.0),
+    ("10", 3.0),
+    ("30", 3.0),
+    ("60", 3.0),
+    ("+Inf", 3.0),
+];
+const SUM_S: f64 = 10.3;
+
+/// The agent exporting OTLP to `endpoint` every 300 ms, probing Codex once (at start).
+fn otlp_agent(endpoint: String, extra: &[(&'static str, &str)]) -> Agent {
+    let mut env = vec![
+        ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+        // One probe at start, then none for a minute: the probe counters stay put.
+        ("CODEX_HEALTH_CHECK_INTERVAL", "60000".into()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "300".into()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    start_agent(AgentOptions {
+        env,
+        ..Default::default()
+    })
+}
+
+/// Codex is available (the probe succeeded) as the Collector's Prometheus exporter shows it.
+/// Unit-`1` gauges get the `_ratio` suffix there.
+fn wait_available(collector: &Collector) -> String {
+    collector.wait_scrape("codex_availability_status_ratio 1", |page| {
+        sample_value(page, "codex_availability_status_ratio", &[]) == Some(1.0)
+    })
+}
+
+/// The logged executions, all of them, in the execution-time histogram and the counter.
+fn wait_executions(collector: &Collector) -> String {
+    collector.wait_scrape("three executions", |page| {
+        sample_value(
+            page,
+            "codex_execution_time_seconds_count",
+            &[("operation_type", "review")],
+        ) == Some(3.0)
+    })
+}
+
+/// The series every OTLP test checks on the exporter's page, with the agent's own numbers.
+fn assert_agent_series(page: &str, agent: &Agent) {
+    let review = [("operation_type", "review")];
+    for (le, count) in BUCKETS {
+        assert_eq!(
+            sample_value(
+                page,
+                "codex_execution_time_seconds_bucket",
+                &[("operation_type", "review"), ("le", le)]
+            ),
+            Some(count),
+            "bucket le={le}\n{page}"
+        );
+    }
+    let sum = sample_value(page, "codex_execution_time_seconds_sum", &review).unwrap();
+    assert!((sum - SUM_S).abs() < 1e-9, "sum {sum}");
+    assert_eq!(
+        sample_value(
+            page,
+            "codex_executions_total",
+            &[("operation_type", "review"), ("result", "success")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample_value(
+            page,
+            "codex_probe_runs_total",
+            &[("probe", "codex-availability"), ("result", "success")]
+        ),
+        Some(1.0)
+    );
+    // The same numbers as the agent's own endpoint.
+    let (_, status) = agent.get_json("/health/codex/status");
+    assert_eq!(
+        sample_value(page, "codex_success_rate_ratio", &[]),
+        Some(status["successRate"].as_f64().unwrap() / 100.0)
+    );
+    assert_eq!(
+        sample_value(page, "codex_active_processes", &[]),
+        Some(status["activeProcesses"].as_f64().unwrap())
+    );
+    // The resource becomes `job` (service.name) and `instance` (service.instance.id) labels on
+    // every series, its other attributes the `target_info` series.
+    assert_eq!(
+        sample_value(page, "target_info", &[("job", "codex-sentinel")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample_value(
+            page,
+            "target_info",
+            &[("service_version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
+}
+
+/// Every metric named `name` in what the Collector's receivers produced.
+fn received(collector: &Collector, name: &str) -> Vec<serde_json::Value> {
+    collector
+        .received()
+        .iter()
+        .flat_map(|r| r["resourceMetrics"].as_array().cloned().unwrap_or_default())
+        .flat_map(|rm| rm["scopeMetrics"].as_array().cloned().unwrap_or_default())
+        .flat_map(|sm| sm["metrics"].as_array().cloned().unwrap_or_default())
+        .filter(|m| m["name"] == name)
+        .collect()
+}
+
+/// Agent → Collector over OTLP gRPC, cumulative; the Collector's Prometheus exporter scraped
+/// directly and by a real Prometheus, which answers the Grafana dashboard's queries.
+#[test]
+fn grpc_cumulative_reaches_prometheus_through_the_collector() {
+    let collector = Collector::start();
+    let agent = otlp_agent(
+        collector.grpc_endpoint(),
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")],
+    );
+    wait_available(&collector);
+    write_operations_log(agent.path(), "review", &DURATIONS_MS);
+    let page = wait_executions(&collector);
+    assert_agent_series(&page, &agent);
+
+    // Cumulative on arrival: the receivers' output carries the totals.
+    let sums = received(&collector, "codex.executions");
+    assert!(!sums.is_empty());
+    for m in &sums {
+        assert_eq!(m["sum"]["aggregationTemporality"], 2, "cumulative: {m}");
+        assert_eq!(m["sum"]["isMonotonic"], true);
+    }
+
+    // A real Prometheus scraping the exporter. Its own `job`/`instance` target labels win; the
+    // exporter's become `exported_job`/`exported_instance`.
+    let prom = Prometheus::start("otelcol", collector.prometheus_port);
+    let r = prom.wait_query("codex_availability_status_ratio", |r| {
+        r.len() == 1 && value(&r[0]) == 1.0
+    });
+    assert_eq!(r[0]["metric"]["job"], "otelcol");
+    assert_eq!(r[0]["metric"]["exported_job"], "codex-sentinel");
+    let r = prom.query("sum(codex_executions_total{result=\"success\"})");
+    assert_eq!(value(&r[0]), 3.0);
+    // The classic buckets pass unchanged: rank 1.5 of 3 lies halfway through (1, 5].
+    let q = "histogram_quantile(0.5, sum by (le) (codex_execution_time_seconds_bucket))";
+    let r = prom.query(q);
+    assert!((value(&r[0]) - 3.0).abs() < 1e-9, "p50 {}", value(&r[0]));
+
+    // The Grafana dashboard through the Collector: every panel answers except those on unit-`1`
+    // gauges, which the exporter renamed with `_ratio`.
+    prom.wait_query("count_over_time(up[1m])", |r| {
+        r.len() == 1 && value(&r[0]) >= 4.0
+    });
+    let empty: BTreeSet<String> = grafana_exprs()
+        .into_iter()
+        .filter(|(_, expr)| prom.query(expr).is_empty())
+        .map(|(_, expr)| expr)
+        .collect();
+    let expected: BTreeSet<String> = [
+        "codex_availability_status",
+        "avg_over_time(codex_availability_status[1m])",
+        "codex_health_status",
+        "codex_success_rate",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(
+        empty, expected,
+        "Grafana queries without data through the Collector"
+    );
+}
+
+/// Agent → Collector over OTLP/HTTP with gzip, delta: the Collector receives increases and its
+/// `delta_to_cumulative` processor turns them back into the totals the agent has.
+#[test]
+fn http_gzip_delta_is_made_cumulative_by_the_collector() {
+    let collector = Collector::start();
+    let agent = otlp_agent(
+        collector.http_endpoint(),
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta"),
+        ],
+    );
+    wait_available(&collector);
+    // Two batches, so that the totals are made of more than one delta.
+    write_operations_log(agent.path(), "review", &DURATIONS_MS[..1]);
+    collector.wait_scrape("the first execution", |page| {
+        sample_value(
+            page,
+            "codex_execution_time_seconds_count",
+            &[("operation_type", "review")],
+        ) == Some(1.0)
+    });
+    write_operations_log(agent.path(), "review", &DURATIONS_MS[1..]);
+    let page = wait_executions(&collector);
+    assert_agent_series(&page, &agent);
+
+    // What arrived: delta sums and histograms whose increases add up to those totals.
+    let increases = |name: &str, field: &str, value_of: &dyn Fn(&serde_json::Value) -> f64| {
+        received(&collector, name)
+            .iter()
+            .map(|m| {
+                assert_eq!(m[field]["aggregationTemporality"], 1, "delta: {m}");
+                m[field]["dataPoints"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|p| {
+                        p["attributes"].as_array().unwrap().iter().any(|a| {
+                            a["key"] == "result" && a["value"]["stringValue"] == "success"
+                                || a["key"] == "operation_type"
+                                    && a["value"]["stringValue"] == "review"
+                                    && field == "histogram"
+                        })
+                    })
+                    .map(value_of)
+                    .sum::<f64>()
+            })
+            .collect::<Vec<f64>>()
+    };
+    let executions = increases("codex.executions", "sum", &|p| {
+        p["asDouble"]
+            .as_f64()
+            .or_else(|| p["asInt"].as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(0.0)
+    });
+    assert!(executions.len() >= 2, "{executions:?}");
+    assert_eq!(executions.iter().sum::<f64>(), 3.0, "{executions:?}");
+    let counts = increases("codex.execution_time", "histogram", &|p| {
+        p["count"].as_str().unwrap().parse().unwrap()
+    });
+    assert_eq!(counts.iter().sum::<f64>(), 3.0, "{counts:?}");
+}
+
+/// Agent DogStatsD → the Collector's statsd receiver → its Prometheus exporter. Gauges, counters
+/// and single-value distributions arrive; a line with several values (DogStatsD 1.1 packing)
+/// and the service check do not parse there.
+#[test]
+fn dogstatsd_reaches_the_collectors_statsd_receiver() {
+    let collector = Collector::start_with(CollectorOptions { log_level: "debug" });
+    let agent = start_agent(AgentOptions {
+        env: vec![
+            ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+            ("CODEX_HEALTH_CHECK_INTERVAL", "60000".into()),
+            (
+                "DD_DOGSTATSD_URL",
+                format!("udp://127.0.0.1:{}", collector.statsd_port),
+            ),
+            ("DD_ENV", "ci".into()),
+            ("CODEX_STATSD_INTERVAL", "200".into()),
+        ],
+        ..Default::default()
+    });
+    // StatsD carries no unit: no suffix. Tags become labels, plus `metric_type`.
+    collector.wait_scrape("codex_availability 1", |page| {
+        sample_value(
+            page,
+            "codex_availability",
+            &[("env", "ci"), ("metric_type", "gauge")],
+        ) == Some(1.0)
+    });
+    collector.wait_log("invalid <name>:<value> format: _sc");
+
+    // One execution in a flush: one value on its line, into the configured explicit buckets.
+    write_operations_log(agent.path(), "review", &[800]);
+    let review = [("operation_type", "review")];
+    let page = collector.wait_scrape("the first execution", |page| {
+        sample_value(page, "codex_execution_time_count", &review) == Some(1.0)
+    });
+    assert_eq!(
+        sample_value(
+            &page,
+            "codex_execution_time_bucket",
+            &[("operation_type", "review"), ("le", "1")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample_value(&page, "codex_execution_time_sum", &review),
+        Some(0.8)
+    );
+
+    // Three in one flush go out as `codex.execution_time:2.5:2.5:2.5|d`: the receiver parses one
+    // value a line and drops it. The counter, one line, has them all.
+    write_operations_log(agent.path(), "review", &[2500, 2500, 2500]);
+    collector.wait_log("parse metric value string: 2.5:2.5");
+    write_operations_log(agent.path(), "review", &[45000]);
+    let page = collector.wait_scrape("the fifth execution counted", |page| {
+        sample_value(
+            page,
+            "codex_executions_total",
+            &[("operation_type", "review"), ("result", "success")],
+        ) == Some(5.0)
+            && sample_value(
+                page,
+                "codex_execution_time_bucket",
+                &[("operation_type", "review"), ("le", "60")],
+            )
+            .is_some_and(|n| n >= 2.0)
+    });
+    let count = sample_value(&page, "codex_execution_time_count", &review).unwrap();
+    assert!(count < 5.0, "the multi-value line was not dropped: {count}");
+    let sum = sample_value(&page, "codex_execution_time_sum", &review).unwrap();
+    // Whatever got through (normally nothing of the packed line) is 2.5 s each.
+    assert!(
+        (sum - (0.8 + 45.0 + 2.5 * (count - 2.0))).abs() < 1e-9,
+        "sum {sum} count {count}"
+    );
+}
+
+/// What an OTLP exponential histogram becomes on the way to Prometheus, for the exporter
+/// rewrite that will send them (the agent sends explicit buckets today). The statsd receiver
+/// builds one from `|d` values of a name outside its explicit-bucket patterns. The Collector's
+/// Prometheus exporter does not drop it: the text page has only `+Inf`, `_sum` and `_count`,
+/// and a Prometheus with native histograms enabled scrapes it (protobuf) as a native
+/// histogram, whose quantiles come from the exponential buckets, and then has no `_count`
+/// series.
+#[test]
+fn exponential_histograms_become_prometheus_native_histograms() {
+    let collector = Collector::start();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for seconds in [0.8, 2.5, 7.0, 45.0] {
+        let line = format!("sample.duration:{seconds}|d|#operation_type:review");
+        socket
+            .send_to(line.as_bytes(), ("127.0.0.1", collector.statsd_port))
+            .unwrap();
+    }
+    let page = collector.wait_scrape("four samples", |page| {
+        sample_value(page, "sample_duration_count", &[]) == Some(4.0)
+    });
+    assert_eq!(sample_value(&page, "sample_duration_sum", &[]), Some(55.3));
+    let buckets = common::collector::samples(&page, "sample_duration_bucket");
+    assert_eq!(buckets.len(), 1, "text format: only +Inf {buckets:?}");
+    assert_eq!(buckets[0].labels["le"], "+Inf");
+    let exponential = received(&collector, "sample.duration");
+    assert!(
+        exponential
+            .iter()
+            .all(|m| m.get("exponentialHistogram").is_some()),
+        "{exponential:?}"
+    );
+
+    let prom = Prometheus::start_with(
+        "otelcol",
+        collector.prometheus_port,
+        &["--enable-feature=native-histograms"],
+    );
+    let r = prom.wait_query("histogram_count(sample_duration)", |r| {
+        r.len() == 1 && value(&r[0]) == 4.0
+    });
+    assert_eq!(r[0]["metric"]["operation_type"], "review");
+    // The median of 0.8, 2.5, 7, 45 s, interpolated in a base-2 exponential bucket: within the
+    // bucket around 2.5 s, not an explicit-bucket artefact.
+    let p50 = value(&prom.query("histogram_quantile(0.5, sample_duration)")[0]);
+    assert!((2.3..=2.8).contains(&p50), "p50 {p50}");
+    assert!(prom.query("sample_duration_count").is_empty());
+}
