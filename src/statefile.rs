@@ -7,26 +7,12 @@
 //! `codex_sentinel_state_files_recovered_total{kind}` counter and a recommendation in
 //! `/health/codex` — and the agent starts that part with fresh state.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
 use crate::catalog;
-use crate::monitor::snapshot::{Sample, SampleValue};
-
-/// One recovery, as reported.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Recovery {
-    /// What the file holds (one of [`KINDS`]).
-    pub kind: &'static str,
-    pub file: PathBuf,
-    pub moved_to: PathBuf,
-    pub error: String,
-}
-
-static RECOVERIES: Mutex<Vec<Recovery>> = Mutex::new(Vec::new());
+use crate::monitor::Telemetry;
 
 /// Reads and parses `path`. Missing: `Ok(None)`. Unparsable (corrupt, truncated, empty, not
 /// UTF-8): moved aside, reported, `Ok(None)`. Unreadable for another reason (permissions):
@@ -34,6 +20,7 @@ static RECOVERIES: Mutex<Vec<Recovery>> = Mutex::new(Vec::new());
 pub fn load_json<T: DeserializeOwned>(
     path: &Path,
     kind: &'static str,
+    telemetry: &Telemetry,
 ) -> Result<Option<T>, String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
@@ -43,7 +30,7 @@ pub fn load_json<T: DeserializeOwned>(
     match serde_json::from_slice::<T>(&bytes) {
         Ok(v) => Ok(Some(v)),
         Err(e) => {
-            quarantine(path, kind, &describe(&e, bytes.len()));
+            quarantine(path, kind, &describe(&e, bytes.len()), telemetry);
             Ok(None)
         }
     }
@@ -60,7 +47,7 @@ fn describe(e: &serde_json::Error, len: usize) -> String {
 }
 
 /// Moves a damaged state file aside and reports it.
-pub fn quarantine(path: &Path, kind: &'static str, error: &str) {
+pub fn quarantine(path: &Path, kind: &'static str, error: &str, telemetry: &Telemetry) {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -81,53 +68,25 @@ pub fn quarantine(path: &Path, kind: &'static str, error: &str) {
             tracing::error!(kind, file = %path.display(), error, rename_error = %crate::logging::error_chain(&e), "state file corrupt and cannot be moved aside: it will be overwritten with fresh state")
         }
     }
-    crate::audit::error(
+    telemetry.error(
         "state",
         &format!("state file {} corrupt: {error}", path.display()),
         serde_json::json!({ "kind": kind, "file": path, "movedTo": moved.is_ok().then_some(&moved_to) }),
     );
-    RECOVERIES.lock().expect("recoveries lock").push(Recovery {
-        kind,
-        file: path.to_path_buf(),
-        moved_to,
-        error: error.to_string(),
-    });
+    telemetry.add(&catalog::STATE_FILES_RECOVERED, &[kind], 1);
+    telemetry.recommend(format!(
+        "State file {} was corrupt ({}); moved to {} and started fresh: inspect it, then delete it",
+        path.display(),
+        error,
+        moved_to.display()
+    ));
 }
 
-/// Recoveries since the agent started.
-pub fn recoveries() -> Vec<Recovery> {
-    RECOVERIES.lock().expect("recoveries lock").clone()
-}
-
-/// What `/health/codex` recommends after a recovery (one line per file).
-pub fn recommendations() -> Vec<String> {
-    recoveries()
-        .iter()
-        .map(|r| {
-            format!(
-                "State file {} was corrupt ({}); moved to {} and started fresh: inspect it, then delete it",
-                r.file.display(),
-                r.error,
-                r.moved_to.display()
-            )
-        })
-        .collect()
-}
-
-/// `codex_sentinel_state_files_recovered_total{kind}` (every kind, zero included).
-pub fn samples() -> Vec<Sample> {
-    let mut counts: BTreeMap<&'static str, u64> = KINDS.iter().map(|k| (*k, 0)).collect();
-    for r in recoveries() {
-        *counts.entry(r.kind).or_default() += 1;
+/// Publishes `codex_sentinel_state_files_recovered_total{kind}` for every kind, zero included.
+pub fn declare(telemetry: &Telemetry) {
+    for kind in KINDS {
+        telemetry.declare(&catalog::STATE_FILES_RECOVERED, &[kind]);
     }
-    counts
-        .into_iter()
-        .map(|(kind, n)| Sample {
-            def: &catalog::STATE_FILES_RECOVERED,
-            labels: vec![kind.into()],
-            value: SampleValue::Counter(n as f64),
-        })
-        .collect()
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new content:
@@ -160,17 +119,26 @@ mod tests {
     fn damaged_files_are_moved_aside_and_missing_ones_are_fresh() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("x.json");
-        assert_eq!(load_json::<serde_json::Value>(&f, "history").unwrap(), None);
+        let t = Telemetry::default();
+        assert_eq!(
+            load_json::<serde_json::Value>(&f, "history", &t).unwrap(),
+            None
+        );
         for bad in [&b""[..], b"{\"a\": [1, 2", b"\xff\xfe", b"{} trailing"] {
             std::fs::write(&f, bad).unwrap();
-            assert_eq!(load_json::<serde_json::Value>(&f, "history").unwrap(), None);
+            assert_eq!(
+                load_json::<serde_json::Value>(&f, "history", &t).unwrap(),
+                None
+            );
             assert!(!f.exists(), "moved aside");
         }
+        assert_eq!(t.get(&catalog::STATE_FILES_RECOVERED, &["history"]), 4);
+        assert_eq!(t.recommendations().len(), 4);
         let aside = std::fs::read_dir(dir.path()).unwrap().count();
         assert!(aside >= 1);
         std::fs::write(&f, b"{\"a\": 1}").unwrap();
         assert_eq!(
-            load_json::<serde_json::Value>(&f, "history").unwrap(),
+            load_json::<serde_json::Value>(&f, "history", &t).unwrap(),
             Some(serde_json::json!({"a": 1}))
         );
     }

@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 
 use super::state::EngineState;
 use super::{Notification, SinkKind};
+use crate::monitor::Telemetry;
 
 /// Name of the state file inside `<stateDir>/alerts/`.
 pub const STATE_FILE: &str = "state.json";
@@ -58,12 +59,12 @@ impl Store {
     /// Opens (creating if needed) `<dir>/state.json`. A file that cannot be parsed is moved
     /// aside (`state.json.corrupt-<ms>`) and reported ([`crate::statefile`]), never silently
     /// overwritten.
-    pub fn open(dir: &Path) -> Result<Store, String> {
+    pub fn open(dir: &Path, telemetry: &Telemetry) -> Result<Store, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create alert state directory {}: {e}", dir.display()))?;
         let file = dir.join(STATE_FILE);
-        let persisted =
-            crate::statefile::load_json::<Persisted>(&file, "alerts")?.unwrap_or_default();
+        let persisted = crate::statefile::load_json::<Persisted>(&file, "alerts", telemetry)?
+            .unwrap_or_default();
         let store = Store {
             file: Some(file),
             inner: Mutex::new(persisted),

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::executions::sketch::Sketch;
 use super::executions::{Execution, Outcome};
+use super::Telemetry;
 
 /// Name of the history file inside `stateDir`.
 pub const HISTORY_FILE: &str = "history.json";
@@ -98,15 +99,16 @@ pub fn hour_of(ms: u64) -> u64 {
 
 /// Reads `<stateDir>/history.json`; a damaged file or another version is moved aside
 /// ([`crate::statefile`]) and history starts empty.
-pub fn load(state_dir: &Path) -> Result<Vec<Hour>, String> {
+pub fn load(state_dir: &Path, telemetry: &Telemetry) -> Result<Vec<Hour>, String> {
     let path = state_dir.join(HISTORY_FILE);
-    match crate::statefile::load_json::<HistoryFile>(&path, "history")? {
+    match crate::statefile::load_json::<HistoryFile>(&path, "history", telemetry)? {
         Some(f) if f.version == HISTORY_VERSION => Ok(f.hours),
         Some(f) => {
             crate::statefile::quarantine(
                 &path,
                 "history",
                 &format!("format version {} (expected {HISTORY_VERSION})", f.version),
+                telemetry,
             );
             Ok(Vec::new())
         }
@@ -116,7 +118,7 @@ pub fn load(state_dir: &Path) -> Result<Vec<Hour>, String> {
 
 impl History {
     /// The history of `config`, restored from its file; in memory only when disabled.
-    pub fn new(config: &crate::config::Config) -> Self {
+    pub fn new(config: &crate::config::Config, telemetry: &Telemetry) -> Self {
         let h = &config.history;
         let mut history = History {
             retention_ms: h.retention_days.saturating_mul(24 * HOUR_MS),
@@ -125,7 +127,7 @@ impl History {
         if !h.enabled {
             return history;
         }
-        match load(&config.state_dir) {
+        match load(&config.state_dir, telemetry) {
             Ok(hours) => history.hours = hours.into_iter().map(|h| (h.start, h)).collect(),
             Err(e) => tracing::error!(error = %e, "history not restored; starting empty"),
         }

@@ -9,6 +9,7 @@ pub mod history;
 pub mod probes;
 pub mod resources;
 pub mod snapshot;
+pub mod telemetry;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,7 @@ use resources::{ResourceSample, ResourceStats};
 use snapshot::{
     HealthReport, MetricsReport, Performance, ProbeSummary, Sample, SampleValue, Snapshot, Status,
 };
+pub use telemetry::Telemetry;
 
 /// A monitor that has not published for this long is stuck: `/livez` fails and the
 /// `agent-stalled` rule fires.
@@ -61,17 +63,11 @@ impl Observation {
     }
 }
 
-/// Per-source counts of observations dropped on a full queue.
-#[derive(Debug, Default)]
-pub struct DropCounters {
-    counts: std::sync::Mutex<BTreeMap<&'static str, u64>>,
-}
-
 /// The sending side handed to sources: never blocks.
 #[derive(Debug, Clone)]
 pub struct ObservationSender {
     tx: mpsc::Sender<Observation>,
-    dropped: Arc<DropCounters>,
+    telemetry: Telemetry,
 }
 
 impl ObservationSender {
@@ -79,13 +75,7 @@ impl ObservationSender {
     pub fn send(&self, obs: Observation) {
         let source = obs.source();
         if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(obs) {
-            *self
-                .dropped
-                .counts
-                .lock()
-                .expect("drop counter lock")
-                .entry(source)
-                .or_default() += 1;
+            self.telemetry.observation_dropped(source);
             tracing::warn!(source, "monitor queue full: observation dropped");
         }
     }
@@ -96,23 +86,24 @@ impl ObservationSender {
     pub async fn send_wait(&self, obs: Observation) -> bool {
         self.tx.send(obs).await.is_ok()
     }
+
+    /// The agent's telemetry handle, for the parts a source starts.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
 }
 
-/// Creates the queue between sources and the monitor.
-pub fn channel() -> (
-    ObservationSender,
-    mpsc::Receiver<Observation>,
-    Arc<DropCounters>,
-) {
+/// Creates the queue between sources and the monitor, and the agent's [`Telemetry`].
+pub fn channel() -> (ObservationSender, mpsc::Receiver<Observation>, Telemetry) {
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-    let dropped = Arc::new(DropCounters::default());
+    let telemetry = Telemetry::default();
     (
         ObservationSender {
             tx,
-            dropped: dropped.clone(),
+            telemetry: telemetry.clone(),
         },
         rx,
-        dropped,
+        telemetry,
     )
 }
 
@@ -137,25 +128,18 @@ pub struct Monitor {
     availability: AvailabilityTracker,
     resources: ResourceStats,
     executions: ExecutionStats,
-    dropped: Arc<DropCounters>,
+    /// The agent's own counters and error lines (see [`telemetry`]).
+    telemetry: Telemetry,
     /// The alert engine's published view, when alerting is on (read, never waited for).
     alerts: Option<watch::Receiver<Arc<crate::alerts::AlertsView>>>,
     /// Applied configuration reloads ([`crate::reload`]).
     updates: Option<watch::Receiver<Arc<crate::reload::Update>>>,
     /// Per-hour aggregates for reports and learned baselines.
     history: crate::monitor::history::History,
-    /// Failed export cycles, written by the exporters.
-    export_errors: Arc<crate::export::ExportErrors>,
 }
 
 impl Monitor {
-    /// Shares the exporters' error counters so that snapshots publish them.
-    pub fn with_export_errors(mut self, errors: Arc<crate::export::ExportErrors>) -> Self {
-        self.export_errors = errors;
-        self
-    }
-
-    pub fn new(config: Arc<Config>, specs: Vec<ProbeSpec>, dropped: Arc<DropCounters>) -> Self {
+    pub fn new(config: Arc<Config>, specs: Vec<ProbeSpec>, telemetry: Telemetry) -> Self {
         let probes = specs
             .iter()
             .map(|s| {
@@ -170,8 +154,8 @@ impl Monitor {
                 (s.name.clone(), stats)
             })
             .collect();
-        let executions = ExecutionStats::new(&config);
-        let history = crate::monitor::history::History::new(&config);
+        let executions = ExecutionStats::new(&config, &telemetry);
+        let history = history::History::new(&config, &telemetry);
         Monitor {
             resources: ResourceStats::new(config.processes.window),
             config,
@@ -181,11 +165,10 @@ impl Monitor {
             probes,
             availability: AvailabilityTracker::default(),
             executions,
-            dropped,
+            telemetry,
             alerts: None,
             updates: None,
             history,
-            export_errors: Default::default(),
         }
     }
 
@@ -310,7 +293,7 @@ impl Monitor {
             reliability_metrics: reliability,
         };
         let mut recommendations = health::recommendations(&checks);
-        recommendations.extend(crate::statefile::recommendations());
+        recommendations.extend(self.telemetry.recommendations());
         if !self.config.health_monitoring.enabled {
             recommendations.push(
                 "Health monitoring is disabled (ENABLE_CODEX_HEALTH_MONITORING=false)".into(),
@@ -434,33 +417,18 @@ impl Monitor {
             vec![env!("CARGO_PKG_VERSION").into()],
             SampleValue::Gauge(1.0),
         );
-        let dropped = self
-            .dropped
-            .counts
-            .lock()
-            .expect("drop counter lock")
-            .clone();
         for source in ["probe", "processes", "oplog"] {
-            let n = dropped.get(source).copied().unwrap_or(0);
+            let n = self.telemetry.dropped(source);
             push(
                 &catalog::AGENT_DROPPED_OBSERVATIONS,
                 vec![source.into()],
                 SampleValue::Counter(n as f64),
             );
         }
-        for exporter in crate::export::EXPORTERS {
-            push(
-                &catalog::AGENT_EXPORT_ERRORS,
-                vec![(*exporter).into()],
-                SampleValue::Counter(self.export_errors.get(exporter) as f64),
-            );
-        }
         if let Some(view) = &self.alerts {
             out.extend(view.borrow().samples());
         }
-        out.extend(crate::audit::samples());
-        out.extend(crate::reload::samples());
-        out.extend(crate::statefile::samples());
+        out.extend(self.telemetry.samples());
         self.resources.extra_samples(&mut out);
         out
     }

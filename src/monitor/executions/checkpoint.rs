@@ -12,6 +12,7 @@ use super::window::Slot;
 use super::{ExecutionStats, FileCursor};
 use crate::config::Config;
 use crate::monitor::snapshot::RecentFailure;
+use crate::monitor::Telemetry;
 
 /// The checkpoint's file name inside the state directory.
 pub const CHECKPOINT_FILE: &str = "operations-log.json";
@@ -52,7 +53,10 @@ pub fn checkpoint_path(config: &Config) -> PathBuf {
 }
 
 /// Reads the checkpoint, if there is a usable one. `S` lets the reader skip the statistics.
-pub fn load_checkpoint<S: serde::de::DeserializeOwned>(path: &Path) -> Option<Checkpoint<S>> {
+pub fn load_checkpoint<S: serde::de::DeserializeOwned>(
+    path: &Path,
+    telemetry: &Telemetry,
+) -> Option<Checkpoint<S>> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
@@ -68,7 +72,7 @@ pub fn load_checkpoint<S: serde::de::DeserializeOwned>(path: &Path) -> Option<Ch
             None
         }
         Err(e) => {
-            crate::statefile::quarantine(path, "oplog", &e.to_string());
+            crate::statefile::quarantine(path, "oplog", &e.to_string(), telemetry);
             None
         }
     }

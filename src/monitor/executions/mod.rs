@@ -81,13 +81,13 @@ impl Default for ExecutionStats {
     fn default() -> Self {
         let mut config = Config::default();
         config.operations_log.enabled = false;
-        ExecutionStats::new(&config)
+        ExecutionStats::new(&config, &super::Telemetry::default())
     }
 }
 
 impl ExecutionStats {
     /// Statistics for `config`, restored from the checkpoint when the log is enabled.
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config, telemetry: &super::Telemetry) -> Self {
         let ol = &config.operations_log;
         let thresholds = &config.health_monitoring.thresholds;
         let mut stats = ExecutionStats {
@@ -110,7 +110,7 @@ impl ExecutionStats {
         };
         if ol.enabled {
             let path = checkpoint_path(config);
-            if let Some(c) = load_checkpoint::<Persisted>(&path) {
+            if let Some(c) = load_checkpoint::<Persisted>(&path, telemetry) {
                 tracing::info!(
                     path = %path.display(),
                     executions = c.stats.totals.iter().map(|a| a.total).sum::<u64>(),
@@ -499,7 +499,7 @@ mod tests {
             ..Default::default()
         };
         let now = crate::util::now_ms();
-        let mut s = ExecutionStats::new(&config);
+        let mut s = ExecutionStats::new(&config, &crate::monitor::Telemetry::default());
         let mut e = exec(now - 5000, 0, 1234.0, Outcome::Failure);
         e.error = Some("boom".into());
         s.apply(
@@ -512,7 +512,7 @@ mod tests {
             now,
         );
         s.flush();
-        let restored = ExecutionStats::new(&config);
+        let restored = ExecutionStats::new(&config, &crate::monitor::Telemetry::default());
         assert_eq!(restored.metrics(now), s.metrics(now));
         assert_eq!(restored.samples(), s.samples());
         let (mut a, mut b) = (ReliabilityMetrics::default(), ReliabilityMetrics::default());
