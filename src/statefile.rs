@@ -7,7 +7,9 @@
 //! `codex_sentinel_state_files_recovered_total{kind}` counter and a recommendation in
 //! `/health/codex` — and the agent starts that part with fresh state.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 
 use serde::de::DeserializeOwned;
 
@@ -82,6 +84,204 @@ pub fn quarantine(path: &Path, kind: &'static str, error: &str, telemetry: &Tele
     ));
 }
 
+/// Latest bytes per file, written by one thread; see [`Persister`].
+#[derive(Default)]
+struct Queue {
+    /// Newest bytes per file not yet taken by the writer: a newer version replaces an older
+    /// one (coalescing), so the queue holds at most one entry per file.
+    pending: BTreeMap<PathBuf, Vec<u8>>,
+    /// The writer is writing what it took.
+    busy: bool,
+    /// The owner is gone: write what is pending, then exit.
+    closed: bool,
+    /// Failed writes per file since the start, and the last error.
+    failures: BTreeMap<PathBuf, (u64, String)>,
+    /// Files written (each a temporary file, fsync, rename, fsync of the directory).
+    writes: u64,
+    #[cfg(test)]
+    paused: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Wakes the writer.
+    work: Condvar,
+    /// Wakes whoever waits for the writer to be idle ([`StateWriter::flushed`]).
+    idle: tokio::sync::Notify,
+}
+
+/// Writes the agent's state files on one plain thread, so that no fsync ever runs on an async
+/// worker or under a lock an async task waits for. [`StateWriter::submit`] hands serialized
+/// bytes over and returns at once; a file submitted again before the thread took it is written
+/// once, with the newest bytes. Dropping the persister writes what is pending and ends the
+/// thread (at teardown: everything submitted is on disk once the owner is gone).
+pub struct Persister {
+    writer: StateWriter,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A handle to submit files to the [`Persister`]'s thread.
+#[derive(Clone)]
+pub struct StateWriter {
+    shared: Arc<Shared>,
+}
+
+impl Persister {
+    pub fn start() -> Persister {
+        let shared = StateWriter::default().shared;
+        let thread = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("state-writer".into())
+            .spawn(move || write_loop(&thread));
+        let thread = match spawned {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // Without the thread nothing is written; say so once, loudly.
+                tracing::error!(error = %e, "cannot start the state-file writer: state is not persisted");
+                None
+            }
+        };
+        Persister {
+            writer: StateWriter { shared },
+            thread,
+        }
+    }
+
+    pub fn writer(&self) -> StateWriter {
+        self.writer.clone()
+    }
+}
+
+impl Drop for Persister {
+    fn drop(&mut self) {
+        self.writer.lock().closed = true;
+        self.writer.shared.work.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for StateWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateWriter").finish_non_exhaustive()
+    }
+}
+
+impl Default for StateWriter {
+    /// A writer without a thread: for state that is kept in memory only (nothing submitted to
+    /// it is ever written).
+    fn default() -> Self {
+        StateWriter {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue::default()),
+                work: Condvar::new(),
+                idle: tokio::sync::Notify::new(),
+            }),
+        }
+    }
+}
+
+impl StateWriter {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.shared.queue.lock().expect("state writer lock")
+    }
+
+    /// Queues `bytes` as the new content of `path`, replacing a version not yet written.
+    pub fn submit(&self, path: &Path, bytes: Vec<u8>) {
+        self.lock().pending.insert(path.to_path_buf(), bytes);
+        self.shared.work.notify_one();
+    }
+
+    /// Failed writes of `path` so far and the last error.
+    pub fn failures(&self, path: &Path) -> Option<(u64, String)> {
+        self.lock().failures.get(path).cloned()
+    }
+
+    /// Files written so far.
+    pub fn writes(&self) -> u64 {
+        self.lock().writes
+    }
+
+    /// Resolves once everything submitted before the call is on disk (or failed).
+    pub async fn flushed(&self) {
+        loop {
+            let idle = self.shared.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            {
+                let q = self.lock();
+                if q.pending.is_empty() && !q.busy {
+                    return;
+                }
+            }
+            idle.await;
+        }
+    }
+
+    /// Blocks until everything submitted is on disk (or failed): for tests without a runtime.
+    #[cfg(test)]
+    pub(crate) fn wait_idle(&self) {
+        loop {
+            {
+                let q = self.lock();
+                if q.pending.is_empty() && !q.busy {
+                    return;
+                }
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    #[cfg(test)]
+    fn pause(&self, paused: bool) {
+        self.lock().paused = paused;
+        self.shared.work.notify_one();
+    }
+}
+
+fn write_loop(shared: &Shared) {
+    let mut q = shared.queue.lock().expect("state writer lock");
+    loop {
+        #[cfg(test)]
+        let paused = q.paused;
+        #[cfg(not(test))]
+        let paused = false;
+        if q.pending.is_empty() || paused {
+            if q.closed && q.pending.is_empty() {
+                return;
+            }
+            q = shared.work.wait(q).expect("state writer lock");
+            continue;
+        }
+        let batch = std::mem::take(&mut q.pending);
+        q.busy = true;
+        drop(q);
+        let outcomes: Vec<(PathBuf, std::io::Result<()>)> = batch
+            .into_iter()
+            .map(|(path, bytes)| {
+                let result = write_atomically(&path, &bytes);
+                (path, result)
+            })
+            .collect();
+        q = shared.queue.lock().expect("state writer lock");
+        for (path, result) in outcomes {
+            match result {
+                Ok(()) => q.writes += 1,
+                Err(e) => {
+                    let entry = q.failures.entry(path).or_insert((0, String::new()));
+                    entry.0 += 1;
+                    entry.1 = crate::logging::error_chain(&e);
+                }
+            }
+        }
+        q.busy = false;
+        if q.pending.is_empty() {
+            shared.idle.notify_waiters();
+        }
+    }
+}
+
 /// Publishes `codex_sentinel_state_files_recovered_total{kind}` for every kind, zero included.
 pub fn declare(telemetry: &Telemetry) {
     for kind in KINDS {
@@ -141,5 +341,55 @@ mod tests {
             load_json::<serde_json::Value>(&f, "history", &t).unwrap(),
             Some(serde_json::json!({"a": 1}))
         );
+    }
+
+    #[tokio::test]
+    async fn versions_submitted_while_the_writer_is_busy_are_written_once_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("state.json");
+        let persister = Persister::start();
+        let w = persister.writer();
+        w.pause(true);
+        for i in 0..100 {
+            w.submit(&f, format!("{{\"version\": {i}}}").into_bytes());
+        }
+        assert_eq!(w.lock().pending.len(), 1, "one entry per file");
+        w.pause(false);
+        w.flushed().await;
+        assert_eq!(w.writes(), 1);
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "{\"version\": 99}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_counted_and_blocks_nobody() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-dir");
+        std::fs::write(&blocker, b"file").unwrap();
+        let bad = blocker.join("state.json");
+        let good = dir.path().join("good.json");
+        let persister = Persister::start();
+        let w = persister.writer();
+        w.submit(&bad, b"{}".to_vec());
+        w.submit(&good, b"{}".to_vec());
+        w.flushed().await;
+        let (n, error) = w.failures(&bad).expect("the failure is reported");
+        assert_eq!(n, 1);
+        assert!(!error.is_empty());
+        assert_eq!(w.failures(&good), None);
+        assert_eq!(std::fs::read(&good).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn dropping_the_persister_writes_what_is_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("last.json");
+        let persister = Persister::start();
+        let w = persister.writer();
+        w.pause(true);
+        w.submit(&f, b"[1]".to_vec());
+        w.pause(false);
+        drop(persister);
+        assert_eq!(w.writes(), 1);
+        assert_eq!(std::fs::read(&f).unwrap(), b"[1]");
     }
 }

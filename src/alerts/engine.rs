@@ -804,6 +804,7 @@ async fn run(
             changed
         });
         if let Some(reply) = answer {
+            store.persisted().await;
             let _ = reply.send(engine.maintenance().cloned());
         }
     }

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{self, MetricDef};
 use crate::config::Config;
+use crate::statefile::Persister;
 use crate::util::now_ms;
 use availability::AvailabilityTracker;
 use executions::{ExecutionBatch, ExecutionStats};
@@ -135,7 +136,9 @@ pub struct Monitor {
     /// Applied configuration reloads ([`crate::reload`]).
     updates: Option<watch::Receiver<Arc<crate::reload::Update>>>,
     /// Per-hour aggregates for reports and learned baselines.
-    history: crate::monitor::history::History,
+    history: history::History,
+    /// The thread that writes the checkpoint and the history: no fsync on this task.
+    persister: Persister,
 }
 
 impl Monitor {
@@ -154,8 +157,9 @@ impl Monitor {
                 (s.name.clone(), stats)
             })
             .collect();
-        let executions = ExecutionStats::new(&config, &telemetry);
-        let history = history::History::new(&config, &telemetry);
+        let persister = Persister::start();
+        let executions = ExecutionStats::new(&config, &telemetry, persister.writer());
+        let history = history::History::new(&config, &telemetry, persister.writer());
         Monitor {
             resources: ResourceStats::new(config.processes.window),
             config,
@@ -169,6 +173,7 @@ impl Monitor {
             alerts: None,
             updates: None,
             history,
+            persister,
         }
     }
 
@@ -490,6 +495,7 @@ impl Monitor {
         // The operations-log positions and statistics, as far as they were applied.
         self.executions.flush();
         self.history.flush();
+        self.persister.writer().flushed().await;
     }
 }
 

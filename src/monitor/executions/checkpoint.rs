@@ -79,6 +79,7 @@ pub fn load_checkpoint<S: serde::de::DeserializeOwned>(
 }
 
 impl ExecutionStats {
+    /// Hands the checkpoint to the state writer (it is written on its thread, never here).
     pub(super) fn write_checkpoint(&mut self) {
         let Some(path) = &self.checkpoint else {
             return;
@@ -92,21 +93,34 @@ impl ExecutionStats {
         };
         let bytes = serde_json::to_vec(&checkpoint).expect("checkpoint serializes");
         self.last_write = Some(Instant::now());
-        match crate::statefile::write_atomically(path, &bytes) {
-            Ok(()) => self.dirty = false,
-            Err(e) => {
-                self.write_failures += 1;
-                *self
-                    .state
-                    .read_errors
-                    .entry("checkpoint_write".into())
-                    .or_default() += 1;
-                // Once a minute at most (one attempt a second while it fails).
-                if self.write_failures % 60 == 1 {
-                    tracing::warn!(path = %path.display(), error = %crate::logging::error_chain(&e), failures = self.write_failures,
-                        "cannot write the operations-log checkpoint: a restart would re-read from the last good one");
-                }
-            }
+        self.writer.submit(path, bytes);
+        self.dirty = false;
+    }
+
+    /// Counts the writes the state writer reported failed since the last look; a failure
+    /// leaves the statistics dirty, so the next due checkpoint tries again.
+    pub(super) fn check_writes(&mut self) {
+        let Some(path) = &self.checkpoint else {
+            return;
+        };
+        let Some((failures, error)) = self.writer.failures(path) else {
+            return;
+        };
+        let new = failures - self.write_failures;
+        if new == 0 {
+            return;
+        }
+        self.write_failures = failures;
+        self.dirty = true;
+        *self
+            .state
+            .read_errors
+            .entry("checkpoint_write".into())
+            .or_default() += new;
+        // Once a minute at most (one attempt a second while it fails).
+        if (failures - new) / 60 != failures / 60 || failures == new {
+            tracing::warn!(path = %path.display(), error = %error, failures = self.write_failures,
+                "cannot write the operations-log checkpoint: a restart would re-read from the last good one");
         }
     }
 }
