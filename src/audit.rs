@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog;
 use crate::config::AuditLogConfig;
 use crate::monitor::snapshot::{Snapshot, Status};
-use crate::monitor::telemetry::{ErrorLine, Telemetry};
+use crate::telemetry::{ErrorLine, Telemetry};
 use crate::util::now_ms;
 
 /// Lines waiting for the writer. Beyond this the newest line is dropped and counted: a slow

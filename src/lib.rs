@@ -18,6 +18,7 @@ pub mod report;
 pub mod server;
 pub mod sources;
 pub mod statefile;
+pub mod telemetry;
 pub mod util;
 
 use std::net::SocketAddr;

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use crate::catalog;
 use crate::config::{Config, ConfigError, Secret};
-use crate::monitor::Telemetry;
+use crate::telemetry::Telemetry;
 
 /// Key prefixes whose new values take effect only at the next start.
 pub const RESTART_ONLY: &[&str] = &[
@@ -56,22 +56,7 @@ pub fn needs_restart(key: &str) -> bool {
     })
 }
 
-/// What the running parts receive after a successful reload.
-#[derive(Debug, Clone)]
-pub struct Update {
-    /// 0 at start, then one more per applied reload.
-    pub generation: u64,
-    /// The configuration to run with: the new one, with [`RESTART_ONLY`] sections kept.
-    pub config: Arc<Config>,
-    /// The configuration as loaded (what the next start will use).
-    pub loaded: Arc<Config>,
-    /// Keys that differ from the previous configuration, sorted.
-    pub changed: Vec<String>,
-    /// The subset of `changed` that waits for a restart.
-    pub restart_required: Vec<String>,
-    /// What triggered it (`SIGHUP`, `config file change`).
-    pub trigger: String,
-}
+pub use crate::config::update::{next_update, Update};
 
 /// The result of one reload request.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,20 +172,6 @@ impl Reloader {
             changed,
             restart_required,
         }
-    }
-}
-
-/// The next applied reload; never resolves without a reloader (or once it is gone).
-pub async fn next_update(updates: &mut Option<watch::Receiver<Arc<Update>>>) -> Arc<Update> {
-    match updates {
-        Some(rx) => {
-            if rx.changed().await.is_ok() {
-                return rx.borrow_and_update().clone();
-            }
-            *updates = None;
-            std::future::pending().await
-        }
-        None => std::future::pending().await,
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use serde::de::DeserializeOwned;
 
 use crate::catalog;
-use crate::monitor::Telemetry;
+use crate::telemetry::Telemetry;
 
 /// Reads and parses `path`. Missing: `Ok(None)`. Unparsable (corrupt, truncated, empty, not
 /// UTF-8): moved aside, reported, `Ok(None)`. Unreadable for another reason (permissions):

@@ -35,7 +35,7 @@ use super::{
 };
 use crate::config::{AlertingConfig, Config};
 use crate::monitor::snapshot::Snapshot;
-use crate::monitor::Telemetry;
+use crate::telemetry::Telemetry;
 use crate::util::now_ms;
 use crate::util::time::{format_rfc3339, parse_time};
 

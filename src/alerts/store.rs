@@ -17,8 +17,8 @@ use tokio::sync::Notify;
 
 use super::state::EngineState;
 use super::{Notification, SinkKind};
-use crate::monitor::Telemetry;
 use crate::statefile::Persister;
+use crate::telemetry::Telemetry;
 
 /// Name of the state file inside `<stateDir>/alerts/`.
 pub const STATE_FILE: &str = "state.json";

@@ -16,6 +16,7 @@ mod oplog;
 mod processes;
 mod secret;
 mod show;
+pub mod update;
 
 pub use agent::{ApplicationSettings, AuditLogConfig, HistoryConfig, LoggingConfig, ReloadConfig};
 pub use alerting::{

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::catalog;
 use crate::config::Config;
-use crate::monitor::Telemetry;
+use crate::telemetry::Telemetry;
 
 /// Names of the exporters, as the `exporter` label spells them.
 pub const EXPORTERS: &[&str] = &[otlp::EXPORTER, statsd::EXPORTER];

@@ -9,7 +9,6 @@ pub mod history;
 pub mod probes;
 pub mod resources;
 pub mod snapshot;
-pub mod telemetry;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::{self, MetricDef};
 use crate::config::Config;
 use crate::statefile::Persister;
+pub use crate::telemetry::Telemetry;
 use crate::util::now_ms;
 use availability::AvailabilityTracker;
 use executions::{ExecutionBatch, ExecutionStats};
@@ -31,7 +31,6 @@ use resources::{ResourceSample, ResourceStats};
 use snapshot::{
     HealthReport, MetricsReport, Performance, ProbeSummary, Sample, SampleValue, Snapshot, Status,
 };
-pub use telemetry::Telemetry;
 
 /// A monitor that has not published for this long is stuck: `/livez` fails and the
 /// `agent-stalled` rule fires.
@@ -129,12 +128,12 @@ pub struct Monitor {
     availability: AvailabilityTracker,
     resources: ResourceStats,
     executions: ExecutionStats,
-    /// The agent's own counters and error lines (see [`telemetry`]).
+    /// The agent's own counters and error lines (see [`crate::telemetry`]).
     telemetry: Telemetry,
     /// The alert engine's published view, when alerting is on (read, never waited for).
     alerts: Option<watch::Receiver<Arc<crate::alerts::AlertsView>>>,
-    /// Applied configuration reloads ([`crate::reload`]).
-    updates: Option<watch::Receiver<Arc<crate::reload::Update>>>,
+    /// Applied configuration reloads.
+    updates: Option<watch::Receiver<Arc<crate::config::update::Update>>>,
     /// Per-hour aggregates for reports and learned baselines.
     history: history::History,
     /// The thread that writes the checkpoint and the history: no fsync on this task.
@@ -180,7 +179,7 @@ impl Monitor {
     /// Takes new thresholds and probe lists from configuration reloads.
     pub fn with_config_updates(
         mut self,
-        mut updates: watch::Receiver<Arc<crate::reload::Update>>,
+        mut updates: watch::Receiver<Arc<crate::config::update::Update>>,
     ) -> Self {
         updates.mark_unchanged();
         self.updates = Some(updates);
@@ -433,7 +432,16 @@ impl Monitor {
         if let Some(view) = &self.alerts {
             out.extend(view.borrow().samples());
         }
-        out.extend(self.telemetry.samples());
+        out.extend(
+            self.telemetry
+                .counters()
+                .into_iter()
+                .map(|(def, labels, n)| Sample {
+                    def,
+                    labels,
+                    value: SampleValue::Counter(n as f64),
+                }),
+        );
         self.resources.extra_samples(&mut out);
         out
     }
@@ -456,7 +464,7 @@ impl Monitor {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                update = crate::reload::next_update(&mut updates) => {
+                update = crate::config::update::next_update(&mut updates) => {
                     let specs = probes::specs(&update.config);
                     self.reconfigure(update.config.clone(), specs);
                 }

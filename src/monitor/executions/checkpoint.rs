@@ -12,7 +12,7 @@ use super::window::Slot;
 use super::{ExecutionStats, FileCursor};
 use crate::config::Config;
 use crate::monitor::snapshot::RecentFailure;
-use crate::monitor::Telemetry;
+use crate::telemetry::Telemetry;
 
 /// The checkpoint's file name inside the state directory.
 pub const CHECKPOINT_FILE: &str = "operations-log.json";

@@ -512,7 +512,7 @@ mod tests {
         let persister = crate::statefile::Persister::start();
         let mut s = ExecutionStats::new(
             &config,
-            &crate::monitor::Telemetry::default(),
+            &crate::telemetry::Telemetry::default(),
             persister.writer(),
         );
         let mut e = exec(now - 5000, 0, 1234.0, Outcome::Failure);
@@ -530,7 +530,7 @@ mod tests {
         persister.writer().wait_idle();
         let restored = ExecutionStats::new(
             &config,
-            &crate::monitor::Telemetry::default(),
+            &crate::telemetry::Telemetry::default(),
             persister.writer(),
         );
         assert_eq!(restored.metrics(now), s.metrics(now));
@@ -556,7 +556,7 @@ mod tests {
         let persister = crate::statefile::Persister::start();
         let mut s = ExecutionStats::new(
             &config,
-            &crate::monitor::Telemetry::default(),
+            &crate::telemetry::Telemetry::default(),
             persister.writer(),
         );
         let now = crate::util::now_ms();

@@ -2,7 +2,7 @@
 //! failed export cycles, audit-log lines, configuration reloads, recovered state files, and the
 //! `errors-*.log` lines the parts report.
 //!
-//! One [`Telemetry`] is created with the monitor's queue ([`super::channel`]) by each `start()`
+//! One [`Telemetry`] is created with the monitor's queue (`monitor::channel`) by each `start()`
 //! and handed down to every part that counts; the monitor reads it when it builds a snapshot.
 //! Nothing here is process-global: two agents in one process count apart.
 
@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::snapshot::{Sample, SampleValue};
 use crate::catalog::MetricDef;
 
 /// An `errors-*.log` line reported by a part of the agent.
@@ -89,16 +88,12 @@ impl Telemetry {
             .map_or(0, |c| c.value)
     }
 
-    /// Every declared or counted series, in declaration order.
-    pub fn samples(&self) -> Vec<Sample> {
+    /// Every declared or counted series with its value, in declaration order.
+    pub fn counters(&self) -> Vec<(&'static MetricDef, Vec<String>, u64)> {
         let counters = self.inner.counters.lock().expect("telemetry lock");
         counters
             .iter()
-            .map(|c| Sample {
-                def: c.def,
-                labels: c.labels.clone(),
-                value: SampleValue::Counter(c.value as f64),
-            })
+            .map(|c| (c.def, c.labels.clone(), c.value))
             .collect()
     }
 
@@ -169,11 +164,11 @@ mod tests {
         a.add(&catalog::CONFIG_RELOADS, &["rejected"], 1);
         assert_eq!(a.get(&catalog::CONFIG_RELOADS, &["applied"]), 2);
         assert_eq!(b.get(&catalog::CONFIG_RELOADS, &["applied"]), 0);
-        let labels: Vec<Vec<String>> = a.samples().into_iter().map(|s| s.labels).collect();
+        let labels: Vec<Vec<String>> = a.counters().into_iter().map(|c| c.1).collect();
         assert_eq!(
             labels,
             [vec!["applied".to_string()], vec!["rejected".into()]]
         );
-        assert!(b.samples().is_empty());
+        assert!(b.counters().is_empty());
     }
 }
