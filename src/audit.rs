@@ -4,8 +4,8 @@
 //!
 //! ```text
 //!  snapshots (watch) ─▶ recorder task ─┐                      ┌▶ health-checks-<day>.log
-//!  audit::error(..) from anywhere ─────┼▶ bounded queue ─▶ writer thread ─▶ errors-<day>.log
-//!  SIGUSR1 → audit::reopen() ──────────┘   (drops counted)    └▶ performance-<day>.log
+//!  Telemetry::error(..) ───────────────┼▶ bounded queue ─▶ writer thread ─▶ errors-<day>.log
+//!  SIGUSR1 → AuditLog::reopen() ───────┘   (drops counted)    └▶ performance-<day>.log
 //! ```
 //!
 //! - Lines: one per probe result the monitor published (`health-checks`, with the probe's
@@ -27,7 +27,6 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -38,7 +37,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog;
 use crate::config::AuditLogConfig;
-use crate::monitor::snapshot::{Sample, SampleValue, Snapshot, Status};
+use crate::monitor::snapshot::{Snapshot, Status};
+use crate::telemetry::{ErrorLine, Telemetry};
 use crate::util::now_ms;
 
 /// Lines waiting for the writer. Beyond this the newest line is dropped and counted: a slow
@@ -87,97 +87,99 @@ enum Msg {
     Reopen,
 }
 
-/// Per stream: written, failed, dropped.
-static COUNTS: [[AtomicU64; 3]; 3] = [
-    [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
-    [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
-    [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
-];
-const WRITTEN: usize = 0;
-const FAILED: usize = 1;
-const DROPPED: usize = 2;
+/// The `result` labels of `codex_sentinel_audit_log_lines_total`.
+const WRITTEN: &str = "written";
+const FAILED: &str = "failed";
+const DROPPED: &str = "dropped";
 
-/// The queue of the running writer (none when the files are off or the agent stopped).
-static QUEUE: Mutex<Option<SyncSender<Msg>>> = Mutex::new(None);
+/// One agent's audit log: the queue of its writer thread (none when the files are off or the
+/// agent stopped) and the telemetry its lines are counted in. Clones share the queue.
+#[derive(Clone, Default)]
+pub struct AuditLog {
+    queue: Arc<Mutex<Option<SyncSender<Msg>>>>,
+    telemetry: Telemetry,
+}
 
-fn enqueue(msg: Msg) {
-    let guard = QUEUE.lock().expect("audit queue lock");
-    let Some(tx) = guard.as_ref() else { return };
-    match tx.try_send(msg) {
-        Ok(()) => {}
-        Err(TrySendError::Full(Msg::Line(stream, ..))) => {
-            COUNTS[stream.index()][DROPPED].fetch_add(1, Ordering::Relaxed);
+impl AuditLog {
+    fn enqueue(&self, msg: Msg) {
+        let guard = self.queue.lock().expect("audit queue lock");
+        let Some(tx) = guard.as_ref() else { return };
+        match tx.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(Msg::Line(stream, ..))) => {
+                count(&self.telemetry, stream, DROPPED);
+            }
+            Err(TrySendError::Full(Msg::Reopen)) => {
+                tracing::warn!("audit log writer behind: SIGUSR1 reopen request dropped");
+            }
+            Err(TrySendError::Disconnected(_)) => {}
         }
-        Err(TrySendError::Full(Msg::Reopen)) => {
-            tracing::warn!("audit log writer behind: SIGUSR1 reopen request dropped");
+    }
+
+    /// Appends a line to `errors-<day>.log` (no-op when the files are off).
+    fn error(&self, e: ErrorLine) {
+        let mut line = Map::new();
+        line.insert("timestamp".into(), json!(e.timestamp));
+        line.insert("component".into(), json!(e.component));
+        line.insert("message".into(), json!(e.message));
+        if !e.details.is_null() {
+            line.insert("details".into(), e.details);
         }
-        Err(TrySendError::Disconnected(_)) => {}
+        self.enqueue(Msg::Line(Stream::Errors, e.timestamp, line));
+    }
+
+    /// Closes the files; the next line of each stream opens its file by name again (`SIGUSR1`).
+    pub fn reopen(&self) {
+        self.enqueue(Msg::Reopen);
+    }
+
+    /// Lets the writer finish what is queued and exit; later lines are not written.
+    fn close(&self) {
+        self.telemetry.set_error_sink(None);
+        *self.queue.lock().expect("audit queue lock") = None;
     }
 }
 
-/// Appends a line to `errors-<day>.log` (no-op when the files are off).
-pub fn error(component: &str, message: &str, details: Value) {
-    let now = now_ms();
-    let mut line = Map::new();
-    line.insert("timestamp".into(), json!(now));
-    line.insert("component".into(), json!(component));
-    line.insert("message".into(), json!(message));
-    if !details.is_null() {
-        line.insert("details".into(), details);
-    }
-    enqueue(Msg::Line(Stream::Errors, now, line));
+fn count(telemetry: &Telemetry, stream: Stream, result: &str) {
+    telemetry.add(&catalog::AUDIT_LOG_LINES, &[stream.prefix(), result], 1);
 }
 
-/// Closes the files; the next line of each stream opens its file by name again (`SIGUSR1`).
-pub fn reopen() {
-    enqueue(Msg::Reopen);
-}
-
-/// `codex_sentinel_audit_log_lines_total{stream,result}`.
-pub fn samples() -> Vec<Sample> {
-    let mut out = Vec::new();
+/// Starts the writer thread when `auditLog.enabled` and makes it the destination of the
+/// telemetry's error lines. Called first thing at start, so that what goes wrong while starting
+/// (a corrupt state file) is in `errors-*.log` too.
+pub fn start_writer(config: &AuditLogConfig, telemetry: &Telemetry) -> AuditLog {
     for stream in Stream::ALL {
-        for (result, i) in [
-            ("written", WRITTEN),
-            ("failed", FAILED),
-            ("dropped", DROPPED),
-        ] {
-            out.push(Sample {
-                def: &catalog::AUDIT_LOG_LINES,
-                labels: vec![stream.prefix().into(), result.into()],
-                value: SampleValue::Counter(
-                    COUNTS[stream.index()][i].load(Ordering::Relaxed) as f64
-                ),
-            });
+        for result in [WRITTEN, FAILED, DROPPED] {
+            telemetry.declare(&catalog::AUDIT_LOG_LINES, &[stream.prefix(), result]);
         }
     }
-    out
-}
-
-/// Starts the writer thread when `auditLog.enabled`. Called first thing at start, so that what
-/// goes wrong while starting (a corrupt state file) is in `errors-*.log` too.
-pub fn start_writer(config: &AuditLogConfig) {
+    let log = AuditLog {
+        queue: Arc::default(),
+        telemetry: telemetry.clone(),
+    };
     if !config.enabled {
-        *QUEUE.lock().expect("audit queue lock") = None;
-        return;
+        return log;
     }
     let (tx, rx) = sync_channel(QUEUE_CAPACITY);
-    *QUEUE.lock().expect("audit queue lock") = Some(tx);
-    let writer = Writer::new(config.dir.clone(), config.retention_days);
+    let writer = Writer::new(config.dir.clone(), config.retention_days, telemetry.clone());
     let spawned = std::thread::Builder::new()
         .name("audit-log".into())
         .spawn(move || writer.run(rx));
     if let Err(e) = spawned {
         tracing::error!(error = %crate::logging::error_chain(&e), "cannot start the audit log writer: audit log files are off");
-        *QUEUE.lock().expect("audit queue lock") = None;
-        return;
+        return log;
     }
+    *log.queue.lock().expect("audit queue lock") = Some(tx);
+    let sink = log.clone();
+    telemetry.set_error_sink(Some(Box::new(move |line| sink.error(line))));
     tracing::info!(dir = %config.dir.display(), retention_days = config.retention_days, "audit log files enabled");
+    log
 }
 
 /// Starts the task that turns snapshots into lines (after [`start_writer`]); it closes the
 /// queue at shutdown.
 pub fn spawn_recorder(
+    log: AuditLog,
     config: &AuditLogConfig,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     shutdown: CancellationToken,
@@ -187,6 +189,7 @@ pub fn spawn_recorder(
         return;
     }
     tasks.spawn(record(
+        log,
         snapshots,
         Duration::from_millis(config.performance_interval.max(1)),
         shutdown,
@@ -195,6 +198,7 @@ pub fn spawn_recorder(
 
 /// Turns snapshots into health-check, error and performance lines.
 async fn record(
+    log: AuditLog,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     performance_interval: Duration,
     shutdown: CancellationToken,
@@ -211,19 +215,18 @@ async fn record(
             changed = snapshots.changed() => {
                 if changed.is_err() { break }
                 let snap = snapshots.borrow_and_update().clone();
-                recorder.observe(&snap);
+                recorder.observe(&log, &snap);
             }
             _ = perf.tick() => {
                 let snap = snapshots.borrow().clone();
-                performance_line(&snap);
+                performance_line(&log, &snap);
             }
         }
     }
-    // Dropping the queue lets the writer finish what is queued and exit.
-    *QUEUE.lock().expect("audit queue lock") = None;
+    log.close();
 }
 
-fn performance_line(snap: &Snapshot) {
+fn performance_line(log: &AuditLog, snap: &Snapshot) {
     let now = now_ms();
     let mut line = Map::new();
     line.insert("timestamp".into(), json!(now));
@@ -233,7 +236,7 @@ fn performance_line(snap: &Snapshot) {
         "performance".into(),
         serde_json::to_value(&snap.report.performance).unwrap_or(Value::Null),
     );
-    enqueue(Msg::Line(Stream::Performance, now, line));
+    log.enqueue(Msg::Line(Stream::Performance, now, line));
 }
 
 /// Remembers what was already written, so each probe run and each status change is one line.
@@ -246,7 +249,7 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn observe(&mut self, snap: &Snapshot) {
+    fn observe(&mut self, log: &AuditLog, snap: &Snapshot) {
         for probe in &snap.metrics.probes {
             let seen = self.runs.entry(probe.name.clone()).or_insert(0);
             if probe.runs == *seen {
@@ -254,7 +257,7 @@ impl Recorder {
             }
             *seen = probe.runs;
             if let Some(check) = snap.report.checks.iter().find(|c| c.name == probe.name) {
-                health_line(check, "probe", Some(probe.runs));
+                health_line(log, check, "probe", Some(probe.runs));
             }
         }
         for check in &snap.report.checks {
@@ -263,7 +266,7 @@ impl Recorder {
             }
             if self.statuses.get(&check.name) != Some(&check.status) {
                 self.statuses.insert(check.name.clone(), check.status);
-                health_line(check, "status-change", None);
+                health_line(log, check, "status-change", None);
             }
         }
     }
@@ -271,7 +274,12 @@ impl Recorder {
 
 /// `runs`: the probe's run count, so a reader sees when two runs fell between two snapshots
 /// (only the latest result is on record then).
-fn health_line(check: &crate::monitor::snapshot::HealthCheck, cause: &str, runs: Option<u64>) {
+fn health_line(
+    log: &AuditLog,
+    check: &crate::monitor::snapshot::HealthCheck,
+    cause: &str,
+    runs: Option<u64>,
+) {
     let mut line = match serde_json::to_value(check) {
         Ok(Value::Object(m)) => m,
         _ => return,
@@ -290,9 +298,9 @@ fn health_line(check: &crate::monitor::snapshot::HealthCheck, cause: &str, runs:
         err.insert("check".into(), json!(check.name));
         err.insert("status".into(), json!(check.status));
         err.insert("message".into(), json!(check.message));
-        enqueue(Msg::Line(Stream::Errors, ts, err));
+        log.enqueue(Msg::Line(Stream::Errors, ts, err));
     }
-    enqueue(Msg::Line(Stream::HealthChecks, ts, line));
+    log.enqueue(Msg::Line(Stream::HealthChecks, ts, line));
 }
 
 /// An open file and the day it is for.
@@ -310,10 +318,11 @@ struct Writer {
     /// A write of this stream failed and has not succeeded since (report once).
     failing: [bool; 3],
     last_retention: Option<Instant>,
+    telemetry: Telemetry,
 }
 
 impl Writer {
-    fn new(dir: PathBuf, retention_days: u64) -> Self {
+    fn new(dir: PathBuf, retention_days: u64, telemetry: Telemetry) -> Self {
         Writer {
             dir,
             retention_days,
@@ -321,6 +330,7 @@ impl Writer {
             seq: [0; 3],
             failing: [false; 3],
             last_retention: None,
+            telemetry,
         }
     }
 
@@ -356,13 +366,13 @@ impl Writer {
         let result = self.file(stream, &day).and_then(|f| f.write_all(&bytes));
         match result {
             Ok(()) => {
-                COUNTS[i][WRITTEN].fetch_add(1, Ordering::Relaxed);
+                count(&self.telemetry, stream, WRITTEN);
                 if std::mem::replace(&mut self.failing[i], false) {
                     tracing::info!(stream = stream.prefix(), "audit log writable again");
                 }
             }
             Err(e) => {
-                COUNTS[i][FAILED].fetch_add(1, Ordering::Relaxed);
+                count(&self.telemetry, stream, FAILED);
                 // Reopen on the next line: the directory may come back or be recreated.
                 self.open[i] = None;
                 if !std::mem::replace(&mut self.failing[i], true) {
@@ -439,7 +449,7 @@ mod tests {
     #[test]
     fn lines_go_to_the_day_of_their_timestamp_and_reopen_follows_renames() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = Writer::new(dir.path().to_path_buf(), 0);
+        let mut w = Writer::new(dir.path().to_path_buf(), 0, Telemetry::default());
         let day1 = 1_764_115_200_000; // 2025-11-26T00:00:00Z
         w.write(Stream::Errors, day1, Map::new());
         w.write(Stream::Errors, day1 + 86_400_000, Map::new());
@@ -466,12 +476,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("not-a-dir");
         std::fs::write(&blocker, b"file").unwrap();
-        let mut w = Writer::new(blocker.join("audit"), 0);
-        let before = COUNTS[Stream::Performance.index()][FAILED].load(Ordering::Relaxed);
+        let telemetry = Telemetry::default();
+        let mut w = Writer::new(blocker.join("audit"), 0, telemetry.clone());
         w.write(Stream::Performance, 0, Map::new());
         w.write(Stream::Performance, 0, Map::new());
-        let after = COUNTS[Stream::Performance.index()][FAILED].load(Ordering::Relaxed);
-        assert_eq!(after - before, 2);
+        let failed = telemetry.get(&catalog::AUDIT_LOG_LINES, &["performance", FAILED]);
+        assert_eq!(failed, 2);
         assert!(w.failing[Stream::Performance.index()]);
     }
 
@@ -493,7 +503,7 @@ mod tests {
                 .set_modified(past)
                 .unwrap();
         }
-        let mut w = Writer::new(dir.path().to_path_buf(), 7);
+        let mut w = Writer::new(dir.path().to_path_buf(), 7, Telemetry::default());
         w.retention();
         assert!(!old.exists());
         assert!(other.exists());

@@ -18,6 +18,7 @@ pub mod report;
 pub mod server;
 pub mod sources;
 pub mod statefile;
+pub mod telemetry;
 pub mod util;
 
 use std::net::SocketAddr;
@@ -58,6 +59,7 @@ pub struct RunningAgent {
     shutdown: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
     reloader: Arc<reload::Reloader>,
+    audit_log: audit::AuditLog,
 }
 
 impl RunningAgent {
@@ -85,6 +87,12 @@ impl RunningAgent {
         self.reloader.reload(loaded, trigger)
     }
 
+    /// Closes the audit log files; the next line of each opens its file by name again
+    /// (`SIGUSR1`, after logrotate renamed them).
+    pub fn reopen_audit_log(&self) {
+        self.audit_log.reopen();
+    }
+
     /// A token that stops the agent when cancelled (signal handlers hold one).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -94,27 +102,30 @@ impl RunningAgent {
 /// Starts every part the configuration enables. Must be called inside a tokio runtime.
 pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
     probe::become_subreaper();
+    // Everything this agent counts of itself, and the queue to its monitor: nothing is shared
+    // with another agent started in the same process.
+    let (sender, rx, telemetry) = monitor::channel();
     // First, so that problems found while starting (a corrupt state file) reach errors-*.log.
-    audit::start_writer(&config.audit_log);
+    let audit_log = audit::start_writer(&config.audit_log, &telemetry);
+    statefile::declare(&telemetry);
+    let export_errors = Arc::new(export::ExportErrors::new(telemetry.clone()));
     let loaded = Arc::new(config.clone());
     let config = if config.baselines.learn && config.history.enabled {
-        let hours = history::load(&config.state_dir).unwrap_or_default();
+        let hours = history::load(&config.state_dir, &telemetry).unwrap_or_default();
         history::apply_learned(config, &hours, util::now_ms())
     } else {
         config
     };
     let config = Arc::new(config);
+    let (reloader, updates) = reload::Reloader::new(config.clone(), loaded, telemetry.clone());
     let shutdown = CancellationToken::new();
     let specs = probe_specs(&config);
-    let (sender, rx, dropped) = monitor::channel();
-    let export_errors = Arc::new(export::ExportErrors::default());
-    let monitor = Monitor::new(config.clone(), specs.clone(), dropped)
-        .with_export_errors(export_errors.clone());
+    let monitor = Monitor::new(config.clone(), specs.clone(), telemetry.clone());
     let (publish, snapshots) = watch::channel(Arc::new(monitor.snapshot(util::now_ms())));
     let heartbeat = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
-    let (reloader, updates) = reload::Reloader::new(config.clone(), loaded);
     audit::spawn_recorder(
+        audit_log.clone(),
         &config.audit_log,
         snapshots.clone(),
         shutdown.clone(),
@@ -127,6 +138,7 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
         config.clone(),
         snapshots.clone(),
         Some(updates.clone()),
+        &telemetry,
         shutdown.clone(),
         &mut tasks,
     )
@@ -214,6 +226,7 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
         shutdown,
         tasks,
         reloader: Arc::new(reloader),
+        audit_log,
     })
 }
 
@@ -276,8 +289,8 @@ pub async fn check_once(
     let on_attempt = Arc::new(on_attempt);
     let config = Arc::new(config);
     let specs = probe_specs(&config);
-    let (_sender, _rx, dropped) = monitor::channel();
-    let mut monitor = Monitor::new(config, specs.clone(), dropped);
+    let (_sender, _rx, telemetry) = monitor::channel();
+    let mut monitor = Monitor::new(config, specs.clone(), telemetry);
     let token = CancellationToken::new();
     let mut runs = tokio::task::JoinSet::new();
     for spec in specs {

@@ -398,7 +398,7 @@ async fn serve_signals(
                 fingerprint = reload::file_fingerprint(&watched);
                 agent.reload(load(), "SIGHUP");
             }
-            _ = usr1.recv() => codex_sentinel::audit::reopen(),
+            _ = usr1.recv() => agent.reopen_audit_log(),
             _ = poll.tick(), if watch.is_some() => {
                 let now = reload::file_fingerprint(&watched);
                 if now.is_none() && fingerprint.is_some() {

@@ -16,7 +16,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
@@ -24,7 +23,7 @@ use tokio::sync::watch;
 
 use crate::catalog;
 use crate::config::{Config, ConfigError, Secret};
-use crate::monitor::snapshot::{Sample, SampleValue};
+use crate::telemetry::Telemetry;
 
 /// Key prefixes whose new values take effect only at the next start.
 pub const RESTART_ONLY: &[&str] = &[
@@ -57,22 +56,7 @@ pub fn needs_restart(key: &str) -> bool {
     })
 }
 
-/// What the running parts receive after a successful reload.
-#[derive(Debug, Clone)]
-pub struct Update {
-    /// 0 at start, then one more per applied reload.
-    pub generation: u64,
-    /// The configuration to run with: the new one, with [`RESTART_ONLY`] sections kept.
-    pub config: Arc<Config>,
-    /// The configuration as loaded (what the next start will use).
-    pub loaded: Arc<Config>,
-    /// Keys that differ from the previous configuration, sorted.
-    pub changed: Vec<String>,
-    /// The subset of `changed` that waits for a restart.
-    pub restart_required: Vec<String>,
-    /// What triggered it (`SIGHUP`, `config file change`).
-    pub trigger: String,
-}
+pub use crate::config::update::{next_update, Update};
 
 /// The result of one reload request.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,31 +70,16 @@ pub enum Outcome {
     Rejected(String),
 }
 
-static APPLIED: AtomicU64 = AtomicU64::new(0);
-static UNCHANGED: AtomicU64 = AtomicU64::new(0);
-static REJECTED: AtomicU64 = AtomicU64::new(0);
-
-/// `codex_sentinel_config_reloads_total{result}`.
-pub fn samples() -> Vec<Sample> {
-    [
-        ("applied", &APPLIED),
-        ("unchanged", &UNCHANGED),
-        ("rejected", &REJECTED),
-    ]
-    .into_iter()
-    .map(|(result, n)| Sample {
-        def: &catalog::CONFIG_RELOADS,
-        labels: vec![result.into()],
-        value: SampleValue::Counter(n.load(Ordering::Relaxed) as f64),
-    })
-    .collect()
-}
+/// The `result` labels of `codex_sentinel_config_reloads_total`.
+const RESULTS: [&str; 3] = ["applied", "unchanged", "rejected"];
 
 /// Owns the current configuration and publishes reloads.
 pub struct Reloader {
     tx: watch::Sender<Arc<Update>>,
     /// Serialises reloads (a signal and a file change at once).
     lock: Mutex<()>,
+    /// Counts the outcomes (`codex_sentinel_config_reloads_total`) and reports rejections.
+    telemetry: Telemetry,
 }
 
 impl Reloader {
@@ -118,7 +87,11 @@ impl Reloader {
     pub fn new(
         config: Arc<Config>,
         loaded: Arc<Config>,
+        telemetry: Telemetry,
     ) -> (Reloader, watch::Receiver<Arc<Update>>) {
+        for result in RESULTS {
+            telemetry.declare(&catalog::CONFIG_RELOADS, &[result]);
+        }
         let (tx, rx) = watch::channel(Arc::new(Update {
             generation: 0,
             config,
@@ -131,6 +104,7 @@ impl Reloader {
             Reloader {
                 tx,
                 lock: Mutex::new(()),
+                telemetry,
             },
             rx,
         )
@@ -146,10 +120,11 @@ impl Reloader {
         let loaded = match loaded {
             Ok(c) => c,
             Err(e) => {
-                REJECTED.fetch_add(1, Ordering::Relaxed);
+                self.telemetry
+                    .add(&catalog::CONFIG_RELOADS, &["rejected"], 1);
                 let reason = e.to_string();
                 tracing::error!(trigger, reason = %reason, "configuration reload rejected: the running configuration is kept");
-                crate::audit::error(
+                self.telemetry.error(
                     "reload",
                     &format!("configuration reload rejected: {reason}"),
                     json!({ "trigger": trigger }),
@@ -167,7 +142,8 @@ impl Reloader {
                 crate::monitor::history::apply_learned(effective, &hours, crate::util::now_ms());
         }
         if changed.is_empty() && effective.baselines == current.config.baselines {
-            UNCHANGED.fetch_add(1, Ordering::Relaxed);
+            self.telemetry
+                .add(&catalog::CONFIG_RELOADS, &["unchanged"], 1);
             tracing::info!(trigger, "configuration reloaded: nothing changed");
             return Outcome::Unchanged;
         }
@@ -176,7 +152,8 @@ impl Reloader {
             .filter(|k| needs_restart(k))
             .cloned()
             .collect();
-        APPLIED.fetch_add(1, Ordering::Relaxed);
+        self.telemetry
+            .add(&catalog::CONFIG_RELOADS, &["applied"], 1);
         tracing::info!(
             trigger,
             changed = %changed.join(", "),
@@ -195,20 +172,6 @@ impl Reloader {
             changed,
             restart_required,
         }
-    }
-}
-
-/// The next applied reload; never resolves without a reloader (or once it is gone).
-pub async fn next_update(updates: &mut Option<watch::Receiver<Arc<Update>>>) -> Arc<Update> {
-    match updates {
-        Some(rx) => {
-            if rx.changed().await.is_ok() {
-                return rx.borrow_and_update().clone();
-            }
-            *updates = None;
-            std::future::pending().await
-        }
-        None => std::future::pending().await,
     }
 }
 
@@ -338,7 +301,12 @@ mod tests {
 
     #[test]
     fn rejected_and_applied_reloads() {
-        let (r, rx) = Reloader::new(Arc::new(Config::default()), Arc::new(Config::default()));
+        let telemetry = Telemetry::default();
+        let (r, rx) = Reloader::new(
+            Arc::new(Config::default()),
+            Arc::new(Config::default()),
+            telemetry.clone(),
+        );
         assert!(matches!(
             r.reload(Err(ConfigError("bad".into())), "test"),
             Outcome::Rejected(_)
@@ -364,5 +332,8 @@ mod tests {
         assert_eq!(u.config.health_monitoring.check_interval, 1234);
         assert_eq!(u.config.health_monitoring.endpoints.port, 3000);
         assert_eq!(u.loaded.health_monitoring.endpoints.port, 1);
+        for result in RESULTS {
+            assert_eq!(telemetry.get(&catalog::CONFIG_RELOADS, &[result]), 1);
+        }
     }
 }

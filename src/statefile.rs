@@ -9,24 +9,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 
 use serde::de::DeserializeOwned;
 
 use crate::catalog;
-use crate::monitor::snapshot::{Sample, SampleValue};
-
-/// One recovery, as reported.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Recovery {
-    /// What the file holds (one of [`KINDS`]).
-    pub kind: &'static str,
-    pub file: PathBuf,
-    pub moved_to: PathBuf,
-    pub error: String,
-}
-
-static RECOVERIES: Mutex<Vec<Recovery>> = Mutex::new(Vec::new());
+use crate::telemetry::Telemetry;
 
 /// Reads and parses `path`. Missing: `Ok(None)`. Unparsable (corrupt, truncated, empty, not
 /// UTF-8): moved aside, reported, `Ok(None)`. Unreadable for another reason (permissions):
@@ -34,6 +22,7 @@ static RECOVERIES: Mutex<Vec<Recovery>> = Mutex::new(Vec::new());
 pub fn load_json<T: DeserializeOwned>(
     path: &Path,
     kind: &'static str,
+    telemetry: &Telemetry,
 ) -> Result<Option<T>, String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
@@ -43,7 +32,7 @@ pub fn load_json<T: DeserializeOwned>(
     match serde_json::from_slice::<T>(&bytes) {
         Ok(v) => Ok(Some(v)),
         Err(e) => {
-            quarantine(path, kind, &describe(&e, bytes.len()));
+            quarantine(path, kind, &describe(&e, bytes.len()), telemetry);
             Ok(None)
         }
     }
@@ -60,7 +49,7 @@ fn describe(e: &serde_json::Error, len: usize) -> String {
 }
 
 /// Moves a damaged state file aside and reports it.
-pub fn quarantine(path: &Path, kind: &'static str, error: &str) {
+pub fn quarantine(path: &Path, kind: &'static str, error: &str, telemetry: &Telemetry) {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -81,53 +70,223 @@ pub fn quarantine(path: &Path, kind: &'static str, error: &str) {
             tracing::error!(kind, file = %path.display(), error, rename_error = %crate::logging::error_chain(&e), "state file corrupt and cannot be moved aside: it will be overwritten with fresh state")
         }
     }
-    crate::audit::error(
+    telemetry.error(
         "state",
         &format!("state file {} corrupt: {error}", path.display()),
         serde_json::json!({ "kind": kind, "file": path, "movedTo": moved.is_ok().then_some(&moved_to) }),
     );
-    RECOVERIES.lock().expect("recoveries lock").push(Recovery {
-        kind,
-        file: path.to_path_buf(),
-        moved_to,
-        error: error.to_string(),
-    });
+    telemetry.add(&catalog::STATE_FILES_RECOVERED, &[kind], 1);
+    telemetry.recommend(format!(
+        "State file {} was corrupt ({}); moved to {} and started fresh: inspect it, then delete it",
+        path.display(),
+        error,
+        moved_to.display()
+    ));
 }
 
-/// Recoveries since the agent started.
-pub fn recoveries() -> Vec<Recovery> {
-    RECOVERIES.lock().expect("recoveries lock").clone()
+/// Latest bytes per file, written by one thread; see [`Persister`].
+#[derive(Default)]
+struct Queue {
+    /// Newest bytes per file not yet taken by the writer: a newer version replaces an older
+    /// one (coalescing), so the queue holds at most one entry per file.
+    pending: BTreeMap<PathBuf, Vec<u8>>,
+    /// The writer is writing what it took.
+    busy: bool,
+    /// The owner is gone: write what is pending, then exit.
+    closed: bool,
+    /// Failed writes per file since the start, and the last error.
+    failures: BTreeMap<PathBuf, (u64, String)>,
+    /// Files written (each a temporary file, fsync, rename, fsync of the directory).
+    writes: u64,
+    #[cfg(test)]
+    paused: bool,
 }
 
-/// What `/health/codex` recommends after a recovery (one line per file).
-pub fn recommendations() -> Vec<String> {
-    recoveries()
-        .iter()
-        .map(|r| {
-            format!(
-                "State file {} was corrupt ({}); moved to {} and started fresh: inspect it, then delete it",
-                r.file.display(),
-                r.error,
-                r.moved_to.display()
-            )
-        })
-        .collect()
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Wakes the writer.
+    work: Condvar,
+    /// Wakes whoever waits for the writer to be idle ([`StateWriter::flushed`]).
+    idle: tokio::sync::Notify,
 }
 
-/// `codex_sentinel_state_files_recovered_total{kind}` (every kind, zero included).
-pub fn samples() -> Vec<Sample> {
-    let mut counts: BTreeMap<&'static str, u64> = KINDS.iter().map(|k| (*k, 0)).collect();
-    for r in recoveries() {
-        *counts.entry(r.kind).or_default() += 1;
+/// Writes the agent's state files on one plain thread, so that no fsync ever runs on an async
+/// worker or under a lock an async task waits for. [`StateWriter::submit`] hands serialized
+/// bytes over and returns at once; a file submitted again before the thread took it is written
+/// once, with the newest bytes. Dropping the persister writes what is pending and ends the
+/// thread (at teardown: everything submitted is on disk once the owner is gone).
+pub struct Persister {
+    writer: StateWriter,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A handle to submit files to the [`Persister`]'s thread.
+#[derive(Clone)]
+pub struct StateWriter {
+    shared: Arc<Shared>,
+}
+
+impl Persister {
+    pub fn start() -> Persister {
+        let shared = StateWriter::default().shared;
+        let thread = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("state-writer".into())
+            .spawn(move || write_loop(&thread));
+        let thread = match spawned {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // Without the thread nothing is written; say so once, loudly.
+                tracing::error!(error = %e, "cannot start the state-file writer: state is not persisted");
+                None
+            }
+        };
+        Persister {
+            writer: StateWriter { shared },
+            thread,
+        }
     }
-    counts
-        .into_iter()
-        .map(|(kind, n)| Sample {
-            def: &catalog::STATE_FILES_RECOVERED,
-            labels: vec![kind.into()],
-            value: SampleValue::Counter(n as f64),
-        })
-        .collect()
+
+    pub fn writer(&self) -> StateWriter {
+        self.writer.clone()
+    }
+}
+
+impl Drop for Persister {
+    fn drop(&mut self) {
+        self.writer.lock().closed = true;
+        self.writer.shared.work.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for StateWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateWriter").finish_non_exhaustive()
+    }
+}
+
+impl Default for StateWriter {
+    /// A writer without a thread: for state that is kept in memory only (nothing submitted to
+    /// it is ever written).
+    fn default() -> Self {
+        StateWriter {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue::default()),
+                work: Condvar::new(),
+                idle: tokio::sync::Notify::new(),
+            }),
+        }
+    }
+}
+
+impl StateWriter {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.shared.queue.lock().expect("state writer lock")
+    }
+
+    /// Queues `bytes` as the new content of `path`, replacing a version not yet written.
+    pub fn submit(&self, path: &Path, bytes: Vec<u8>) {
+        self.lock().pending.insert(path.to_path_buf(), bytes);
+        self.shared.work.notify_one();
+    }
+
+    /// Failed writes of `path` so far and the last error.
+    pub fn failures(&self, path: &Path) -> Option<(u64, String)> {
+        self.lock().failures.get(path).cloned()
+    }
+
+    /// Files written so far.
+    pub fn writes(&self) -> u64 {
+        self.lock().writes
+    }
+
+    /// Resolves once everything submitted before the call is on disk (or failed).
+    pub async fn flushed(&self) {
+        loop {
+            let idle = self.shared.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            {
+                let q = self.lock();
+                if q.pending.is_empty() && !q.busy {
+                    return;
+                }
+            }
+            idle.await;
+        }
+    }
+
+    /// Blocks until everything submitted is on disk (or failed): for tests without a runtime.
+    #[cfg(test)]
+    pub(crate) fn wait_idle(&self) {
+        loop {
+            {
+                let q = self.lock();
+                if q.pending.is_empty() && !q.busy {
+                    return;
+                }
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    #[cfg(test)]
+    fn pause(&self, paused: bool) {
+        self.lock().paused = paused;
+        self.shared.work.notify_one();
+    }
+}
+
+fn write_loop(shared: &Shared) {
+    let mut q = shared.queue.lock().expect("state writer lock");
+    loop {
+        #[cfg(test)]
+        let paused = q.paused;
+        #[cfg(not(test))]
+        let paused = false;
+        if q.pending.is_empty() || paused {
+            if q.closed && q.pending.is_empty() {
+                return;
+            }
+            q = shared.work.wait(q).expect("state writer lock");
+            continue;
+        }
+        let batch = std::mem::take(&mut q.pending);
+        q.busy = true;
+        drop(q);
+        let outcomes: Vec<(PathBuf, std::io::Result<()>)> = batch
+            .into_iter()
+            .map(|(path, bytes)| {
+                let result = write_atomically(&path, &bytes);
+                (path, result)
+            })
+            .collect();
+        q = shared.queue.lock().expect("state writer lock");
+        for (path, result) in outcomes {
+            match result {
+                Ok(()) => q.writes += 1,
+                Err(e) => {
+                    let entry = q.failures.entry(path).or_insert((0, String::new()));
+                    entry.0 += 1;
+                    entry.1 = crate::logging::error_chain(&e);
+                }
+            }
+        }
+        q.busy = false;
+        if q.pending.is_empty() {
+            shared.idle.notify_waiters();
+        }
+    }
+}
+
+/// Publishes `codex_sentinel_state_files_recovered_total{kind}` for every kind, zero included.
+pub fn declare(telemetry: &Telemetry) {
+    for kind in KINDS {
+        telemetry.declare(&catalog::STATE_FILES_RECOVERED, &[kind]);
+    }
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new content:
@@ -160,18 +319,77 @@ mod tests {
     fn damaged_files_are_moved_aside_and_missing_ones_are_fresh() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("x.json");
-        assert_eq!(load_json::<serde_json::Value>(&f, "history").unwrap(), None);
+        let t = Telemetry::default();
+        assert_eq!(
+            load_json::<serde_json::Value>(&f, "history", &t).unwrap(),
+            None
+        );
         for bad in [&b""[..], b"{\"a\": [1, 2", b"\xff\xfe", b"{} trailing"] {
             std::fs::write(&f, bad).unwrap();
-            assert_eq!(load_json::<serde_json::Value>(&f, "history").unwrap(), None);
+            assert_eq!(
+                load_json::<serde_json::Value>(&f, "history", &t).unwrap(),
+                None
+            );
             assert!(!f.exists(), "moved aside");
         }
+        assert_eq!(t.get(&catalog::STATE_FILES_RECOVERED, &["history"]), 4);
+        assert_eq!(t.recommendations().len(), 4);
         let aside = std::fs::read_dir(dir.path()).unwrap().count();
         assert!(aside >= 1);
         std::fs::write(&f, b"{\"a\": 1}").unwrap();
         assert_eq!(
-            load_json::<serde_json::Value>(&f, "history").unwrap(),
+            load_json::<serde_json::Value>(&f, "history", &t).unwrap(),
             Some(serde_json::json!({"a": 1}))
         );
+    }
+
+    #[tokio::test]
+    async fn versions_submitted_while_the_writer_is_busy_are_written_once_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("state.json");
+        let persister = Persister::start();
+        let w = persister.writer();
+        w.pause(true);
+        for i in 0..100 {
+            w.submit(&f, format!("{{\"version\": {i}}}").into_bytes());
+        }
+        assert_eq!(w.lock().pending.len(), 1, "one entry per file");
+        w.pause(false);
+        w.flushed().await;
+        assert_eq!(w.writes(), 1);
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "{\"version\": 99}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_counted_and_blocks_nobody() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-dir");
+        std::fs::write(&blocker, b"file").unwrap();
+        let bad = blocker.join("state.json");
+        let good = dir.path().join("good.json");
+        let persister = Persister::start();
+        let w = persister.writer();
+        w.submit(&bad, b"{}".to_vec());
+        w.submit(&good, b"{}".to_vec());
+        w.flushed().await;
+        let (n, error) = w.failures(&bad).expect("the failure is reported");
+        assert_eq!(n, 1);
+        assert!(!error.is_empty());
+        assert_eq!(w.failures(&good), None);
+        assert_eq!(std::fs::read(&good).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn dropping_the_persister_writes_what_is_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("last.json");
+        let persister = Persister::start();
+        let w = persister.writer();
+        w.pause(true);
+        w.submit(&f, b"[1]".to_vec());
+        w.pause(false);
+        drop(persister);
+        assert_eq!(w.writes(), 1);
+        assert_eq!(std::fs::read(&f).unwrap(), b"[1]");
     }
 }

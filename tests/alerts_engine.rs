@@ -376,7 +376,7 @@ fn state_and_outbox_survive_a_restart() {
     s.hold = 1;
     let sinks = [SinkKind::Webhook, SinkKind::Email];
     {
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), &Default::default()).unwrap();
         let mut engine = Engine::new(
             s.clone(),
             vec![Box::new(Storm(on.clone(), Severity::Critical))],
@@ -387,7 +387,7 @@ fn state_and_outbox_survive_a_restart() {
         assert_eq!(queued[0].id, 1);
         store.remove(store.next_for(SinkKind::Webhook).unwrap().id); // webhook delivered
     }
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(dir.path(), &Default::default()).unwrap();
     let pending = store.outbox();
     assert_eq!(pending.len(), 1, "only the email is still pending");
     assert_eq!(pending[0].sink, SinkKind::Email);
@@ -419,7 +419,7 @@ fn state_and_outbox_survive_a_restart() {
 fn corrupt_state_file_is_moved_aside() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("state.json"), b"{not json").unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(dir.path(), &Default::default()).unwrap();
     assert!(store.outbox().is_empty());
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()

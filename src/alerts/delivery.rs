@@ -80,6 +80,8 @@ pub async fn run(
                 _ = wake.notified() => continue,
             }
         };
+        // At least once: what is sent is on disk first, so a crash re-sends rather than loses.
+        store.persisted().await;
         let now = now_ms();
         if d.not_before > now {
             tokio::select! {

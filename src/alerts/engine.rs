@@ -35,6 +35,7 @@ use super::{
 };
 use crate::config::{AlertingConfig, Config};
 use crate::monitor::snapshot::Snapshot;
+use crate::telemetry::Telemetry;
 use crate::util::now_ms;
 use crate::util::time::{format_rfc3339, parse_time};
 
@@ -629,6 +630,7 @@ pub fn start(
     config: Arc<Config>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     updates: Option<watch::Receiver<Arc<crate::reload::Update>>>,
+    telemetry: &Telemetry,
     shutdown: CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<Option<Handle>, String> {
@@ -641,7 +643,7 @@ pub fn start(
     }
     let notifiers = notify::build(&config)?;
     let sinks: Vec<SinkKind> = notifiers.iter().map(Notifier::kind).collect();
-    let store = Arc::new(Store::open(&config.state_dir.join("alerts"))?);
+    let store = Arc::new(Store::open(&config.state_dir.join("alerts"), telemetry)?);
     store.drop_sinks_not_in(&sinks);
     let counters = Arc::new(NotificationCounters::for_sinks(&sinks));
     let now = now_ms();
@@ -792,8 +794,17 @@ async fn run(
             log_queued(&sent, &sinks);
             last_saved = engine.state().clone();
         }
-        view_tx.send_replace(Arc::new(engine.view(&sinks, counters.clone())));
+        // Readers of the endpoint always get the latest view; the monitor is woken (and
+        // rebuilds its snapshot) only when what it shows changed, not on every evaluation.
+        let view = Arc::new(engine.view(&sinks, counters.clone()));
+        view_tx.send_if_modified(|current| {
+            let changed = current.maintenance != view.maintenance
+                || current.alerts_json() != view.alerts_json();
+            *current = view;
+            changed
+        });
         if let Some(reply) = answer {
+            store.persisted().await;
             let _ = reply.send(engine.maintenance().cloned());
         }
     }

@@ -17,6 +17,8 @@ use tokio::sync::Notify;
 
 use super::state::EngineState;
 use super::{Notification, SinkKind};
+use crate::statefile::Persister;
+use crate::telemetry::Telemetry;
 
 /// Name of the state file inside `<stateDir>/alerts/`.
 pub const STATE_FILE: &str = "state.json";
@@ -52,27 +54,33 @@ pub struct Store {
     file: Option<PathBuf>,
     inner: Mutex<Persisted>,
     wake: Mutex<BTreeMap<SinkKind, Arc<Notify>>>,
+    /// Writes the file on its own thread: the lock above is never held across an fsync.
+    persister: Persister,
+    /// Failed writes already reported.
+    write_failures: Mutex<u64>,
 }
 
 impl Store {
     /// Opens (creating if needed) `<dir>/state.json`. A file that cannot be parsed is moved
     /// aside (`state.json.corrupt-<ms>`) and reported ([`crate::statefile`]), never silently
     /// overwritten.
-    pub fn open(dir: &Path) -> Result<Store, String> {
+    pub fn open(dir: &Path, telemetry: &Telemetry) -> Result<Store, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create alert state directory {}: {e}", dir.display()))?;
         let file = dir.join(STATE_FILE);
-        let persisted =
-            crate::statefile::load_json::<Persisted>(&file, "alerts")?.unwrap_or_default();
+        let persisted = crate::statefile::load_json::<Persisted>(&file, "alerts", telemetry)?
+            .unwrap_or_default();
+        // Fail now, not at the first alert, when the directory is not writable (once, at start).
+        let bytes = serde_json::to_vec(&persisted).map_err(|e| e.to_string())?;
+        crate::statefile::write_atomically(&file, &bytes)
+            .map_err(|e| format!("cannot write alert state in {}: {e}", dir.display()))?;
         let store = Store {
             file: Some(file),
             inner: Mutex::new(persisted),
             wake: Mutex::new(BTreeMap::new()),
+            persister: Persister::start(),
+            write_failures: Mutex::new(0),
         };
-        // Fail now, not at the first alert, when the directory is not writable.
-        store
-            .write(&store.inner.lock().expect("store lock"))
-            .map_err(|e| format!("cannot write alert state in {}: {e}", dir.display()))?;
         Ok(store)
     }
 
@@ -82,6 +90,8 @@ impl Store {
             file: None,
             inner: Mutex::new(Persisted::default()),
             wake: Mutex::new(BTreeMap::new()),
+            persister: Persister::start(),
+            write_failures: Mutex::new(0),
         }
     }
 
@@ -146,8 +156,7 @@ impl Store {
                 dropped.push(*sink);
             }
         }
-        self.write_logged(&inner);
-        drop(inner);
+        self.write_logged(inner);
         if !out.is_empty() {
             for sink in sinks {
                 self.waker(*sink).notify_one();
@@ -180,14 +189,14 @@ impl Store {
             d.attempts = attempts;
             d.not_before = not_before;
         }
-        self.write_logged(&inner);
+        self.write_logged(inner);
     }
 
     /// Removes a delivery: delivered, rejected or given up.
     pub fn remove(&self, id: u64) {
         let mut inner = self.inner.lock().expect("store lock");
         inner.outbox.retain(|d| d.id != id);
-        self.write_logged(&inner);
+        self.write_logged(inner);
     }
 
     /// Drops queued deliveries for sinks no longer configured (reported, not silent).
@@ -203,7 +212,7 @@ impl Store {
         });
         let dropped = before - inner.outbox.len();
         if dropped > 0 {
-            self.write_logged(&inner);
+            self.write_logged(inner);
         }
         dropped
     }
@@ -218,17 +227,29 @@ impl Store {
             .clone()
     }
 
-    fn write_logged(&self, inner: &Persisted) {
-        if let Err(e) = self.write(inner) {
-            tracing::error!(error = %crate::logging::error_chain(&e), "cannot persist alert state; a restart may lose or repeat notifications");
+    /// Serializes the state and hands the bytes to the writer thread, both under the lock (so
+    /// versions reach the writer in order; neither waits for a disk), then releases it. A
+    /// failure the writer reported since the last write is logged here.
+    fn write_logged(&self, inner: std::sync::MutexGuard<'_, Persisted>) {
+        let Some(file) = &self.file else {
+            return;
+        };
+        let writer = self.persister.writer();
+        let bytes = serde_json::to_vec(&*inner).expect("alert state serializes");
+        writer.submit(file, bytes);
+        drop(inner);
+        if let Some((failures, e)) = writer.failures(file) {
+            let mut reported = self.write_failures.lock().expect("store lock");
+            if failures > *reported {
+                *reported = failures;
+                tracing::error!(error = %e, "cannot persist alert state; a restart may lose or repeat notifications");
+            }
         }
     }
 
-    fn write(&self, inner: &Persisted) -> std::io::Result<()> {
-        let Some(file) = &self.file else {
-            return Ok(());
-        };
-        let bytes = serde_json::to_vec(inner).map_err(std::io::Error::other)?;
-        crate::statefile::write_atomically(file, &bytes)
+    /// Resolves once every change made so far is on disk: a notification is sent, and a
+    /// maintenance command answered, only after the state that records it is.
+    pub async fn persisted(&self) {
+        self.persister.writer().flushed().await;
     }
 }

@@ -16,6 +16,7 @@ mod oplog;
 mod processes;
 mod secret;
 mod show;
+pub mod update;
 
 pub use agent::{ApplicationSettings, AuditLogConfig, HistoryConfig, LoggingConfig, ReloadConfig};
 pub use alerting::{
@@ -95,17 +96,17 @@ pub struct ConfigError(pub String);
 /// Reports a bad value the same way for every section: key, value, where it came from (file or
 /// environment variable) and why. Sections above this layer (exporters, alert rules) check their
 /// parts of the configuration with it too.
-pub struct Check<'a> {
+pub(crate) struct Check<'a> {
     fig: &'a Figment,
 }
 
 impl<'a> Check<'a> {
-    pub fn new(fig: &'a Figment) -> Self {
+    pub(crate) fn new(fig: &'a Figment) -> Self {
         Check { fig }
     }
 
     /// The error for `key`: `invalid value for `key` from SOURCE: VALUE (WHY)`.
-    pub fn bad(&self, key: &str, value: String, why: &str) -> Result<(), ConfigError> {
+    pub(crate) fn bad(&self, key: &str, value: String, why: &str) -> Result<(), ConfigError> {
         Err(ConfigError(format!(
             "invalid value for `{key}` from {}: {value} ({why})",
             source_of(self.fig, key)
@@ -166,7 +167,7 @@ pub fn figment(sources: &Sources) -> Result<Figment, ConfigError> {
 /// Extracts a configuration from an already built figment and runs the checks of every section
 /// this layer owns. The sections of exporters and alert rules are checked above
 /// (`codex_sentinel::cli::load`), which is what the agent and its commands use.
-pub fn extract(fig: &Figment) -> Result<Config, ConfigError> {
+pub(crate) fn extract(fig: &Figment) -> Result<Config, ConfigError> {
     let config: Config = fig.extract().map_err(|e| describe_figment_error(fig, e))?;
     config.validate(&Check::new(fig))?;
     Ok(config)

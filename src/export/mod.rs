@@ -13,36 +13,39 @@ pub mod otlp;
 pub mod prometheus;
 pub mod statsd;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::catalog;
 use crate::config::Config;
+use crate::telemetry::Telemetry;
 
 /// Names of the exporters, as the `exporter` label spells them.
 pub const EXPORTERS: &[&str] = &[otlp::EXPORTER, statsd::EXPORTER];
 
-/// Failed export cycles per exporter, cumulative since start. Shared by the exporters (writers)
-/// and the monitor (which publishes them as samples).
-#[derive(Debug, Default)]
+/// Failed export cycles per exporter (`codex_sentinel_export_errors_total{exporter}`), counted
+/// into the agent's telemetry, which the monitor publishes.
+#[derive(Debug, Clone)]
 pub struct ExportErrors {
-    otlp: AtomicU64,
-    statsd: AtomicU64,
+    telemetry: Telemetry,
 }
 
 impl ExportErrors {
-    fn slot(&self, exporter: &str) -> &AtomicU64 {
-        match exporter {
-            otlp::EXPORTER => &self.otlp,
-            _ => &self.statsd,
+    /// Publishes every exporter's series, at zero until it fails (also when it is off).
+    pub fn new(telemetry: Telemetry) -> Self {
+        for exporter in EXPORTERS {
+            telemetry.declare(&catalog::AGENT_EXPORT_ERRORS, &[exporter]);
         }
+        ExportErrors { telemetry }
     }
 
     pub fn increment(&self, exporter: &str) {
-        self.slot(exporter).fetch_add(1, Ordering::Relaxed);
+        self.telemetry
+            .add(&catalog::AGENT_EXPORT_ERRORS, &[exporter], 1);
     }
 
     pub fn get(&self, exporter: &str) -> u64 {
-        self.slot(exporter).load(Ordering::Relaxed)
+        self.telemetry
+            .get(&catalog::AGENT_EXPORT_ERRORS, &[exporter])
     }
 }
 

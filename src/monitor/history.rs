@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::executions::sketch::Sketch;
 use super::executions::{Execution, Outcome};
+use super::Telemetry;
+use crate::statefile::StateWriter;
 
 /// Name of the history file inside `stateDir`.
 pub const HISTORY_FILE: &str = "history.json";
@@ -89,6 +91,10 @@ pub struct History {
     path: Option<PathBuf>,
     dirty: bool,
     last_write: Option<Instant>,
+    /// Writes `history.json` on the agent's state-file thread.
+    writer: StateWriter,
+    /// Failed writes the state writer reported, as last looked at.
+    write_failures: u64,
 }
 
 /// Start of the UTC hour holding `ms`.
@@ -98,15 +104,16 @@ pub fn hour_of(ms: u64) -> u64 {
 
 /// Reads `<stateDir>/history.json`; a damaged file or another version is moved aside
 /// ([`crate::statefile`]) and history starts empty.
-pub fn load(state_dir: &Path) -> Result<Vec<Hour>, String> {
+pub fn load(state_dir: &Path, telemetry: &Telemetry) -> Result<Vec<Hour>, String> {
     let path = state_dir.join(HISTORY_FILE);
-    match crate::statefile::load_json::<HistoryFile>(&path, "history")? {
+    match crate::statefile::load_json::<HistoryFile>(&path, "history", telemetry)? {
         Some(f) if f.version == HISTORY_VERSION => Ok(f.hours),
         Some(f) => {
             crate::statefile::quarantine(
                 &path,
                 "history",
                 &format!("format version {} (expected {HISTORY_VERSION})", f.version),
+                telemetry,
             );
             Ok(Vec::new())
         }
@@ -116,16 +123,17 @@ pub fn load(state_dir: &Path) -> Result<Vec<Hour>, String> {
 
 impl History {
     /// The history of `config`, restored from its file; in memory only when disabled.
-    pub fn new(config: &crate::config::Config) -> Self {
+    pub fn new(config: &crate::config::Config, telemetry: &Telemetry, writer: StateWriter) -> Self {
         let h = &config.history;
         let mut history = History {
             retention_ms: h.retention_days.saturating_mul(24 * HOUR_MS),
+            writer,
             ..Default::default()
         };
         if !h.enabled {
             return history;
         }
-        match load(&config.state_dir) {
+        match load(&config.state_dir, telemetry) {
             Ok(hours) => history.hours = hours.into_iter().map(|h| (h.start, h)).collect(),
             Err(e) => tracing::error!(error = %e, "history not restored; starting empty"),
         }
@@ -180,6 +188,7 @@ impl History {
         let before = self.hours.len();
         self.hours.retain(|start, _| *start >= horizon);
         self.dirty |= self.hours.len() != before;
+        self.check_writes();
         if self.dirty && self.last_write.is_none_or(|t| t.elapsed() >= WRITE_EVERY) {
             self.write();
         }
@@ -196,10 +205,11 @@ impl History {
         self.hours.values()
     }
 
+    /// Hands the file to the state writer (written on its thread, never here).
     fn write(&mut self) {
         self.last_write = Some(Instant::now());
+        self.dirty = false;
         let Some(path) = &self.path else {
-            self.dirty = false;
             return;
         };
         let file = HistoryFile {
@@ -207,10 +217,19 @@ impl History {
             hours: self.hours.values().cloned().collect(),
         };
         let bytes = serde_json::to_vec(&file).expect("history serializes");
-        match crate::statefile::write_atomically(path, &bytes) {
-            Ok(()) => self.dirty = false,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %crate::logging::error_chain(&e), "cannot write history; retrying in a minute")
+        self.writer.submit(path, bytes);
+    }
+
+    /// A write the state writer reported failed leaves the history dirty: retried when due.
+    fn check_writes(&mut self) {
+        let Some(path) = &self.path else {
+            return;
+        };
+        if let Some((failures, error)) = self.writer.failures(path) {
+            if failures > self.write_failures {
+                self.write_failures = failures;
+                self.dirty = true;
+                tracing::warn!(path = %path.display(), error = %error, "cannot write history; retrying in a minute");
             }
         }
     }

@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{self, MetricDef};
 use crate::config::Config;
+use crate::statefile::Persister;
+pub use crate::telemetry::Telemetry;
 use crate::util::now_ms;
 use availability::AvailabilityTracker;
 use executions::{ExecutionBatch, ExecutionStats};
@@ -61,17 +63,11 @@ impl Observation {
     }
 }
 
-/// Per-source counts of observations dropped on a full queue.
-#[derive(Debug, Default)]
-pub struct DropCounters {
-    counts: std::sync::Mutex<BTreeMap<&'static str, u64>>,
-}
-
 /// The sending side handed to sources: never blocks.
 #[derive(Debug, Clone)]
 pub struct ObservationSender {
     tx: mpsc::Sender<Observation>,
-    dropped: Arc<DropCounters>,
+    telemetry: Telemetry,
 }
 
 impl ObservationSender {
@@ -79,13 +75,7 @@ impl ObservationSender {
     pub fn send(&self, obs: Observation) {
         let source = obs.source();
         if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(obs) {
-            *self
-                .dropped
-                .counts
-                .lock()
-                .expect("drop counter lock")
-                .entry(source)
-                .or_default() += 1;
+            self.telemetry.observation_dropped(source);
             tracing::warn!(source, "monitor queue full: observation dropped");
         }
     }
@@ -96,23 +86,24 @@ impl ObservationSender {
     pub async fn send_wait(&self, obs: Observation) -> bool {
         self.tx.send(obs).await.is_ok()
     }
+
+    /// The agent's telemetry handle, for the parts a source starts.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
 }
 
-/// Creates the queue between sources and the monitor.
-pub fn channel() -> (
-    ObservationSender,
-    mpsc::Receiver<Observation>,
-    Arc<DropCounters>,
-) {
+/// Creates the queue between sources and the monitor, and the agent's [`Telemetry`].
+pub fn channel() -> (ObservationSender, mpsc::Receiver<Observation>, Telemetry) {
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-    let dropped = Arc::new(DropCounters::default());
+    let telemetry = Telemetry::default();
     (
         ObservationSender {
             tx,
-            dropped: dropped.clone(),
+            telemetry: telemetry.clone(),
         },
         rx,
-        dropped,
+        telemetry,
     )
 }
 
@@ -137,25 +128,20 @@ pub struct Monitor {
     availability: AvailabilityTracker,
     resources: ResourceStats,
     executions: ExecutionStats,
-    dropped: Arc<DropCounters>,
+    /// The agent's own counters and error lines (see [`crate::telemetry`]).
+    telemetry: Telemetry,
     /// The alert engine's published view, when alerting is on (read, never waited for).
     alerts: Option<watch::Receiver<Arc<crate::alerts::AlertsView>>>,
-    /// Applied configuration reloads ([`crate::reload`]).
-    updates: Option<watch::Receiver<Arc<crate::reload::Update>>>,
+    /// Applied configuration reloads.
+    updates: Option<watch::Receiver<Arc<crate::config::update::Update>>>,
     /// Per-hour aggregates for reports and learned baselines.
-    history: crate::monitor::history::History,
-    /// Failed export cycles, written by the exporters.
-    export_errors: Arc<crate::export::ExportErrors>,
+    history: history::History,
+    /// The thread that writes the checkpoint and the history: no fsync on this task.
+    persister: Persister,
 }
 
 impl Monitor {
-    /// Shares the exporters' error counters so that snapshots publish them.
-    pub fn with_export_errors(mut self, errors: Arc<crate::export::ExportErrors>) -> Self {
-        self.export_errors = errors;
-        self
-    }
-
-    pub fn new(config: Arc<Config>, specs: Vec<ProbeSpec>, dropped: Arc<DropCounters>) -> Self {
+    pub fn new(config: Arc<Config>, specs: Vec<ProbeSpec>, telemetry: Telemetry) -> Self {
         let probes = specs
             .iter()
             .map(|s| {
@@ -170,8 +156,9 @@ impl Monitor {
                 (s.name.clone(), stats)
             })
             .collect();
-        let executions = ExecutionStats::new(&config);
-        let history = crate::monitor::history::History::new(&config);
+        let persister = Persister::start();
+        let executions = ExecutionStats::new(&config, &telemetry, persister.writer());
+        let history = history::History::new(&config, &telemetry, persister.writer());
         Monitor {
             resources: ResourceStats::new(config.processes.window),
             config,
@@ -181,18 +168,18 @@ impl Monitor {
             probes,
             availability: AvailabilityTracker::default(),
             executions,
-            dropped,
+            telemetry,
             alerts: None,
             updates: None,
             history,
-            export_errors: Default::default(),
+            persister,
         }
     }
 
     /// Takes new thresholds and probe lists from configuration reloads.
     pub fn with_config_updates(
         mut self,
-        mut updates: watch::Receiver<Arc<crate::reload::Update>>,
+        mut updates: watch::Receiver<Arc<crate::config::update::Update>>,
     ) -> Self {
         updates.mark_unchanged();
         self.updates = Some(updates);
@@ -310,7 +297,7 @@ impl Monitor {
             reliability_metrics: reliability,
         };
         let mut recommendations = health::recommendations(&checks);
-        recommendations.extend(crate::statefile::recommendations());
+        recommendations.extend(self.telemetry.recommendations());
         if !self.config.health_monitoring.enabled {
             recommendations.push(
                 "Health monitoring is disabled (ENABLE_CODEX_HEALTH_MONITORING=false)".into(),
@@ -434,33 +421,27 @@ impl Monitor {
             vec![env!("CARGO_PKG_VERSION").into()],
             SampleValue::Gauge(1.0),
         );
-        let dropped = self
-            .dropped
-            .counts
-            .lock()
-            .expect("drop counter lock")
-            .clone();
         for source in ["probe", "processes", "oplog"] {
-            let n = dropped.get(source).copied().unwrap_or(0);
+            let n = self.telemetry.dropped(source);
             push(
                 &catalog::AGENT_DROPPED_OBSERVATIONS,
                 vec![source.into()],
                 SampleValue::Counter(n as f64),
             );
         }
-        for exporter in crate::export::EXPORTERS {
-            push(
-                &catalog::AGENT_EXPORT_ERRORS,
-                vec![(*exporter).into()],
-                SampleValue::Counter(self.export_errors.get(exporter) as f64),
-            );
-        }
         if let Some(view) = &self.alerts {
             out.extend(view.borrow().samples());
         }
-        out.extend(crate::audit::samples());
-        out.extend(crate::reload::samples());
-        out.extend(crate::statefile::samples());
+        out.extend(
+            self.telemetry
+                .counters()
+                .into_iter()
+                .map(|(def, labels, n)| Sample {
+                    def,
+                    labels,
+                    value: SampleValue::Counter(n as f64),
+                }),
+        );
         self.resources.extra_samples(&mut out);
         out
     }
@@ -483,7 +464,7 @@ impl Monitor {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                update = crate::reload::next_update(&mut updates) => {
+                update = crate::config::update::next_update(&mut updates) => {
                     let specs = probes::specs(&update.config);
                     self.reconfigure(update.config.clone(), specs);
                 }
@@ -522,6 +503,7 @@ impl Monitor {
         // The operations-log positions and statistics, as far as they were applied.
         self.executions.flush();
         self.history.flush();
+        self.persister.writer().flushed().await;
     }
 }
 

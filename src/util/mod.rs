@@ -1,6 +1,6 @@
 //! Small shared helpers at the bottom of the layers: they import nothing from the crate.
 
-pub mod http;
+pub(crate) mod http;
 pub mod time;
 
 pub use time::now_ms;

@@ -12,6 +12,7 @@ use super::window::Slot;
 use super::{ExecutionStats, FileCursor};
 use crate::config::Config;
 use crate::monitor::snapshot::RecentFailure;
+use crate::telemetry::Telemetry;
 
 /// The checkpoint's file name inside the state directory.
 pub const CHECKPOINT_FILE: &str = "operations-log.json";
@@ -52,7 +53,10 @@ pub fn checkpoint_path(config: &Config) -> PathBuf {
 }
 
 /// Reads the checkpoint, if there is a usable one. `S` lets the reader skip the statistics.
-pub fn load_checkpoint<S: serde::de::DeserializeOwned>(path: &Path) -> Option<Checkpoint<S>> {
+pub fn load_checkpoint<S: serde::de::DeserializeOwned>(
+    path: &Path,
+    telemetry: &Telemetry,
+) -> Option<Checkpoint<S>> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
@@ -68,13 +72,14 @@ pub fn load_checkpoint<S: serde::de::DeserializeOwned>(path: &Path) -> Option<Ch
             None
         }
         Err(e) => {
-            crate::statefile::quarantine(path, "oplog", &e.to_string());
+            crate::statefile::quarantine(path, "oplog", &e.to_string(), telemetry);
             None
         }
     }
 }
 
 impl ExecutionStats {
+    /// Hands the checkpoint to the state writer (it is written on its thread, never here).
     pub(super) fn write_checkpoint(&mut self) {
         let Some(path) = &self.checkpoint else {
             return;
@@ -88,21 +93,34 @@ impl ExecutionStats {
         };
         let bytes = serde_json::to_vec(&checkpoint).expect("checkpoint serializes");
         self.last_write = Some(Instant::now());
-        match crate::statefile::write_atomically(path, &bytes) {
-            Ok(()) => self.dirty = false,
-            Err(e) => {
-                self.write_failures += 1;
-                *self
-                    .state
-                    .read_errors
-                    .entry("checkpoint_write".into())
-                    .or_default() += 1;
-                // Once a minute at most (one attempt a second while it fails).
-                if self.write_failures % 60 == 1 {
-                    tracing::warn!(path = %path.display(), error = %crate::logging::error_chain(&e), failures = self.write_failures,
-                        "cannot write the operations-log checkpoint: a restart would re-read from the last good one");
-                }
-            }
+        self.writer.submit(path, bytes);
+        self.dirty = false;
+    }
+
+    /// Counts the writes the state writer reported failed since the last look; a failure
+    /// leaves the statistics dirty, so the next due checkpoint tries again.
+    pub(super) fn check_writes(&mut self) {
+        let Some(path) = &self.checkpoint else {
+            return;
+        };
+        let Some((failures, error)) = self.writer.failures(path) else {
+            return;
+        };
+        let new = failures - self.write_failures;
+        if new == 0 {
+            return;
+        }
+        self.write_failures = failures;
+        self.dirty = true;
+        *self
+            .state
+            .read_errors
+            .entry("checkpoint_write".into())
+            .or_default() += new;
+        // Once a minute at most (one attempt a second while it fails).
+        if (failures - new) / 60 != failures / 60 || failures == new {
+            tracing::warn!(path = %path.display(), error = %error, failures = self.write_failures,
+                "cannot write the operations-log checkpoint: a restart would re-read from the last good one");
         }
     }
 }

@@ -27,6 +27,7 @@ use serde_json::{json, Map, Value};
 use super::snapshot::{ExecutionMetrics, RecentFailure, ReliabilityMetrics, Sample, SampleValue};
 use crate::catalog;
 use crate::config::Config;
+use crate::statefile::StateWriter;
 use aggregate::{Aggregate, Placement};
 pub use batch::{Execution, ExecutionBatch, FileCursor, LineResult, Outcome};
 use checkpoint::Persisted;
@@ -68,7 +69,10 @@ pub struct ExecutionStats {
     pattern: String,
     dirty: bool,
     last_write: Option<Instant>,
+    /// Failed checkpoint writes the state writer reported, as last looked at.
     write_failures: u64,
+    /// Writes the checkpoint on the agent's state-file thread.
+    writer: StateWriter,
     reader: ReaderView,
     min_success_rate: f64,
     max_error_rate: f64,
@@ -81,13 +85,17 @@ impl Default for ExecutionStats {
     fn default() -> Self {
         let mut config = Config::default();
         config.operations_log.enabled = false;
-        ExecutionStats::new(&config)
+        ExecutionStats::new(
+            &config,
+            &super::Telemetry::default(),
+            StateWriter::default(),
+        )
     }
 }
 
 impl ExecutionStats {
     /// Statistics for `config`, restored from the checkpoint when the log is enabled.
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config, telemetry: &super::Telemetry, writer: StateWriter) -> Self {
         let ol = &config.operations_log;
         let thresholds = &config.health_monitoring.thresholds;
         let mut stats = ExecutionStats {
@@ -102,6 +110,7 @@ impl ExecutionStats {
             dirty: false,
             last_write: None,
             write_failures: 0,
+            writer,
             reader: ReaderView::default(),
             min_success_rate: thresholds.min_success_rate,
             max_error_rate: thresholds.max_error_rate,
@@ -110,7 +119,7 @@ impl ExecutionStats {
         };
         if ol.enabled {
             let path = checkpoint_path(config);
-            if let Some(c) = load_checkpoint::<Persisted>(&path) {
+            if let Some(c) = load_checkpoint::<Persisted>(&path, telemetry) {
                 tracing::info!(
                     path = %path.display(),
                     executions = c.stats.totals.iter().map(|a| a.total).sum::<u64>(),
@@ -175,6 +184,7 @@ impl ExecutionStats {
     /// Called by the monitor's loop: drops expired slots, writes a due checkpoint.
     pub fn tick(&mut self, now: u64) {
         self.evict(now);
+        self.check_writes();
         if self.dirty
             && self
                 .last_write
@@ -499,7 +509,12 @@ mod tests {
             ..Default::default()
         };
         let now = crate::util::now_ms();
-        let mut s = ExecutionStats::new(&config);
+        let persister = crate::statefile::Persister::start();
+        let mut s = ExecutionStats::new(
+            &config,
+            &crate::telemetry::Telemetry::default(),
+            persister.writer(),
+        );
         let mut e = exec(now - 5000, 0, 1234.0, Outcome::Failure);
         e.error = Some("boom".into());
         s.apply(
@@ -512,7 +527,12 @@ mod tests {
             now,
         );
         s.flush();
-        let restored = ExecutionStats::new(&config);
+        persister.writer().wait_idle();
+        let restored = ExecutionStats::new(
+            &config,
+            &crate::telemetry::Telemetry::default(),
+            persister.writer(),
+        );
         assert_eq!(restored.metrics(now), s.metrics(now));
         assert_eq!(restored.samples(), s.samples());
         let (mut a, mut b) = (ReliabilityMetrics::default(), ReliabilityMetrics::default());
@@ -520,6 +540,39 @@ mod tests {
         restored.fill_reliability(&mut b, now);
         assert_eq!(a, b);
         assert_eq!(b.recent_failures[0].error, "boom");
+    }
+
+    /// An unwritable state directory costs the monitor nothing but a counted error: the write
+    /// fails on the writer thread, and the next tick counts it and keeps the statistics dirty.
+    #[test]
+    fn a_failed_checkpoint_write_is_counted_not_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-dir");
+        std::fs::write(&blocker, b"file").unwrap();
+        let config = Config {
+            state_dir: blocker.join("state"),
+            ..Default::default()
+        };
+        let persister = crate::statefile::Persister::start();
+        let mut s = ExecutionStats::new(
+            &config,
+            &crate::telemetry::Telemetry::default(),
+            persister.writer(),
+        );
+        let now = crate::util::now_ms();
+        s.apply(
+            ExecutionBatch {
+                operation_types: vec!["audit".into()],
+                executions: vec![exec(now, 0, 10.0, Outcome::Success)],
+                ..Default::default()
+            },
+            now,
+        );
+        persister.writer().wait_idle();
+        s.tick(now);
+        assert_eq!(s.state.read_errors.get("checkpoint_write"), Some(&1));
+        assert!(s.dirty, "retried at the next due checkpoint");
+        assert_eq!(s.metrics(now).total_executions, 1);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::monitor::executions::{checkpoint_path, load_checkpoint, Checkpoint};
-use crate::monitor::{Observation, ObservationSender};
+use crate::monitor::{Observation, ObservationSender, Telemetry};
 use crate::util::now_ms;
 pub use tail::FileCursor;
 use tail::{TailConfig, Tailer};
@@ -34,10 +34,10 @@ pub const MAX_BATCHES_IN_FLIGHT: usize = 4;
 
 /// Builds the tailer for `config`, resuming from the checkpoint when it belongs to the same
 /// directory and pattern.
-pub fn tailer(config: &Config) -> Tailer {
+pub fn tailer(config: &Config, telemetry: &Telemetry) -> Tailer {
     let ol = &config.operations_log;
     let path = checkpoint_path(config);
-    let cursors = match load_checkpoint::<serde::de::IgnoredAny>(&path) {
+    let cursors = match load_checkpoint::<serde::de::IgnoredAny>(&path, telemetry) {
         Some(Checkpoint {
             dir,
             pattern,
@@ -62,7 +62,7 @@ pub fn tailer(config: &Config) -> Tailer {
 pub async fn run(config: Arc<Config>, sender: ObservationSender, shutdown: CancellationToken) {
     let ol = &config.operations_log;
     tracing::info!(dir = %ol.dir.display(), pattern = %ol.pattern, backfill = ol.backfill, "operations-log reader started");
-    let mut tailer = tailer(&config);
+    let mut tailer = tailer(&config, sender.telemetry());
     let ticket = Arc::new(());
     loop {
         while Arc::strong_count(&ticket) > MAX_BATCHES_IN_FLIGHT {
