@@ -426,9 +426,9 @@ def test_image_tag_defaults_to_the_app_version():
     helpers = (CHART / "templates" / "_helpers.tpl").read_text()
     assert '{{- define "codex-sentinel.appVersion" -}}' + chart["appVersion"] + "{{- end }}" in helpers
     agent = container(pod_spec(one(render(), "Deployment")), AGENT)
-    assert agent["image"] == f"codex-sentinel:{chart['appVersion']}"
+    assert agent["image"] == f"localhost/codex-sentinel:{chart['appVersion']}", "the default is what scripts/build-image tags"
     agent = container(pod_spec(one(render({"image": {"digest": "sha256:" + "ab" * 32}}), "Deployment")), AGENT)
-    assert agent["image"] == "codex-sentinel@sha256:" + "ab" * 32
+    assert agent["image"] == "localhost/codex-sentinel@sha256:" + "ab" * 32
 
 
 # ——— values that must be refused, with a message that says why ————————————————————————————
