@@ -526,3 +526,11 @@ def test_install_notes_warn_when_the_probe_has_no_codex(values, warns):
     notes = render_files(values)["codex-sentinel/templates/NOTES.txt"]
     assert "kubectl -n apps port-forward svc/demo-codex-sentinel 3000" in notes
     assert ("WARNING: the availability probe runs `codex` inside the agent container" in notes) == warns
+
+
+def test_install_notes_say_how_to_push_the_local_image():
+    notes = render_files({})["codex-sentinel/templates/NOTES.txt"]
+    assert "The agent's image is localhost/codex-sentinel:0.1.0: a local build (scripts/build-image)" in notes
+    assert "--set image.repository=REGISTRY/codex-sentinel" in notes
+    pushed = render_files({"image": {"repository": "registry.example.com/tools/codex-sentinel"}})
+    assert "scripts/build-image" not in pushed["codex-sentinel/templates/NOTES.txt"]
