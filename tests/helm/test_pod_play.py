@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from chartkit import FIELD_VALUES, by_kind, container, one, pod_spec, render, strip_source
-from podkit import agent_image, codex_app_image, free_port, get, health_check, metric, podman, wait_for  # noqa: F401
+from podkit import free_port, get, health_check, metric, podman, wait_for
 
 #: fieldRefs podman 4.3's kube play resolves (its downward API).
 PODMAN_FIELD_REFS = {"metadata.name", "metadata.uid", "metadata.labels", "metadata.annotations"}
@@ -97,7 +97,7 @@ def play_dir(tmp_path):
     return d
 
 
-def test_chart_plays_as_a_pod(agent_image, codex_app_image, play_dir):  # noqa: F811
+def test_chart_plays_as_a_pod(agent_image, codex_app_image, play_dir):
     app_repo, app_tag = codex_app_image.rsplit(":", 1)
     agent_repo, agent_tag = agent_image.rsplit(":", 1)
     release = f"play{os.getpid()}"
@@ -134,7 +134,7 @@ def test_chart_plays_as_a_pod(agent_image, codex_app_image, play_dir):  # noqa: 
     # podman plays ConfigMaps and Deployments; the Service is for a cluster.
     manifest = play_dir / "pod.yaml"
     manifest.write_text(yaml.safe_dump_all([strip_source(one(docs, "ConfigMap")), strip_source(deployment)], sort_keys=False))
-    pod = f"{deployment['metadata']['name']}-pod"
+    pod = f"{deployment['metadata']['name']}-pod-0"  # podman names replica 0 of a Deployment so
     volumes_before = set(podman("volume", "ls", "--quiet").stdout.split())
 
     podman("kube", "play", "--start", str(manifest), cwd=play_dir, timeout=600)
