@@ -18,6 +18,7 @@ from podkit import (
     get,
     health_check,
     host_uids,
+    metric,
     podman,
     podman_env,
     wait_for,
@@ -81,8 +82,7 @@ def test_container_serves_reports_missing_codex_and_stops_cleanly(agent_image, c
     check = wait_for("the availability check", lambda: health_check(port, "codex-availability"))
     assert check["status"] == "unavailable", check
     assert MISSING_CODEX in check["message"], check
-    status, metrics = get(port, "/metrics")
-    assert status == 200 and "codex_availability_status 0" in metrics
+    assert metric(get(port, "/metrics")[1], "codex_availability_status") == 0
 
     # podman stop sends SIGTERM; the agent must exit 0 well before the grace period's SIGKILL.
     grace = 10
