@@ -4,11 +4,16 @@ the operations log) and the agent's image from scripts/build-image, beside each 
 chart lays them out (shared process namespace, shared operations-log volume, Codex copied by the
 init container of codexBinary.copyFrom).
 
+The Datadog preset pushes DogStatsD to "the node's agent": here Etsy's StatsD daemon on the host
+(npm `statsd`, scripts/setup.d/40-export-peers.sh), reached from the pod at the podman network's
+gateway, the address the pod sees its node at.
+
 podman 4.3 is not a kubelet. The rendered YAML is changed only where podman cannot follow it,
 and `podman_rewrites` lists each change (the test asserts that list, so a chart change that
 adds another shows up here):
-- fieldRefs other than metadata.name/uid/labels/annotations (metadata.namespace, spec.nodeName)
-  make `kube play` fail: they become literal values;
+- fieldRefs other than metadata.name/uid/labels/annotations (metadata.namespace, spec.nodeName,
+  status.hostIP) make `kube play` fail: they become literal values (status.hostIP: the podman
+  network's gateway, where the StatsD daemon listens);
 - httpGet liveness probes become a podman healthcheck `curl … || exit 1` run by a shell inside
   the container (the agent's image has neither) on systemd timers (none here); readiness probes
   are ignored: both are dropped and this test calls /livez and /readyz through the hostPort;
@@ -28,12 +33,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from chartkit import FIELD_VALUES, container, one, pod_spec, render, strip_source
+from chartkit import FIELD_VALUES, REPO, container, one, pod_spec, render, strip_source
 from podkit import free_port, get, health_check, host_uids, metric, podman, wait_for
 
 #: fieldRefs podman 4.3's kube play resolves (its downward API).
@@ -42,8 +50,9 @@ AGENT = "codex-sentinel"
 APP = "app"
 
 
-def podman_rewrites(deployment: dict, host_port: int, oplog_dir: Path) -> list[str]:
+def podman_rewrites(deployment: dict, host_port: int, oplog_dir: Path, node_ip: str) -> list[str]:
     """Changes `deployment` in place so podman 4.3 plays it; returns what it changed."""
+    fields = {**FIELD_VALUES, "status.hostIP": node_ip}
     done: list[str] = []
     template = deployment["spec"]["template"]
     spec = template["spec"]
@@ -52,7 +61,7 @@ def podman_rewrites(deployment: dict, host_port: int, oplog_dir: Path) -> list[s
             field = e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
             if field and field not in PODMAN_FIELD_REFS:
                 e.pop("valueFrom")
-                e["value"] = FIELD_VALUES[field]
+                e["value"] = fields[field]
                 done.append(f"{c['name']}: {e['name']} fieldRef {field} -> literal")
         for probe in ["livenessProbe", "readinessProbe"]:
             if probe in c:
@@ -102,6 +111,66 @@ def still_running(procs: dict[int, str]) -> list[int]:
     return alive
 
 
+class EtsyStatsd:
+    """Etsy's StatsD daemon with the console backend, UDP on every address of the host (the
+    pod sends from the podman network), its admin interface on loopback."""
+
+    STATS_JS = REPO / ".tools/statsd/node_modules/statsd/stats.js"
+
+    def __init__(self, workdir: Path):
+        assert self.STATS_JS.is_file(), f"{self.STATS_JS} missing: run scripts/setup.d/40-export-peers.sh"
+        assert shutil.which("node"), "node missing (scripts/setup.d/10-codex.sh installs it)"
+        self.port = free_udp_port()
+        self.mgmt_port = free_port()
+        config = workdir / "statsd-config.js"
+        config.write_text(
+            f'{{ port: {self.port}, address: "0.0.0.0", mgmt_port: {self.mgmt_port}, mgmt_address: "127.0.0.1", '
+            'backends: ["./backends/console"], flushInterval: 60000, deleteIdleStats: false }'
+        )
+        self.proc = subprocess.Popen(
+            ["node", str(self.STATS_JS), str(config)], cwd=self.STATS_JS.parent,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for("the StatsD admin interface", lambda: "health: up" in self.admin("health"), timeout=30)
+
+    def admin(self, command: str) -> str:
+        """One admin command's answer: dumps end with END, `health` is one line."""
+        with socket.create_connection(("127.0.0.1", self.mgmt_port), timeout=5) as s:
+            s.sendall(f"{command}\n".encode())
+            out = b""
+            while not out.rstrip().endswith(b"END") and not (command == "health" and out.endswith(b"\n")):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        return out.decode()
+
+    def value(self, command: str, name: str) -> float | None:
+        """The value of `name` in the admin dump of `command` (gauges, counters)."""
+        dump = self.admin(command)
+        key = f"'{name}': "
+        if key not in dump:
+            return None
+        return float(dump.split(key, 1)[1].split(",")[0].split("\n")[0].strip().rstrip("}").strip())
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("0.0.0.0", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def statsd(tmp_path):
+    daemon = EtsyStatsd(tmp_path)
+    yield daemon
+    daemon.stop()
+
+
 @pytest.fixture
 def play_dir(tmp_path):
     """An empty directory to run kube play from: podman would try to build an image from a
@@ -111,7 +180,7 @@ def play_dir(tmp_path):
     return d
 
 
-def test_chart_plays_as_a_pod(agent_image, codex_app_image, play_dir):
+def test_chart_plays_as_a_pod(agent_image, codex_app_image, play_dir, statsd):
     app_repo, app_tag = codex_app_image.rsplit(":", 1)
     agent_repo, agent_tag = agent_image.rsplit(":", 1)
     release = f"play{os.getpid()}"
@@ -126,11 +195,14 @@ def test_chart_plays_as_a_pod(agent_image, codex_app_image, play_dir):
         "extraVolumes": [{"name": "codex-home", "emptyDir": {}}],
         # The init container copies the app image's Codex for the agent's availability probe.
         "codexBinary": {"copyFrom": {"enabled": True, "path": "/usr/local/bin/codex"}},
-        # Probe and sample often, and count the lines written before the agent started.
+        # DogStatsD to the node's agent (here: StatsD on the host), plain names for its dump.
+        "export": {"preset": "datadog", "datadog": {"mode": "dogstatsd", "dogstatsdPort": statsd.port}},
+        # Probe, sample and push often, and count the lines written before the agent started.
         "config": {
             "healthMonitoring": {"checkInterval": 2000},
             "processes": {"sampleInterval": 500},
             "operationsLog": {"backfill": True},
+            "export": {"statsd": {"interval": 500, "tags": False}},
         },
     }
     docs = render(values, name=release)
@@ -140,10 +212,12 @@ def test_chart_plays_as_a_pod(agent_image, codex_app_image, play_dir):
     oplog_dir.mkdir()
     app_user = container(pod_spec(deployment), APP)["securityContext"]["runAsUser"]
     os.chown(oplog_dir, app_user, app_user)
-    rewrites = podman_rewrites(deployment, host_port, oplog_dir)
+    node_ip = json.loads(podman("network", "inspect", "podman").stdout)[0]["subnets"][0]["gateway"]
+    rewrites = podman_rewrites(deployment, host_port, oplog_dir, node_ip)
     assert rewrites == [
         f"{AGENT}: K8S_NAMESPACE_NAME fieldRef metadata.namespace -> literal",
         f"{AGENT}: K8S_NODE_NAME fieldRef spec.nodeName -> literal",
+        f"{AGENT}: DD_AGENT_HOST fieldRef status.hostIP -> literal",
         f"{AGENT}: livenessProbe httpGet dropped",
         f"{AGENT}: readinessProbe httpGet dropped",
         f"{AGENT}: hostPort {host_port}",
@@ -197,6 +271,15 @@ def test_chart_plays_as_a_pod(agent_image, codex_app_image, play_dir):
         assert counted["totalExecutions"] <= len(lines)
         assert counted["timedOutExecutions"] <= sum(1 for line in lines if line["result"]["timedOut"])
         assert metric(get(host_port, "/metrics")[1], "codex_availability_status") == 1
+
+        # Pushed out of the pod to the StatsD daemon on the node.
+        assert wait_for("codex.availability=1 at StatsD", lambda: statsd.value("gauges", "codex.availability") == 1, timeout=60)
+        assert wait_for(
+            "the operations log's executions at StatsD",
+            lambda: (statsd.value("counters", "codex.executions.version.success") or 0) >= 1
+            and (statsd.value("counters", "codex.executions.exec.timeout") or 0) >= 1,
+            timeout=60,
+        )
 
         # Both containers run as the chart's users.
         pids = {}
