@@ -2,8 +2,9 @@
 # Container peers of the image and pod tests (tests/helm/test_image.py, test_pod_play.py):
 # Debian's podman with the runc runtime (crun, Debian's default, cannot run containers on a
 # cgroup-hybrid host), catatonit (the init of the pause image `podman kube play` builds for its
-# pods; only recommended by Debian's podman), and busybox-static, the shell of the test application image. podman reads
-# the project's scripts/podman/containers.conf through CONTAINERS_CONF: nothing in /etc changes.
+# pods; Debian's podman only recommends it), and busybox-static, the shell of the test
+# application image. podman reads the project's scripts/podman/containers.conf through
+# CONTAINERS_CONF: nothing in /etc changes.
 set -euo pipefail
 need=()
 for pkg in podman runc catatonit busybox-static; do
