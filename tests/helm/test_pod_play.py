@@ -208,7 +208,7 @@ def test_chart_plays_as_a_pod(agent_image, codex_app_image, play_dir, statsd):
     docs = render(values, name=release)
     deployment = one(docs, "Deployment")
     host_port = free_port()
-    oplog_dir = play_dir / "oplog"
+    oplog_dir = play_dir.parent / "oplog"
     oplog_dir.mkdir()
     app_user = container(pod_spec(deployment), APP)["securityContext"]["runAsUser"]
     os.chown(oplog_dir, app_user, app_user)
