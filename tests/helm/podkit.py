@@ -2,7 +2,7 @@
 project's containers.conf, the agent's image (scripts/build-image) and the Codex application
 image (tests/helm/codex-app), each built once per session and cached by content.
 
-Peers: Debian's podman 4.3 with runc and busybox-static (scripts/setup.d/50-podman.sh), the real
+Peers: Debian's podman 4.3 with runc and busybox-static (scripts/setup.d/55-podman.sh), the real
 Codex CLI's static binary from npm (scripts/setup.d/10-codex.sh). podman needs root here."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def podman(*args: str, check: bool = True, timeout: float = 300, cwd: Path | Non
 
 def require_podman() -> None:
     assert os.geteuid() == 0, "the container tests run podman as root (as CI does)"
-    assert shutil.which("podman"), "podman missing: run scripts/setup.d/50-podman.sh"
+    assert shutil.which("podman"), "podman missing: run scripts/setup.d/55-podman.sh"
 
 
 def free_port() -> int:
@@ -137,7 +137,7 @@ def codex_app_image() -> str:
     is built once and reused until the workload, the Containerfile or Codex changes."""
     require_podman()
     assert CODEX_STATIC.is_file(), f"{CODEX_STATIC} missing: run scripts/setup.d/10-codex.sh"
-    assert BUSYBOX.is_file(), f"{BUSYBOX} missing: run scripts/setup.d/50-podman.sh (busybox-static)"
+    assert BUSYBOX.is_file(), f"{BUSYBOX} missing: run scripts/setup.d/55-podman.sh (busybox-static)"
     digest = hashlib.sha256()
     for f in [CODEX_APP / "Containerfile", CODEX_APP / "workload.sh", BUSYBOX]:
         digest.update(f.read_bytes())
