@@ -2,8 +2,11 @@
 # codex-sentinel image: a static (musl) binary on distroless "static" (no libc, no shell,
 # CA certificates for OTLP over TLS), running as the non-root user 65532.
 #
-#   docker build -t codex-sentinel:0.1.0 .
-#   docker run --rm -p 3000:3000 -e CODEX_HEALTH_HOST=0.0.0.0 codex-sentinel:0.1.0
+#   docker build -t localhost/codex-sentinel:0.1.0 .      (the Helm chart's default image)
+#   docker run --rm -p 3000:3000 -e CODEX_HEALTH_HOST=0.0.0.0 localhost/codex-sentinel:0.1.0
+#
+# Without Docker: scripts/build-image builds the same image with podman FROM scratch
+# (scripts/podman/agent.Containerfile: same user, working directory, port and entry point).
 #
 # The build stage runs scripts/build-static, which fails when the binary is not static or
 # exceeds its 10 MiB budget.

@@ -426,9 +426,9 @@ def test_image_tag_defaults_to_the_app_version():
     helpers = (CHART / "templates" / "_helpers.tpl").read_text()
     assert '{{- define "codex-sentinel.appVersion" -}}' + chart["appVersion"] + "{{- end }}" in helpers
     agent = container(pod_spec(one(render(), "Deployment")), AGENT)
-    assert agent["image"] == f"codex-sentinel:{chart['appVersion']}"
+    assert agent["image"] == f"localhost/codex-sentinel:{chart['appVersion']}", "the default is what scripts/build-image tags"
     agent = container(pod_spec(one(render({"image": {"digest": "sha256:" + "ab" * 32}}), "Deployment")), AGENT)
-    assert agent["image"] == "codex-sentinel@sha256:" + "ab" * 32
+    assert agent["image"] == "localhost/codex-sentinel@sha256:" + "ab" * 32
 
 
 # ——— values that must be refused, with a message that says why ————————————————————————————
@@ -526,3 +526,11 @@ def test_install_notes_warn_when_the_probe_has_no_codex(values, warns):
     notes = render_files(values)["codex-sentinel/templates/NOTES.txt"]
     assert "kubectl -n apps port-forward svc/demo-codex-sentinel 3000" in notes
     assert ("WARNING: the availability probe runs `codex` inside the agent container" in notes) == warns
+
+
+def test_install_notes_say_how_to_push_the_local_image():
+    notes = render_files({})["codex-sentinel/templates/NOTES.txt"]
+    assert "The agent's image is localhost/codex-sentinel:0.1.0: a local build (scripts/build-image)" in notes
+    assert "--set image.repository=REGISTRY/codex-sentinel" in notes
+    pushed = render_files({"image": {"repository": "registry.example.com/tools/codex-sentinel"}})
+    assert "scripts/build-image" not in pushed["codex-sentinel/templates/NOTES.txt"]

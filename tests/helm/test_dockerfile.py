@@ -1,6 +1,7 @@
-"""The Dockerfile cannot be built on the project's machines (no container engine), so its
-structure is checked here against what the chart and scripts/build-static rely on; the binary
-it ships is built by scripts/build-static in CI."""
+"""The Dockerfile cannot be built on the project's machines (its base images come from
+registries none of which is reachable), so its structure is checked here against what the chart
+and scripts/build-static rely on, and against scripts/podman/agent.Containerfile, the podman
+build of the same image that tests/helm/test_image.py builds and runs."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import yaml
 from chartkit import CHART, REPO
 
 
-def instructions():
-    text = (REPO / "Dockerfile").read_text()
+def instructions(path=REPO / "Dockerfile"):
+    text = path.read_text()
     text = re.sub(r"\\\n", " ", text)  # line continuations
     out = []
     for line in text.splitlines():
@@ -55,3 +56,19 @@ def test_build_context_leaves_out_local_state():
     for path in [".git", ".tools", "target"]:
         assert path in ignored
 
+
+
+def final_stage(ins):
+    last_from = max(i for i, (w, _) in enumerate(ins) if w == "FROM")
+    return ins[last_from:]
+
+
+def test_podman_build_runs_the_same_way():
+    """User, working directory, port and entry point: what a pod or `docker run` sees."""
+    docker = final_stage(instructions())
+    podman = final_stage(instructions(REPO / "scripts" / "podman" / "agent.Containerfile"))
+    assert podman[0] == ("FROM", "scratch")
+    for word in ["USER", "WORKDIR", "EXPOSE", "ENTRYPOINT"]:
+        mine = [rest for w, rest in podman if w == word]
+        theirs = [rest for w, rest in docker if w == word]
+        assert mine == theirs and len(mine) == 1, (word, mine, theirs)
