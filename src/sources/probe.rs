@@ -99,6 +99,18 @@ pub async fn run_attempt(
         .kill_on_drop(true);
     let mut child = match command.spawn() {
         Ok(child) => child,
+        Err(e) if is_agent_resource_error(&e) => {
+            return Attempt {
+                started,
+                duration: t0.elapsed(),
+                ending: Ending::AgentFault {
+                    error: format!("spawn {program}: {e}"),
+                },
+                stdout: String::new(),
+                stderr_tail: String::new(),
+                pid: 0,
+            };
+        }
         Err(e) => {
             let (code, not_found) = match e.kind() {
                 std::io::ErrorKind::NotFound => ("ENOENT".to_string(), true),
@@ -180,6 +192,15 @@ pub async fn run_attempt(
     }
 }
 
+/// Whether a failed spawn is the agent's own shortage (descriptors for the pipes, a process
+/// slot, memory) rather than something about the program.
+pub fn is_agent_resource_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
+    )
+}
+
 /// SIGKILL to every process of the group `pgid` (which is the attempt's pid).
 fn kill_group(pgid: u32) {
     if pgid == 0 {
@@ -256,5 +277,24 @@ pub fn become_subreaper() {
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integers.
     unsafe {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agents_own_shortages_are_told_apart_from_codex_failures() {
+        for code in [libc::EMFILE, libc::ENFILE, libc::EAGAIN, libc::ENOMEM] {
+            assert!(is_agent_resource_error(&std::io::Error::from_raw_os_error(
+                code
+            )));
+        }
+        for code in [libc::ENOENT, libc::EACCES, libc::ENOEXEC] {
+            assert!(!is_agent_resource_error(
+                &std::io::Error::from_raw_os_error(code)
+            ));
+        }
     }
 }

@@ -1,5 +1,8 @@
 //! The HTTP endpoints. Read-only: every answer comes from the latest published snapshot, so a
-//! request never waits for a probe, a sample or an exporter.
+//! request never waits for a probe, a sample or an exporter. How connections are accepted and
+//! bounded is [`listener`]'s business.
+
+pub mod listener;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
