@@ -3,6 +3,13 @@
 //! Each attempt runs in its own process group. The npm Codex CLI is a node wrapper that starts
 //! the native binary, so killing the direct child is not enough: on timeout (or shutdown) the
 //! whole group is killed with SIGKILL and reaped, leaving no zombie and no orphan.
+//!
+//! The agent is a child subreaper, so everything a probe leaves behind becomes its child. After
+//! each attempt the group is killed, then reaped until it is gone. A descendant that left with
+//! `setsid` is out of reach: it is not killed and keeps running; when it exits it is reaped after
+//! the next attempt of any probe (only zombies outside the agent's session are taken, so tokio's
+//! own children keep their exit statuses). One that only changed its process group (`setpgid`)
+//! stays in the agent's session and is neither killed nor reaped.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -170,12 +177,14 @@ pub async fn run_attempt(
     if matches!(ending, Ending::TimedOut | Ending::Cancelled) {
         kill_group(pid);
         let _ = child.wait().await;
-        reap_group(pid, true).await;
     } else {
         // Descendants left in the group (a wrapper that exited before its child) go too.
         kill_group(pid);
-        reap_group(pid, false).await;
     }
+    // Until the group is gone: a killed member becomes a zombie only a moment after SIGKILL,
+    // and one reaped too early would stay a zombie of ours (we are their subreaper).
+    reap_group(pid).await;
+    reap_escaped_zombies();
     // Output readers end at EOF, which a descendant outside the group could hold off: bound it.
     let (stdout, stderr_tail) = match tokio::time::timeout(Duration::from_millis(500), output).await
     {
@@ -213,8 +222,10 @@ fn kill_group(pgid: u32) {
 }
 
 /// Reaps members of the group that are our children (with `PR_SET_CHILD_SUBREAPER`, orphaned
-/// descendants are). With `wait_gone`, keeps going until the group no longer exists.
-async fn reap_group(pgid: u32, wait_gone: bool) {
+/// descendants are), until the group no longer exists or [`REAP_DEADLINE`] passes. The group's
+/// leader is tokio's child and has been waited for already, so no exit status is taken from
+/// tokio (a `waitpid(-1)` would).
+async fn reap_group(pgid: u32) {
     if pgid == 0 {
         return;
     }
@@ -230,10 +241,44 @@ async fn reap_group(pgid: u32, wait_gone: bool) {
         }
         // SAFETY: signal 0 only checks for existence.
         let gone = unsafe { libc::killpg(pgid as libc::pid_t, 0) } != 0;
-        if gone || !wait_gone || Instant::now() >= deadline {
+        if gone || Instant::now() >= deadline {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Reaps zombie children that left the agent's session (`setsid`): a probe's descendant that
+/// escaped its process group cannot be killed with the group and, as we are the subreaper,
+/// becomes our zombie when it exits. No process the agent or tokio spawns starts a session,
+/// so none of their exit statuses can be taken here.
+fn reap_escaped_zombies() {
+    // SAFETY: getpid and getsid(0) have no preconditions.
+    let (me, my_session) = unsafe { (libc::getpid(), libc::getsid(0)) };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<libc::pid_t>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().take(4).collect();
+        let (state, ppid, session) = match f.as_slice() {
+            [state, ppid, _pgrp, session] => (*state, ppid.parse().ok(), session.parse().ok()),
+            _ => continue,
+        };
+        if state == "Z" && ppid == Some(me) && session != Some(my_session) {
+            let mut status = 0;
+            // SAFETY: waitpid on one pid with WNOHANG; writes only to `status`.
+            unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        }
     }
 }
 
