@@ -423,7 +423,8 @@ async fn serve_signals(
 async fn save_baseline(url: &str, dir: &std::path::Path) -> Result<PathBuf, String> {
     use codex_sentinel::logging::{error_chain, http_failure, redact_urls};
     let shown = redact_urls(url);
-    let client = codex_sentinel::util::http::client_builder(std::time::Duration::from_secs(10))
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
         .build()
         .map_err(|e| error_chain(&e))?;
     // The URL is said once, redacted, in front; the error's own copy would repeat it.

@@ -161,6 +161,7 @@ impl Server {
             // A TLS handshake, when configured, wraps `stream` here (under the same permit).
             tokio::spawn(serve_connection(
                 stream,
+                peer,
                 app.clone(),
                 pool,
                 limits.clone(),
@@ -186,6 +187,7 @@ fn refuse(stream: tokio::net::TcpStream) {
 /// Serves one connection over any byte stream (a TCP socket, later a TLS session).
 async fn serve_connection<IO>(
     io: IO,
+    peer: std::net::SocketAddr,
     app: Router,
     pool: Pool,
     limits: Limits,
@@ -195,6 +197,9 @@ async fn serve_connection<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let io = TokioIo::new(StallDeadline::new(io, limits.io_timeout));
+    // Handlers may ask who is calling (`ConnectInfo`): the maintenance endpoint throttles per
+    // client address.
+    let app = app.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new());
     let result = match pool {

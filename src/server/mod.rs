@@ -56,7 +56,10 @@ pub fn router(base_path: &str, state: AppState) -> Router {
         .route(
             &format!("{base}/alerts/maintenance"),
             post(crate::alerts::http::start_maintenance)
-                .delete(crate::alerts::http::end_maintenance),
+                .delete(crate::alerts::http::end_maintenance)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::alerts::http::MAX_BODY_BYTES,
+                )),
         )
         .route("/metrics", get(prometheus_metrics))
         .route("/livez", get(livez))
