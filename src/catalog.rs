@@ -255,6 +255,36 @@ metric!(
     &[]
 );
 metric!(
+    NOTIFICATIONS_PENDING,
+    "codex_sentinel.notifications_pending",
+    Gauge,
+    "1",
+    "Alert notifications of the agent waiting for delivery, by sink (not the application's queue)",
+    ["sink"],
+    None,
+    &[]
+);
+metric!(
+    NOTIFICATIONS_DROPPED,
+    "codex_sentinel.notifications_dropped",
+    Counter,
+    "1",
+    "Alert notifications of the agent dropped undelivered because their sink's queue was full",
+    ["sink"],
+    None,
+    &[]
+);
+metric!(
+    MAINTENANCE_AUTH_FAILURES,
+    "codex_sentinel.maintenance_auth_failures",
+    Counter,
+    "1",
+    "Requests to the maintenance endpoint refused: wrong or missing token, or the client throttled",
+    ["reason"],
+    None,
+    &[]
+);
+metric!(
     OPLOG_LINES,
     "codex_sentinel.oplog.lines",
     Counter,
@@ -418,6 +448,9 @@ pub const CATALOG: &[&MetricDef] = &[
     &AGENT_DROPPED_OBSERVATIONS,
     &ALERTS_ACTIVE,
     &ALERT_NOTIFICATIONS,
+    &NOTIFICATIONS_PENDING,
+    &NOTIFICATIONS_DROPPED,
+    &MAINTENANCE_AUTH_FAILURES,
     &OPLOG_LINES,
     &OPLOG_READ_ERRORS,
     &AUDIT_LOG_LINES,

@@ -166,14 +166,13 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
                 alerting: alerting.clone(),
             },
         );
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
-            if let Err(e) = serve.await {
-                tracing::error!(error = %crate::logging::error_chain(&e), "HTTP server stopped");
-            }
-        });
-        tracing::info!(%bound, path = config.health_path(), "serving health endpoints");
+        let limits = server::listener::Limits::from_config(ep);
+        tracing::info!(%bound, path = config.health_path(), max_connections = limits.max_connections, "serving health endpoints");
+        tasks.spawn(
+            server::listener::Server::new(listener)
+                .limits(limits)
+                .serve(app, shutdown.clone()),
+        );
     }
 
     tasks.spawn(monitor.run(rx, publish, heartbeat, shutdown.clone()));

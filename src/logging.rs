@@ -150,6 +150,44 @@ impl Visit for JsonFields {
     }
 }
 
+/// Lets a repeated log line through at most once per `every`; the lines held back in between
+/// are counted and reported with the next one that passes (`suppressed = n`), so a flood of
+/// bad requests neither fills the log nor disappears from it.
+#[derive(Debug)]
+pub struct RateLimit {
+    every: std::time::Duration,
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    pub fn new(every: std::time::Duration) -> Self {
+        RateLimit {
+            every,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(lines suppressed since the last one logged)` when this one may be logged.
+    pub fn allow(&mut self) -> Option<u64> {
+        self.allow_at(std::time::Instant::now())
+    }
+
+    pub fn allow_at(&mut self, now: std::time::Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < self.every => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
 /// A list as one log field: comma-separated (`names = %Csv(&cfg.names)`), never a Debug
 /// rendering with brackets and quotes.
 pub struct Csv<'a, T>(pub &'a [T]);
@@ -358,5 +396,17 @@ mod tests {
         assert_eq!(f["delta"], -2);
         assert_eq!(f["error"], "outer: inner");
         assert!(l["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn rate_limit_counts_what_it_holds_back() {
+        let t0 = std::time::Instant::now();
+        let every = std::time::Duration::from_secs(10);
+        let mut r = RateLimit::new(every);
+        assert_eq!(r.allow_at(t0), Some(0));
+        assert_eq!(r.allow_at(t0 + every / 2), None);
+        assert_eq!(r.allow_at(t0 + every / 2), None);
+        assert_eq!(r.allow_at(t0 + every), Some(2));
+        assert_eq!(r.allow_at(t0 + every), None);
     }
 }

@@ -323,3 +323,63 @@ async fn slack_payload_colour_and_pace() {
         "Slack gets its own payload, not the generic body"
     );
 }
+
+/// A receiver that answers every request with `status` pointing at a thief on another host
+/// (127.0.0.2), and the thief.
+fn redirecting(status: u16) -> (Receiver, Receiver) {
+    let thief = Receiver::start_on(std::net::TcpListener::bind("127.0.0.2:0").unwrap());
+    let rx = Receiver::start();
+    rx.set_default(Answer::Redirect(status));
+    rx.set_location(&thief.url("/steal?token=from-the-redirect"));
+    (rx, thief)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_never_followed_and_is_a_failed_delivery() {
+    for status in [301, 302, 307, 308] {
+        let (rx, thief) = redirecting(status);
+        let rig = rig(rx.url("/hook?token=s3cret-hook"), 2_000, 3, |c| {
+            c.alerting
+                .webhook
+                .headers
+                .insert("X-Api-Key".into(), Secret::new("s3cret-key"));
+        });
+        rig.queue(vec![notification(vec![event(
+            "a",
+            Severity::Critical,
+            AlertStatus::Firing,
+        )])]);
+        rig.drained().await;
+        assert_eq!(rx.all().len(), 1, "{status}: one attempt, not retried");
+        assert_eq!(rig.counters.get(rig.sink, result::DELIVERED), 0, "{status}");
+        assert_eq!(rig.counters.get(rig.sink, result::REJECTED), 1, "{status}");
+        assert!(
+            thief.all().is_empty(),
+            "{status}: the other host got {:?}",
+            thief.all()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_redirects_are_not_followed_either() {
+    let (rx, thief) = redirecting(307);
+    let mut cfg = Config::default();
+    cfg.alerting.alertmanager.url = Some(Secret::new(rx.url("/")));
+    let notifier = notify::build(&cfg).unwrap().remove(0);
+    assert_eq!(notifier.kind(), SinkKind::Alertmanager);
+    let err = notifier
+        .send(&notification(vec![event(
+            "a",
+            Severity::Critical,
+            AlertStatus::Firing,
+        )]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, notify::SendError::Permanent(m) if m.contains("307 redirect to http://127.0.0.2:")),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("from-the-redirect"), "{err}");
+    assert!(thief.all().is_empty());
+}

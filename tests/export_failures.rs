@@ -2,6 +2,7 @@
 //! exist — cost the agent nothing visible: endpoints answer at once, failures are counted per
 //! exporter and logged rate-limited.
 
+mod alerts_support;
 mod common;
 
 use std::time::{Duration, Instant};
@@ -88,4 +89,35 @@ fn unresolvable_hosts_and_a_missing_unix_socket_are_counted_not_felt() {
             );
         }
     }
+}
+
+#[test]
+fn an_otlp_redirect_is_an_export_failure_and_is_not_followed() {
+    use alerts_support::{Answer, Receiver};
+    let thief = Receiver::start_on(std::net::TcpListener::bind("127.0.0.2:0").unwrap());
+    let collector = Receiver::start();
+    collector.set_default(Answer::Redirect(307));
+    collector.set_location(&thief.url("/v1/metrics"));
+    let agent = start_agent(AgentOptions {
+        env: vec![
+            ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url("")),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret-otlp".into()),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "200".into()),
+        ],
+        ..Default::default()
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while errors(&agent.get("/metrics").1, "otlp") < 2.0 {
+        assert!(Instant::now() < deadline, "{}", agent.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(collector.all().len() >= 2);
+    assert!(thief.all().is_empty(), "followed: {:?}", thief.all());
+    let stderr = agent.stderr();
+    assert!(
+        stderr.contains("307 redirect to http://127.0.0.2:") && stderr.contains("not followed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret-otlp"), "{stderr}");
 }

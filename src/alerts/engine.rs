@@ -437,6 +437,8 @@ impl Engine {
             maintenance: self.state.maintenance.clone(),
             sinks: sinks.to_vec(),
             counters,
+            queue: None,
+            maintenance_guard: None,
         }
     }
 
@@ -660,7 +662,12 @@ pub fn start(
     let initial = engine.config_changed(crate::config::flatten(&config), config_rule_on, now);
     let initial = store.commit(engine.state(), initial, &sinks);
     log_queued(&initial, &sinks);
-    let (view_tx, view_rx) = watch::channel(Arc::new(engine.view(&sinks, counters.clone())));
+    let guard = Arc::new(super::http::MaintenanceGuard::default());
+    let live = LiveParts {
+        queue: store.clone(),
+        guard: guard.clone(),
+    };
+    let (view_tx, view_rx) = watch::channel(Arc::new(live.view(&engine, &sinks, &counters)));
     let (cmd_tx, cmd_rx) = mpsc::channel(8);
     let settings = delivery::DeliverySettings::from_config(&a.delivery);
     for notifier in notifiers {
@@ -694,7 +701,7 @@ pub fn start(
     }
     tasks.spawn(run(
         engine,
-        store,
+        live,
         sinks,
         counters,
         snapshots,
@@ -708,6 +715,7 @@ pub fn start(
         view: view_rx,
         commands: cmd_tx,
         maintenance_token: a.maintenance.token.clone(),
+        maintenance_guard: guard,
     }))
 }
 
@@ -729,7 +737,7 @@ fn log_queued(notifications: &[Notification], sinks: &[SinkKind]) {
 #[allow(clippy::too_many_arguments)]
 async fn run(
     mut engine: Engine,
-    store: Arc<Store>,
+    live: LiveParts,
     sinks: Vec<SinkKind>,
     counters: Arc<NotificationCounters>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
@@ -744,6 +752,7 @@ async fn run(
         rx.mark_unchanged();
     }
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let store = live.queue.clone();
     let mut last_saved = engine.state().clone();
     loop {
         // A command's answer waits until its effect is persisted and published, so a client
@@ -790,13 +799,14 @@ async fn run(
             let (sent, dropped) = store.commit_counting(engine.state(), notifications, &sinks);
             for sink in dropped {
                 counters.add(sink, super::result::UNDELIVERED);
+                counters.add_dropped(sink);
             }
             log_queued(&sent, &sinks);
             last_saved = engine.state().clone();
         }
         // Readers of the endpoint always get the latest view; the monitor is woken (and
         // rebuilds its snapshot) only when what it shows changed, not on every evaluation.
-        let view = Arc::new(engine.view(&sinks, counters.clone()));
+        let view = Arc::new(live.view(&engine, &sinks, &counters));
         view_tx.send_if_modified(|current| {
             let changed = current.maintenance != view.maintenance
                 || current.alerts_json() != view.alerts_json();
@@ -806,6 +816,28 @@ async fn run(
         if let Some(reply) = answer {
             store.persisted().await;
             let _ = reply.send(engine.maintenance().cloned());
+        }
+    }
+}
+
+/// The parts of the published view that are read live rather than copied at each evaluation:
+/// the outbox (pending notifications drain between evaluations) and the maintenance guard.
+struct LiveParts {
+    queue: Arc<Store>,
+    guard: Arc<super::http::MaintenanceGuard>,
+}
+
+impl LiveParts {
+    fn view(
+        &self,
+        engine: &Engine,
+        sinks: &[SinkKind],
+        counters: &Arc<NotificationCounters>,
+    ) -> AlertsView {
+        AlertsView {
+            queue: Some(self.queue.clone()),
+            maintenance_guard: Some(self.guard.clone()),
+            ..engine.view(sinks, counters.clone())
         }
     }
 }

@@ -202,10 +202,12 @@ pub mod result {
     pub const ALL: [&str; 4] = [DELIVERED, RETRIED, UNDELIVERED, REJECTED];
 }
 
-/// Notification counters per (sink, result), shared by the delivery tasks.
+/// Notification counters per (sink, result), shared by the delivery tasks, and the
+/// notifications dropped per sink because its queue was full.
 #[derive(Debug, Default)]
 pub struct NotificationCounters {
     counts: Mutex<BTreeMap<(SinkKind, &'static str), u64>>,
+    dropped: Mutex<BTreeMap<SinkKind, u64>>,
 }
 
 impl NotificationCounters {
@@ -219,7 +221,27 @@ impl NotificationCounters {
         }
         NotificationCounters {
             counts: Mutex::new(counts),
+            dropped: Mutex::new(sinks.iter().map(|s| (*s, 0)).collect()),
         }
+    }
+
+    /// A notification of `sink` dropped because the sink's queue was full.
+    pub fn add_dropped(&self, sink: SinkKind) {
+        *self
+            .dropped
+            .lock()
+            .expect("counter lock")
+            .entry(sink)
+            .or_default() += 1;
+    }
+
+    pub fn dropped(&self, sink: SinkKind) -> u64 {
+        self.dropped
+            .lock()
+            .expect("counter lock")
+            .get(&sink)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn add(&self, sink: SinkKind, result: &'static str) {
@@ -291,6 +313,10 @@ pub struct AlertsView {
     pub maintenance: Option<MaintenanceStatus>,
     pub sinks: Vec<SinkKind>,
     pub counters: Arc<NotificationCounters>,
+    /// The outbox, read live: how many notifications each sink still has to deliver.
+    pub queue: Option<Arc<store::Store>>,
+    /// Refusals of the maintenance endpoint, read live.
+    pub maintenance_guard: Option<Arc<http::MaintenanceGuard>>,
 }
 
 impl AlertsView {
@@ -299,6 +325,18 @@ impl AlertsView {
         self.active
             .iter()
             .map(|a| serde_json::to_value(a).expect("alert serializes"))
+            .collect()
+    }
+
+    /// (sink, pending, dropped) for every configured sink: the agent's own notification queue,
+    /// not the application's.
+    pub fn notification_queue(&self) -> Vec<(SinkKind, usize, u64)> {
+        self.sinks
+            .iter()
+            .map(|s| {
+                let pending = self.queue.as_ref().map_or(0, |q| q.pending(*s));
+                (*s, pending, self.counters.dropped(*s))
+            })
             .collect()
     }
 
@@ -321,6 +359,14 @@ impl AlertsView {
             "maintenance": self.maintenance,
             "sinks": self.sinks.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
             "notifications": notifications,
+            "notificationQueue": self.notification_queue().into_iter().map(|(sink, pending, dropped)| {
+                (sink.as_str().to_string(), serde_json::json!({
+                    "pending": pending,
+                    "dropped": dropped,
+                    "capacity": store::MAX_PENDING_PER_SINK,
+                }))
+            }).collect::<Map<String, Value>>(),
+            "maintenanceAuthFailures": self.maintenance_guard.as_ref().map(|g| g.refusals_json()),
         })
     }
 
@@ -349,6 +395,27 @@ impl AlertsView {
                 value: SampleValue::Counter(n as f64),
             });
         }
+        for (sink, pending, dropped) in self.notification_queue() {
+            out.push(Sample {
+                def: &catalog::NOTIFICATIONS_PENDING,
+                labels: vec![sink.as_str().into()],
+                value: SampleValue::Gauge(pending as f64),
+            });
+            out.push(Sample {
+                def: &catalog::NOTIFICATIONS_DROPPED,
+                labels: vec![sink.as_str().into()],
+                value: SampleValue::Counter(dropped as f64),
+            });
+        }
+        if let Some(guard) = &self.maintenance_guard {
+            for (reason, n) in guard.refusals() {
+                out.push(Sample {
+                    def: &catalog::MAINTENANCE_AUTH_FAILURES,
+                    labels: vec![reason.into()],
+                    value: SampleValue::Counter(n as f64),
+                });
+            }
+        }
         out
     }
 }
@@ -373,6 +440,8 @@ pub struct Handle {
     pub commands: mpsc::Sender<Command>,
     /// Bearer token of the maintenance endpoint.
     pub maintenance_token: Option<Secret>,
+    /// Counts, logs and throttles refused maintenance requests.
+    pub maintenance_guard: Arc<http::MaintenanceGuard>,
 }
 
 /// Compares a presented token with the configured one in time that does not depend on where
@@ -412,6 +481,45 @@ pub use engine::start;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_notification_queue_shows_pending_and_dropped_per_sink() {
+        let store = Arc::new(store::Store::in_memory());
+        let sinks = [SinkKind::Webhook, SinkKind::Email];
+        let counters = Arc::new(NotificationCounters::for_sinks(&sinks));
+        let n = Notification {
+            id: 0,
+            created: 1,
+            events: Vec::new(),
+        };
+        store.commit(
+            &Default::default(),
+            vec![n.clone(), n],
+            &[SinkKind::Webhook],
+        );
+        counters.add_dropped(SinkKind::Webhook);
+        let view = AlertsView {
+            enabled: true,
+            sinks: sinks.to_vec(),
+            counters,
+            queue: Some(store),
+            ..Default::default()
+        };
+        let q = &view.to_json()["notificationQueue"];
+        assert_eq!(q["webhook"]["pending"], 2);
+        assert_eq!(q["webhook"]["dropped"], 1);
+        assert_eq!(q["email"]["pending"], 0);
+        let pending: Vec<f64> = view
+            .samples()
+            .iter()
+            .filter(|s| s.def.name == catalog::NOTIFICATIONS_PENDING.name)
+            .map(|s| match s.value {
+                SampleValue::Gauge(v) => v,
+                _ => f64::NAN,
+            })
+            .collect();
+        assert_eq!(pending, [2.0, 0.0]);
+    }
 
     #[test]
     fn tokens_compare_exactly() {

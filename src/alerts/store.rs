@@ -60,6 +60,13 @@ pub struct Store {
     write_failures: Mutex<u64>,
 }
 
+/// For views that hold the store: which file, not its contents.
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) `<dir>/state.json`. A file that cannot be parsed is moved
     /// aside (`state.json.corrupt-<ms>`) and reported ([`crate::statefile`]), never silently

@@ -73,6 +73,12 @@ pub struct Endpoints {
     pub port: u16,
     /// Base path of the JSON endpoints; `/status` and `/metrics` hang below it.
     pub path: String,
+    /// Connections served at once; more are refused at once (a few extra stay reserved for
+    /// `/livez` and `/readyz`, see docs/operations.md).
+    pub max_connections: usize,
+    /// ms a client has to send a request's headers, also the idle time allowed between two
+    /// requests on a kept-alive connection.
+    pub header_read_timeout: u64,
 }
 
 impl Default for Endpoints {
@@ -82,6 +88,8 @@ impl Default for Endpoints {
             host: "127.0.0.1".into(),
             port: 3000,
             path: "/health/codex".into(),
+            max_connections: crate::server::listener::DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: crate::server::listener::DEFAULT_HEADER_READ_TIMEOUT_MS,
         }
     }
 }
@@ -124,6 +132,20 @@ impl HealthMonitoring {
                 "healthMonitoring.endpoints.path",
                 format!("{:?}", hm.endpoints.path),
                 "must start with / and name a path",
+            );
+        }
+        if hm.endpoints.max_connections == 0 {
+            return bad(
+                "healthMonitoring.endpoints.maxConnections",
+                "0".into(),
+                "must be at least 1",
+            );
+        }
+        if hm.endpoints.header_read_timeout == 0 {
+            return bad(
+                "healthMonitoring.endpoints.headerReadTimeout",
+                "0".into(),
+                "must be > 0 ms",
             );
         }
         if hm.endpoints.host.parse::<std::net::IpAddr>().is_err() {

@@ -472,7 +472,16 @@ impl opentelemetry_http::HttpClient for ExplainingClient {
         match opentelemetry_http::HttpClient::send_bytes(&self.inner, request).await {
             Ok(response) => {
                 let status = response.status();
-                if !status.is_success() {
+                if status.is_redirection() {
+                    let location = response
+                        .headers()
+                        .get(axum::http::header::LOCATION)
+                        .and_then(|v| v.to_str().ok());
+                    self.last_failure.set(crate::util::http::redirect_failure(
+                        status.as_u16(),
+                        location,
+                    ));
+                } else if !status.is_success() {
                     self.last_failure.set(crate::logging::http_failure(
                         status.as_u16(),
                         status.canonical_reason(),
@@ -522,7 +531,7 @@ pub fn build_exporter(s: &Settings) -> Result<Exporter, String> {
                 .collect();
             // Our own client (async, as the export loop is async): for a plain-HTTP endpoint
             // without the root certificates, which would only cost memory.
-            let mut client = reqwest::Client::builder().timeout(s.timeout);
+            let mut client = crate::util::http::client_builder(s.timeout);
             if !s.endpoint.starts_with("https://") {
                 client = client.tls_certs_only(std::iter::empty());
             }

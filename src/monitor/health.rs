@@ -63,6 +63,19 @@ pub fn evaluate_probe(spec: &ProbeSpec, run: &ProbeRun, thresholds: &Thresholds)
             };
             (status, message, recs, false)
         }
+        Ending::AgentFault { error } => {
+            details.insert("error".into(), json!(error));
+            details.insert("agentFault".into(), json!(true));
+            (
+                Status::Warning,
+                format!("The agent could not start the probe, so Codex's state is unknown (an agent problem, not Codex): {error}"),
+                strings(&[
+                    "Check the agent's file-descriptor limit (ulimit -n) and open connections",
+                    "Check the container's process and memory limits",
+                ]),
+                false,
+            )
+        }
         Ending::TimedOut => {
             details.insert("timedOut".into(), json!(true));
             details.insert("timeout".into(), json!(spec.timeout.as_millis() as u64));

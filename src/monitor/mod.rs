@@ -238,7 +238,9 @@ impl Monitor {
             return;
         }
         let verdict = health::evaluate_probe(spec, &run, &self.config.health_monitoring.thresholds);
-        if spec.is_availability {
+        // The agent's own shortage tells nothing about Codex: availability keeps its last verdict.
+        let about_codex = !matches!(last.ending, Ending::AgentFault { .. });
+        if spec.is_availability && about_codex {
             self.availability.record(verdict.available, last.started);
             self.history.record_probe(verdict.available, last.started);
         }
@@ -252,7 +254,7 @@ impl Monitor {
         match &last.ending {
             _ if last.succeeded(spec.expected_exit_code) => s.successes += 1,
             Ending::TimedOut => s.timeouts += 1,
-            Ending::SpawnFailed { .. } => stats.errors += 1,
+            Ending::SpawnFailed { .. } | Ending::AgentFault { .. } => stats.errors += 1,
             _ => s.failures += 1,
         }
         for attempt in &run.attempts {

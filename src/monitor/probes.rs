@@ -80,6 +80,9 @@ pub enum Ending {
     Cancelled,
     /// It could not be started; Node-style message such as `spawn codex ENOENT`.
     SpawnFailed { error: String, not_found: bool },
+    /// The agent could not start it for a lack of its own resources (file descriptors,
+    /// processes, memory). Says nothing about Codex: never reported as Codex being down.
+    AgentFault { error: String },
 }
 
 /// For logs and the `check` command: `exited with code 0`, `timed out`, ….
@@ -91,6 +94,7 @@ impl std::fmt::Display for Ending {
             Ending::TimedOut => f.write_str("timed out"),
             Ending::Cancelled => f.write_str("cancelled"),
             Ending::SpawnFailed { error, .. } => write!(f, "could not start: {error}"),
+            Ending::AgentFault { error } => write!(f, "the agent could not start it: {error}"),
         }
     }
 }

@@ -3,6 +3,13 @@
 //! Each attempt runs in its own process group. The npm Codex CLI is a node wrapper that starts
 //! the native binary, so killing the direct child is not enough: on timeout (or shutdown) the
 //! whole group is killed with SIGKILL and reaped, leaving no zombie and no orphan.
+//!
+//! The agent is a child subreaper, so everything a probe leaves behind becomes its child. After
+//! each attempt the group is killed, then reaped until it is gone. A descendant that left with
+//! `setsid` is out of reach: it is not killed and keeps running; when it exits it is reaped after
+//! the next attempt of any probe (only zombies outside the agent's session are taken, so tokio's
+//! own children keep their exit statuses). One that only changed its process group (`setpgid`)
+//! stays in the agent's session and is neither killed nor reaped.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -99,6 +106,18 @@ pub async fn run_attempt(
         .kill_on_drop(true);
     let mut child = match command.spawn() {
         Ok(child) => child,
+        Err(e) if is_agent_resource_error(&e) => {
+            return Attempt {
+                started,
+                duration: t0.elapsed(),
+                ending: Ending::AgentFault {
+                    error: format!("spawn {program}: {e}"),
+                },
+                stdout: String::new(),
+                stderr_tail: String::new(),
+                pid: 0,
+            };
+        }
         Err(e) => {
             let (code, not_found) = match e.kind() {
                 std::io::ErrorKind::NotFound => ("ENOENT".to_string(), true),
@@ -158,12 +177,14 @@ pub async fn run_attempt(
     if matches!(ending, Ending::TimedOut | Ending::Cancelled) {
         kill_group(pid);
         let _ = child.wait().await;
-        reap_group(pid, true).await;
     } else {
         // Descendants left in the group (a wrapper that exited before its child) go too.
         kill_group(pid);
-        reap_group(pid, false).await;
     }
+    // Until the group is gone: a killed member becomes a zombie only a moment after SIGKILL,
+    // and one reaped too early would stay a zombie of ours (we are their subreaper).
+    reap_group(pid).await;
+    reap_escaped_zombies();
     // Output readers end at EOF, which a descendant outside the group could hold off: bound it.
     let (stdout, stderr_tail) = match tokio::time::timeout(Duration::from_millis(500), output).await
     {
@@ -180,6 +201,15 @@ pub async fn run_attempt(
     }
 }
 
+/// Whether a failed spawn is the agent's own shortage (descriptors for the pipes, a process
+/// slot, memory) rather than something about the program.
+pub fn is_agent_resource_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
+    )
+}
+
 /// SIGKILL to every process of the group `pgid` (which is the attempt's pid).
 fn kill_group(pgid: u32) {
     if pgid == 0 {
@@ -192,8 +222,10 @@ fn kill_group(pgid: u32) {
 }
 
 /// Reaps members of the group that are our children (with `PR_SET_CHILD_SUBREAPER`, orphaned
-/// descendants are). With `wait_gone`, keeps going until the group no longer exists.
-async fn reap_group(pgid: u32, wait_gone: bool) {
+/// descendants are), until the group no longer exists or [`REAP_DEADLINE`] passes. The group's
+/// leader is tokio's child and has been waited for already, so no exit status is taken from
+/// tokio (a `waitpid(-1)` would).
+async fn reap_group(pgid: u32) {
     if pgid == 0 {
         return;
     }
@@ -209,10 +241,44 @@ async fn reap_group(pgid: u32, wait_gone: bool) {
         }
         // SAFETY: signal 0 only checks for existence.
         let gone = unsafe { libc::killpg(pgid as libc::pid_t, 0) } != 0;
-        if gone || !wait_gone || Instant::now() >= deadline {
+        if gone || Instant::now() >= deadline {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Reaps zombie children that left the agent's session (`setsid`): a probe's descendant that
+/// escaped its process group cannot be killed with the group and, as we are the subreaper,
+/// becomes our zombie when it exits. No process the agent or tokio spawns starts a session,
+/// so none of their exit statuses can be taken here.
+fn reap_escaped_zombies() {
+    // SAFETY: getpid and getsid(0) have no preconditions.
+    let (me, my_session) = unsafe { (libc::getpid(), libc::getsid(0)) };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<libc::pid_t>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().take(4).collect();
+        let (state, ppid, session) = match f.as_slice() {
+            [state, ppid, _pgrp, session] => (*state, ppid.parse().ok(), session.parse().ok()),
+            _ => continue,
+        };
+        if state == "Z" && ppid == Some(me) && session != Some(my_session) {
+            let mut status = 0;
+            // SAFETY: waitpid on one pid with WNOHANG; writes only to `status`.
+            unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        }
     }
 }
 
@@ -256,5 +322,24 @@ pub fn become_subreaper() {
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integers.
     unsafe {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agents_own_shortages_are_told_apart_from_codex_failures() {
+        for code in [libc::EMFILE, libc::ENFILE, libc::EAGAIN, libc::ENOMEM] {
+            assert!(is_agent_resource_error(&std::io::Error::from_raw_os_error(
+                code
+            )));
+        }
+        for code in [libc::ENOENT, libc::EACCES, libc::ENOEXEC] {
+            assert!(!is_agent_resource_error(
+                &std::io::Error::from_raw_os_error(code)
+            ));
+        }
     }
 }

@@ -23,6 +23,8 @@ pub enum Answer {
     Stall(Duration),
     /// This status with this body (an error answer that explains itself).
     Body(u16, &'static str),
+    /// This redirect status with `Location:` set by [`Receiver::set_location`].
+    Redirect(u16),
 }
 
 #[derive(Debug, Clone)]
@@ -56,9 +58,11 @@ impl Recorded {
 /// An HTTP/1.1 receiver on loopback.
 pub struct Receiver {
     pub port: u16,
+    pub ip: std::net::IpAddr,
     pub requests: Arc<Mutex<Vec<Recorded>>>,
     script: Arc<Mutex<VecDeque<Answer>>>,
     default: Arc<Mutex<Answer>>,
+    location: Arc<Mutex<String>>,
 }
 
 impl Receiver {
@@ -71,23 +75,37 @@ impl Receiver {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(VecDeque::new()));
         let default = Arc::new(Mutex::new(Answer::Status(200)));
-        let (r, s, d) = (requests.clone(), script.clone(), default.clone());
+        let location = Arc::new(Mutex::new(String::new()));
+        let (r, s, d, l) = (
+            requests.clone(),
+            script.clone(),
+            default.clone(),
+            location.clone(),
+        );
+        let ip = listener.local_addr().unwrap().ip();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (r, s, d) = (r.clone(), s.clone(), d.clone());
-                std::thread::spawn(move || serve(stream, r, s, d));
+                let (r, s, d, l) = (r.clone(), s.clone(), d.clone(), l.clone());
+                std::thread::spawn(move || serve(stream, r, s, d, l));
             }
         });
         Receiver {
             port,
+            ip,
             requests,
             script,
             default,
+            location,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
+        format!("http://{}:{}{}", self.ip, self.port, path)
+    }
+
+    /// Where [`Answer::Redirect`] points.
+    pub fn set_location(&self, url: &str) {
+        *self.location.lock().unwrap() = url.to_string();
     }
 
     /// Answers for the next requests, in order; then the default.
@@ -138,6 +156,7 @@ fn serve(
     requests: Arc<Mutex<Vec<Recorded>>>,
     script: Arc<Mutex<VecDeque<Answer>>>,
     default: Arc<Mutex<Answer>>,
+    location: Arc<Mutex<String>>,
 ) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut stream = stream;
@@ -191,6 +210,10 @@ fn serve(
                 return;
             }
             Answer::Status(code) => format!("HTTP/1.1 {code} X\r\nContent-Length: 2\r\n\r\nok"),
+            Answer::Redirect(code) => format!(
+                "HTTP/1.1 {code} Moved\r\nLocation: {}\r\nContent-Length: 0\r\n\r\n",
+                location.lock().unwrap()
+            ),
             Answer::Body(code, body) => format!(
                 "HTTP/1.1 {code} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()

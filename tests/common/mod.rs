@@ -11,8 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The agent binary cargo built for these tests.
+/// The agent binary cargo built for these tests, or `CODEX_SENTINEL_TEST_AGENT` (another
+/// build, e.g. the previous commit's, to show that a regression test fails there).
 pub fn agent_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("CODEX_SENTINEL_TEST_AGENT") {
+        return PathBuf::from(p);
+    }
     PathBuf::from(env!("CARGO_BIN_EXE_codex-sentinel"))
 }
 
@@ -67,6 +71,8 @@ pub struct AgentOptions<'a> {
     pub config_json: Option<String>,
     /// Extra command-line arguments after the binary.
     pub args: Vec<&'a str>,
+    /// The agent's open-file limit (`ulimit -n`), when the test needs a small one.
+    pub nofile_limit: Option<u64>,
 }
 
 /// Starts the agent in a fresh working directory and waits until `/readyz` answers 200.
@@ -90,6 +96,22 @@ pub fn start_agent(opts: AgentOptions) -> Agent {
         .stderr(Stdio::piped());
     for (k, v) in &opts.env {
         cmd.env(k, v);
+    }
+    if let Some(limit) = opts.nofile_limit {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let rl = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
     let mut child = cmd.spawn().expect("start agent");
     let stderr = child.stderr.take().unwrap();

@@ -98,10 +98,8 @@ pub fn webhook_is_slack(url: &str, format: Option<&str>) -> bool {
 
 /// The HTTP client of the webhook-like sinks. Its own timeout backs up the delivery timeout.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .timeout(timeout)
+    crate::util::http::client_builder(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .user_agent(concat!("codex-sentinel/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("cannot build the HTTP client for alert notifications: {e}"))
 }
@@ -164,7 +162,8 @@ pub fn generator_url(config: &Config) -> String {
 }
 
 /// Turns an HTTP answer into the delivery verdict: 2xx delivered; 429 retried after
-/// `Retry-After`; 5xx retried; other statuses are not retried and carry the response body.
+/// `Retry-After`; 5xx retried; a redirect is refused (never followed, see
+/// [`crate::util::http::client_builder`]); other statuses are not retried and carry the body.
 pub async fn classify_response(resp: reqwest::Response) -> Result<(), SendError> {
     let status = resp.status();
     if status.is_success() {
@@ -175,6 +174,16 @@ pub async fn classify_response(resp: reqwest::Response) -> Result<(), SendError>
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
+    if status.is_redirection() {
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok());
+        return Err(SendError::Permanent(crate::util::http::redirect_failure(
+            status.as_u16(),
+            location,
+        )));
+    }
     let body = resp.bytes().await.unwrap_or_default();
     let reason = crate::logging::http_failure(status.as_u16(), status.canonical_reason(), &body);
     if status.as_u16() == 429 {

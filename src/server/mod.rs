@@ -1,5 +1,8 @@
 //! The HTTP endpoints. Read-only: every answer comes from the latest published snapshot, so a
-//! request never waits for a probe, a sample or an exporter.
+//! request never waits for a probe, a sample or an exporter. How connections are accepted and
+//! bounded is [`listener`]'s business.
+
+pub mod listener;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,7 +56,10 @@ pub fn router(base_path: &str, state: AppState) -> Router {
         .route(
             &format!("{base}/alerts/maintenance"),
             post(crate::alerts::http::start_maintenance)
-                .delete(crate::alerts::http::end_maintenance),
+                .delete(crate::alerts::http::end_maintenance)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::alerts::http::MAX_BODY_BYTES,
+                )),
         )
         .route("/metrics", get(prometheus_metrics))
         .route("/livez", get(livez))
