@@ -9,29 +9,22 @@ use std::time::{Duration, Instant};
 use common::{codex_bin, fixtures_bin, http_request, start_agent, AgentOptions};
 use serde_json::Value;
 
-fn spec() -> String {
-    let path = common::root().join("../shared/spec/monitoring-guide.md");
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("specification not found at {}: {e}", path.display()))
+/// A fact copied from the specification into `tests/fixtures/spec` (see its README).
+fn spec_fixture(name: &str) -> String {
+    let path = common::root().join("tests/fixtures/spec").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The JSON code block that follows `marker` in the specification.
-fn spec_json_after(marker: &str) -> Value {
-    let text = spec();
-    let from = text
-        .find(marker)
-        .unwrap_or_else(|| panic!("{marker} not in spec"));
-    let block = &text[from..];
-    let start = block.find("```json").unwrap() + "```json".len();
-    let end = start + block[start..].find("```").unwrap();
-    serde_json::from_str(&block[start..end]).unwrap()
+/// One of the specification's JSON examples.
+fn spec_json(name: &str) -> Value {
+    serde_json::from_str(&spec_fixture(name)).unwrap()
 }
 
 /// Field names of a TypeScript interface in the specification, as (path, name): top-level
 /// fields have an empty path, fields of nested objects the parent's name. Fields of array items
 /// (`Array<{ … }>`) are left out: an empty array has none.
 fn spec_interface_fields(name: &str) -> Vec<(String, String)> {
-    let text = spec();
+    let text = spec_fixture("performance-interfaces.ts");
     let from = text.find(&format!("interface {name} {{")).unwrap();
     let body = &text[from..];
     let body = &body[..body.find("\n}").unwrap()];
@@ -111,7 +104,7 @@ fn health_report_has_the_specifications_shape_field_by_field() {
     let t0 = common::now_ms_for_tests();
     let agent = healthy_agent();
     let report = wait_probed(&agent);
-    let example = spec_json_after("**Response Format**");
+    let example = spec_json("health-report.json");
     assert_shape("report", &example, &report);
     // Exactly the specification's top-level keys, nothing invented at the top.
     let mut keys: Vec<_> = report.as_object().unwrap().keys().cloned().collect();
@@ -159,7 +152,7 @@ fn status_and_metrics_endpoints_have_the_specifications_shape() {
     wait_probed(&agent);
     let (code, status) = agent.get_json("/health/codex/status");
     assert_eq!(code, 200);
-    let example = spec_json_after("**Endpoint**: `GET /health/codex/status`");
+    let example = spec_json("health-status.json");
     assert_shape("status", &example, &status);
     assert_eq!(
         status.as_object().unwrap().len(),
