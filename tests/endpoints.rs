@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,19 @@ fn spec_interface_fields(name: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Waits until the agent's log as a whole satisfies `pred`; returns it.
+fn wait_stderr(agent: &common::Agent, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stderr = agent.stderr();
+        if pred(&stderr) {
+            return stderr;
+        }
+        assert!(Instant::now() < deadline, "{what} not logged:\n{stderr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -358,8 +372,10 @@ fn logs_are_json_on_request_and_debug_with_codex_debug() {
     agent.wait_json("/health/codex", Duration::from_secs(10), |r| {
         r["overall"] == "healthy"
     });
-    std::thread::sleep(Duration::from_millis(200));
-    let stderr = agent.stderr();
+    let stderr = wait_stderr(&agent, "a debug line", |e| {
+        e.lines()
+            .any(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["level"] == "DEBUG"))
+    });
     let mut debug_seen = false;
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
         let v: Value =
@@ -391,10 +407,22 @@ fn disabled_monitoring_runs_no_probe_and_says_so() {
         ],
         ..Default::default()
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    // The probe supervisor has decided (this is where it would have started the probe loops).
+    wait_stderr(&agent, "the disabled-monitoring line", |e| {
+        e.contains("health monitoring disabled")
+    });
     assert!(
         !counter.exists(),
         "a probe ran although monitoring is disabled"
+    );
+    let (_, metrics) = agent.get_json("/health/codex/metrics");
+    assert!(
+        metrics["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["runs"] == 0),
+        "{metrics}"
     );
     let (_, report) = agent.get_json("/health/codex");
     assert!(
@@ -415,10 +443,25 @@ fn endpoints_can_be_turned_off() {
         .env("ENABLE_CODEX_HEALTH_ENDPOINTS", "false")
         .env("CODEX_HEALTH_PORT", port.to_string())
         .env("CODEX_EXECUTABLE", "/nonexistent")
-        .stderr(std::process::Stdio::null())
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // The probes are scheduled after the point where the listener would have been bound.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines().map_while(Result::ok) {
+        let done = line.contains("probe scheduled");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|l| l.contains("probe scheduled")),
+        "agent stopped before scheduling its probes:\n{}",
+        seen.join("\n")
+    );
     assert!(child.try_wait().unwrap().is_none(), "agent exited");
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     child.kill().unwrap();
