@@ -158,7 +158,7 @@ fn alertmanager_shows_the_firing_alert_then_resolves_it() {
     // Still firing after the first send's `endsAt` (re-sent, not expired): waited for on
     // Alertmanager's own view: `updatedAt` is when it last received the alert.
     let ms = |v: &serde_json::Value| {
-        codex_sentinel::alerts::clock::parse_time(v.as_str().unwrap_or_default())
+        codex_sentinel::util::time::parse_time(v.as_str().unwrap_or_default())
             .unwrap_or_else(|| panic!("not a time: {v}"))
     };
     let first_ends = ms(&alert["endsAt"]);
