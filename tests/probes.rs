@@ -351,8 +351,8 @@ fn real_codex_exec_as_a_deep_probe_times_out_and_leaves_nothing_behind() {
             "probes": [{
                 "name": "codex-exec",
                 "command": [codex, "exec", "--skip-git-repo-check", marker],
-                "timeout": 1500,
-                "interval": 2000
+                "timeout": 4000,
+                "interval": 4500
             }]
         }
     });
