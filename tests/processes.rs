@@ -401,8 +401,13 @@ fn the_real_codex_cli_is_seen_while_it_lives() {
         ("CODEX_SAMPLE_INTERVAL", "250".into()),
         ("CODEX_PROCESS_DISCOVERY_INTERVAL", "250".into()),
     ]);
+    // Both processes seen, and both past their start (on a busy machine the native binary
+    // can be sampled before it has mapped its first 10 MB).
     let m = agent.wait_json("/health/codex/metrics", Duration::from_secs(30), |m| {
         m["processes"]["osProcesses"] == 2
+            && m["processes"]["topProcesses"]
+                .as_array()
+                .is_some_and(|top| top.iter().all(|p| p["rss"].as_f64() > Some(10.0)))
     });
     let res = &m["performance"]["resourceMetrics"];
     assert_eq!(
