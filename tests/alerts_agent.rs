@@ -57,6 +57,9 @@ fn alerting_env(state_dir: &std::path::Path, webhook: &str) -> Vec<(&'static str
     ]
 }
 
+/// Evaluations after which a wrongly repeated notification would have been decided.
+const SETTLE_EVALUATIONS: u64 = 3;
+
 fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -179,8 +182,20 @@ fn generic_webhook_body_is_the_specification_example_and_secrets_stay_hidden() {
         "{metrics}"
     );
 
-    // Secrets appear nowhere: endpoints, metrics, logs (the email sink fails and logs too).
-    std::thread::sleep(Duration::from_millis(1500));
+    // Secrets appear nowhere: endpoints, metrics, logs (the email sink fails and logs too, so
+    // its failure line is waited for before the logs are read).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !agent
+        .stderr()
+        .contains("alert notification failed; will retry")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the email sink's failures are logged:\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let mut outputs = vec![agent.stderr()];
     for path in [
         "/health/codex",
@@ -201,12 +216,6 @@ fn generic_webhook_body_is_the_specification_example_and_secrets_stay_hidden() {
             assert!(!text.contains(secret), "{secret} leaked:\n{text}");
         }
     }
-    assert!(
-        agent
-            .stderr()
-            .contains("alert notification failed; will retry"),
-        "the email sink's failures are logged"
-    );
 }
 
 fn common_now() -> u64 {
@@ -337,7 +346,9 @@ fn kill_9_during_a_pending_send_then_restart_delivers_exactly_once() {
     let got = rx.wait_for(Duration::from_secs(20), "delivery after restart", |r| {
         r.iter().any(|r| r.accepted())
     });
-    std::thread::sleep(Duration::from_secs(3));
+    // Delivered, nothing left to send, and the engine evaluated the firing alert again.
+    let seen = alerts_support::evaluations(&second);
+    alerts_support::wait_settled(&second, state.path(), seen + SETTLE_EVALUATIONS);
     let accepted = rx.accepted();
     assert_eq!(
         accepted.len(),
@@ -357,7 +368,13 @@ fn kill_9_during_a_pending_send_then_restart_delivers_exactly_once() {
         env,
         ..Default::default()
     });
-    std::thread::sleep(Duration::from_secs(3));
+    // Past the hold (2 evaluations) and then some: a re-firing would be queued by now.
+    alerts_support::wait_settled(&third, state.path(), 2 + SETTLE_EVALUATIONS);
+    assert!(
+        !third.stderr().contains("alert notification queued"),
+        "{}",
+        third.stderr()
+    );
     assert_eq!(
         rx.accepted().len(),
         1,

@@ -69,7 +69,9 @@ fn email_through_real_smtp_server_down_then_up_is_delivered_once() {
     wait_until(Duration::from_secs(20), "the email", || {
         !smtp.messages().is_empty()
     });
-    std::thread::sleep(Duration::from_secs(3));
+    // Nothing left to send and the engine evaluated again: a second copy would be out by now.
+    let seen = alerts_support::evaluations(&agent);
+    alerts_support::wait_settled(&agent, state.path(), seen + 3);
     let messages = smtp.messages();
     assert_eq!(messages.len(), 1, "delivered once: {messages:#?}");
     let m = &messages[0];
@@ -153,8 +155,23 @@ fn alertmanager_shows_the_firing_alert_then_resolves_it() {
     );
     let starts = alert["startsAt"].as_str().unwrap().to_string();
 
-    // Still firing after several resend intervals (re-sent, not expired).
-    std::thread::sleep(Duration::from_secs(5));
+    // Still firing after the first send's `endsAt` (re-sent, not expired): waited for on
+    // Alertmanager's own view: `updatedAt` is when it last received the alert.
+    let ms = |v: &serde_json::Value| {
+        codex_sentinel::util::time::parse_time(v.as_str().unwrap_or_default())
+            .unwrap_or_else(|| panic!("not a time: {v}"))
+    };
+    let first_ends = ms(&alert["endsAt"]);
+    wait_until(
+        Duration::from_secs(30),
+        "a re-send past the first endsAt",
+        || {
+            am.alerts()
+                .as_array()
+                .and_then(|a| a.first())
+                .is_some_and(|a| ms(&a["updatedAt"]) > first_ends)
+        },
+    );
     let alerts = am.alerts();
     assert_eq!(alerts.as_array().unwrap().len(), 1);
     assert_eq!(alerts[0]["status"]["state"], "active");
@@ -172,10 +189,16 @@ fn alertmanager_shows_the_firing_alert_then_resolves_it() {
         "resolution in Alertmanager",
         || am.alerts().as_array().is_some_and(|a| a.is_empty()),
     );
+    // The agent counts the resolved notification once Alertmanager has answered it.
+    let agent_ref = &agent;
+    wait_until(
+        Duration::from_secs(10),
+        "firing, then resolved, delivered",
+        || {
+            let (_, j) = agent_ref.get_json("/health/codex/alerts");
+            j["notifications"]["alertmanager"]["delivered"] == 2
+        },
+    );
     let (_, j) = agent.get_json("/health/codex/alerts");
     assert!(j["alerts"].as_array().unwrap().is_empty(), "{j}");
-    assert_eq!(
-        j["notifications"]["alertmanager"]["delivered"], 2,
-        "firing, then resolved"
-    );
 }

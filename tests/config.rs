@@ -87,10 +87,11 @@ fn every_variable_sets_its_key_and_is_named_as_the_source() {
 
 #[test]
 fn the_specifications_variables_are_all_in_the_table() {
-    // The specification sits beside the repository (shared/), as in CI.
-    let path = common::root().join("../shared/spec/monitoring-guide.md");
-    let spec = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("specification not found at {}: {e}", path.display()));
+    // The specification's shell examples, copied into the repository (see its README).
+    let spec = std::fs::read_to_string(
+        common::root().join("tests/fixtures/spec/environment-variables.sh"),
+    )
+    .unwrap();
     let re = regex::Regex::new(r"export ([A-Z][A-Z0-9_]+)=").unwrap();
     let known: Vec<&str> = ENV_VARS.iter().map(|(v, ..)| *v).collect();
     let mut seen = 0;

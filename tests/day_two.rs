@@ -431,7 +431,7 @@ fn sighup_applies_a_valid_configuration_once_and_rejects_an_invalid_one() {
     );
 
     // A restart with the configuration as it is now does not announce the reloaded changes
-    // again: only what differs from the last reload (the harness's new port) is listed.
+    // again: only what differs from the last reload (here the evaluation interval) is listed.
     let (code, _) = agent.signal_and_wait(libc::SIGTERM);
     assert_eq!(code, Some(0));
     let again = start_agent(AgentOptions {
@@ -439,7 +439,7 @@ fn sighup_applies_a_valid_configuration_once_and_rejects_an_invalid_one() {
             ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
             ("ENABLE_CODEX_ALERTING", "true".into()),
             ("CODEX_ALERT_WEBHOOK_URL", webhook.url("/hook")),
-            ("CODEX_ALERT_EVALUATION_INTERVAL", "100".into()),
+            ("CODEX_ALERT_EVALUATION_INTERVAL", "120".into()),
             ("CODEX_STATE_DIR", state.path().display().to_string()),
         ],
         config_json: Some(config_json(200, 75.0, "second-token-value")),
@@ -462,7 +462,7 @@ fn sighup_applies_a_valid_configuration_once_and_rejects_an_invalid_one() {
         .iter()
         .map(|c| &c["key"])
         .collect();
-    assert_eq!(keys, vec!["healthMonitoring.endpoints.port"]);
+    assert_eq!(keys, vec!["alerting.evaluationInterval"]);
     again.wait_json("/health/codex/alerts", Duration::from_secs(10), |a| {
         a["evaluations"].as_u64().unwrap_or(0) >= 3
     });
@@ -601,7 +601,13 @@ fn a_changed_config_file_is_reloaded_when_watching_is_on() {
         &agent,
         || stderr_count(&agent, "configuration file missing") >= 1,
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Three more probe runs (every 150 ms) span several file polls (every 100 ms).
+    let runs = |m: &serde_json::Value| m["probes"][0]["runs"].as_u64().unwrap();
+    let (_, m) = agent.get_json("/health/codex/metrics");
+    let later = runs(&m) + 3;
+    agent.wait_json("/health/codex/metrics", Duration::from_secs(30), |m| {
+        runs(m) >= later
+    });
     assert_eq!(
         stderr_count(&agent, "configuration file missing"),
         1,

@@ -3,35 +3,29 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{codex_bin, fixtures_bin, http_request, start_agent, AgentOptions};
 use serde_json::Value;
 
-fn spec() -> String {
-    let path = common::root().join("../shared/spec/monitoring-guide.md");
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("specification not found at {}: {e}", path.display()))
+/// A fact copied from the specification into `tests/fixtures/spec` (see its README).
+fn spec_fixture(name: &str) -> String {
+    let path = common::root().join("tests/fixtures/spec").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The JSON code block that follows `marker` in the specification.
-fn spec_json_after(marker: &str) -> Value {
-    let text = spec();
-    let from = text
-        .find(marker)
-        .unwrap_or_else(|| panic!("{marker} not in spec"));
-    let block = &text[from..];
-    let start = block.find("```json").unwrap() + "```json".len();
-    let end = start + block[start..].find("```").unwrap();
-    serde_json::from_str(&block[start..end]).unwrap()
+/// One of the specification's JSON examples.
+fn spec_json(name: &str) -> Value {
+    serde_json::from_str(&spec_fixture(name)).unwrap()
 }
 
 /// Field names of a TypeScript interface in the specification, as (path, name): top-level
 /// fields have an empty path, fields of nested objects the parent's name. Fields of array items
 /// (`Array<{ … }>`) are left out: an empty array has none.
 fn spec_interface_fields(name: &str) -> Vec<(String, String)> {
-    let text = spec();
+    let text = spec_fixture("performance-interfaces.ts");
     let from = text.find(&format!("interface {name} {{")).unwrap();
     let body = &text[from..];
     let body = &body[..body.find("\n}").unwrap()];
@@ -55,6 +49,19 @@ fn spec_interface_fields(name: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Waits until the agent's log as a whole satisfies `pred`; returns it.
+fn wait_stderr(agent: &common::Agent, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stderr = agent.stderr();
+        if pred(&stderr) {
+            return stderr;
+        }
+        assert!(Instant::now() < deadline, "{what} not logged:\n{stderr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -111,7 +118,7 @@ fn health_report_has_the_specifications_shape_field_by_field() {
     let t0 = common::now_ms_for_tests();
     let agent = healthy_agent();
     let report = wait_probed(&agent);
-    let example = spec_json_after("**Response Format**");
+    let example = spec_json("health-report.json");
     assert_shape("report", &example, &report);
     // Exactly the specification's top-level keys, nothing invented at the top.
     let mut keys: Vec<_> = report.as_object().unwrap().keys().cloned().collect();
@@ -159,7 +166,7 @@ fn status_and_metrics_endpoints_have_the_specifications_shape() {
     wait_probed(&agent);
     let (code, status) = agent.get_json("/health/codex/status");
     assert_eq!(code, 200);
-    let example = spec_json_after("**Endpoint**: `GET /health/codex/status`");
+    let example = spec_json("health-status.json");
     assert_shape("status", &example, &status);
     assert_eq!(
         status.as_object().unwrap().len(),
@@ -365,8 +372,10 @@ fn logs_are_json_on_request_and_debug_with_codex_debug() {
     agent.wait_json("/health/codex", Duration::from_secs(10), |r| {
         r["overall"] == "healthy"
     });
-    std::thread::sleep(Duration::from_millis(200));
-    let stderr = agent.stderr();
+    let stderr = wait_stderr(&agent, "a debug line", |e| {
+        e.lines()
+            .any(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["level"] == "DEBUG"))
+    });
     let mut debug_seen = false;
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
         let v: Value =
@@ -398,10 +407,22 @@ fn disabled_monitoring_runs_no_probe_and_says_so() {
         ],
         ..Default::default()
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    // The probe supervisor has decided (this is where it would have started the probe loops).
+    wait_stderr(&agent, "the disabled-monitoring line", |e| {
+        e.contains("health monitoring disabled")
+    });
     assert!(
         !counter.exists(),
         "a probe ran although monitoring is disabled"
+    );
+    let (_, metrics) = agent.get_json("/health/codex/metrics");
+    assert!(
+        metrics["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["runs"] == 0),
+        "{metrics}"
     );
     let (_, report) = agent.get_json("/health/codex");
     assert!(
@@ -422,10 +443,25 @@ fn endpoints_can_be_turned_off() {
         .env("ENABLE_CODEX_HEALTH_ENDPOINTS", "false")
         .env("CODEX_HEALTH_PORT", port.to_string())
         .env("CODEX_EXECUTABLE", "/nonexistent")
-        .stderr(std::process::Stdio::null())
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // The probes are scheduled after the point where the listener would have been bound.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines().map_while(Result::ok) {
+        let done = line.contains("probe scheduled");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|l| l.contains("probe scheduled")),
+        "agent stopped before scheduling its probes:\n{}",
+        seen.join("\n")
+    );
     assert!(child.try_wait().unwrap().is_none(), "agent exited");
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     child.kill().unwrap();

@@ -43,25 +43,46 @@ struct Agent {
 
 impl Agent {
     fn start(workdir: &Path, env: &[(&str, &str)]) -> Agent {
-        let port = common::free_port();
+        // One log file per start, numbered in order.
+        let started = std::fs::read_dir(workdir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("agent-"))
+            .count();
+        let log = workdir.join(format!("agent-{started}.log"));
         let mut cmd = Command::new(common::agent_bin());
         cmd.current_dir(workdir)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", workdir)
-            .env("CODEX_HEALTH_PORT", port.to_string())
+            // The kernel picks the port; the agent logs it.
+            .env("CODEX_HEALTH_PORT", "0")
             // The probes are not under test here: a real executable that answers at once.
             .env("CODEX_EXECUTABLE", "true")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(File::create(workdir.join(format!("agent-{port}.log"))).unwrap());
+            .stderr(File::create(&log).unwrap());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("start agent");
-        let agent = Agent { child, port };
+        let mut child = cmd.spawn().expect("start agent");
         let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            // Whole lines only: a line being written could end in part of the port.
+            let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+            let lines: Vec<String> = complete.lines().map(str::to_string).collect();
+            if let Some(port) = common::bound_port(&lines) {
+                break port;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("agent exited ({status}) before serving:\n{text}");
+            }
+            assert!(Instant::now() < deadline, "agent not serving:\n{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let agent = Agent { child, port };
         while common::http_get(&agent.url("/readyz")).map(|r| r.0) != Ok(200) {
             assert!(Instant::now() < deadline, "agent not ready");
             std::thread::sleep(Duration::from_millis(50));
@@ -94,8 +115,42 @@ impl Agent {
             .unwrap()
     }
 
-    /// Waits until the since-start total is `want`, then checks it stays there (a late double
-    /// count would show), and returns the metrics.
+    /// Appends an empty line (counted as `empty`, never an execution) to the newest dated
+    /// file and waits until the reader has counted it: proof that it looked at every file once
+    /// more. Returns the metrics from then.
+    fn poll_once_more(&self, workdir: &Path) -> Value {
+        let empty = |m: &Value| m["operationsLog"]["lines"]["empty"].as_u64().unwrap_or(0);
+        let before = empty(&self.metrics());
+        let dir = workdir.join("logs/codex");
+        let newest = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("codex-operations-") && n.ends_with(".jsonl"))
+            .max()
+            .unwrap_or_else(|| panic!("no dated file in {}", dir.display()));
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join(newest))
+            .unwrap();
+        f.write_all(b"\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let m = self.metrics();
+            if empty(&m) > before {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the reader did not poll again: {}",
+                m["operationsLog"]
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the since-start total is `want`, then checks it stays there through one
+    /// more poll (a late double count would show), and returns the metrics at `want`.
     fn expect_total(&self, want: u64, workdir: &Path) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -109,14 +164,14 @@ impl Agent {
                 self.metrics()["operationsLog"],
                 agent_logs(workdir)
             );
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(1500));
         let m = self.metrics();
+        let later = self.poll_once_more(workdir);
         assert_eq!(
-            m["executionMetricsSinceStart"]["totalExecutions"], want,
+            later["executionMetricsSinceStart"]["totalExecutions"], want,
             "counted again later: {}",
-            m["operationsLog"]
+            later["operationsLog"]
         );
         m
     }
@@ -381,7 +436,9 @@ fn day_rollover_with_late_lines_in_yesterdays_file() {
     let (work, logs) = setup();
     let agent = Agent::start(work.path(), &[]);
     // Days change at line 3000; every 100th line after that still goes to yesterday's file
-    // (a writer that had it open), some of them after the agent closed it as idle.
+    // (a writer that had it open), and one more after the writer stopped. A late line after
+    // the agent closed yesterday's file as idle is driven on the tailer's clock in
+    // `sources::oplog::tail::tests::an_idle_older_file_is_closed_and_its_late_lines_still_read`.
     let writer = Writer::start(logs.clone(), WriteMode::ReopenPerLine, None, |i| {
         if i < 3000 || i % 100 == 0 {
             DAY1
@@ -391,7 +448,6 @@ fn day_rollover_with_late_lines_in_yesterdays_file() {
     });
     writer.wait_for(6000);
     let mut written = writer.finish();
-    std::thread::sleep(Duration::from_secs(6)); // past the idle close
     let mut f = OpenOptions::new()
         .append(true)
         .open(logs.join(DAY1))
@@ -422,8 +478,9 @@ fn deleted_and_recreated_file_with_a_concurrent_writer() {
 fn directory_that_does_not_exist_yet() {
     let work = tempfile::tempdir().unwrap();
     let logs = work.path().join("logs/codex");
+    // `Agent::start` waited for the reader's first report, which says whether the directory
+    // is there.
     let agent = Agent::start(work.path(), &[]);
-    std::thread::sleep(Duration::from_millis(600));
     let m = agent.metrics();
     assert_eq!(m["operationsLog"]["directoryExists"], false);
     let writer = Writer::start(logs, WriteMode::ReopenPerLine, None, |_| DAY1);
@@ -443,24 +500,28 @@ fn kill9_mid_file_and_restart_counts_every_line_once() {
     }
     std::fs::write(logs.join(DAY1), &backlog).unwrap();
     let env = [("CODEX_OPERATIONS_LOG_BACKFILL", "true")];
+    let checkpoint = work.path().join(".codex-sentinel/operations-log.json");
     let writer = Writer::start(logs.clone(), WriteMode::KeepOpen, None, |_| DAY1);
     for round in 0..3 {
+        let before = std::fs::read(&checkpoint).ok();
         let agent = Agent::start(work.path(), &env);
-        // Let it read part of what is there, and write at least one checkpoint.
+        // Let it read part of what is there (more each round, so the crashes land at
+        // different points), and write at least one checkpoint of its own.
         let seen = agent.total();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while agent.total() <= seen + 1000 {
+        while agent.total() <= seen + 1000 * (round + 1)
+            || std::fs::read(&checkpoint).ok() == before
+        {
             assert!(Instant::now() < deadline, "agent does not read");
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(300 * (round + 1)));
         agent.kill9();
-        // Down for a moment while the writer goes on.
-        std::thread::sleep(Duration::from_millis(300));
+        // Down while the writer goes on.
+        writer.wait_for(writer.written() + 500);
     }
-    // A clean stop too (its last checkpoint is written at shutdown).
+    // A clean stop too (its last checkpoint is written at shutdown), after reading some.
     let agent = Agent::start(work.path(), &env);
-    std::thread::sleep(Duration::from_millis(800));
+    agent.wait_total_at_least(agent.total() + 1);
     agent.stop();
     let agent = Agent::start(work.path(), &env);
     writer.wait_for(writer.written() + 500);
@@ -488,7 +549,7 @@ fn backfill_switch_and_lines_appended_while_down() {
     std::fs::write(&file, &text).unwrap();
     // Default: start at the end of today's file.
     let agent = Agent::start(work.path(), &[]);
-    std::thread::sleep(Duration::from_millis(800));
+    agent.poll_once_more(work.path());
     assert_eq!(agent.total(), 0);
     let mut f = OpenOptions::new().append(true).open(&file).unwrap();
     for i in 0..5 {
@@ -791,8 +852,7 @@ fn bad_lines_are_counted_and_skipped_with_bounded_memory() {
     }
     f.write_all(b"\n").unwrap();
     f.write_all(line(3).as_bytes()).unwrap();
-    agent.expect_total(3, work.path());
-    let m = agent.metrics();
+    let m = agent.expect_total(3, work.path());
     let lines = &m["operationsLog"]["lines"];
     assert_eq!(lines["ok"], 3, "{lines}");
     assert_eq!(lines["malformed"], 2, "{lines}");
@@ -806,8 +866,8 @@ fn bad_lines_are_counted_and_skipped_with_bounded_memory() {
     let grown = peak_rss_kib(agent.child.id()).saturating_sub(before);
     assert!(grown < 6 * 1024, "peak RSS grew by {grown} KiB");
     assert!(agent.child.try_wait().unwrap().is_none(), "agent exited");
-    // Warnings about bad lines are rate-limited: one for this burst.
-    std::thread::sleep(Duration::from_millis(300));
+    // Warnings about bad lines are rate-limited: one for this burst (`expect_total` saw the
+    // reader poll after it).
     let log = agent_logs(work.path());
     assert_eq!(
         log.matches("operations-log lines skipped").count(),

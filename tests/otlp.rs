@@ -298,9 +298,12 @@ fn http_newrelic_preset_sends_api_key_gzip_delta_and_flushes_on_sigterm() {
         Some(1.0)
     );
 
-    // SIGTERM: a final export goes out within the shutdown deadline.
-    std::thread::sleep(Duration::from_millis(100));
-    let before = receiver.snapshot().len();
+    // SIGTERM: a final export goes out within the shutdown deadline. Signalled right after a
+    // periodic export arrived, so the next periodic one is an interval away.
+    let seen = receiver.snapshot().len();
+    let before = receiver
+        .wait_for("the next periodic export", WAIT, |r| r.len() > seen)
+        .len();
     let sent_at = Instant::now();
     let (code, took) = agent.signal_and_wait(libc::SIGTERM);
     assert_eq!(code, Some(0), "stderr:\n{}", agent.stderr());

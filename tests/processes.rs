@@ -108,8 +108,12 @@ fn known_memory_and_cpu_load_are_measured() {
     let cpu = spawn(&named_worker(dir.path(), &cpu_name), &["--cpu", "50"]);
     let (mem_pid, cpu_pid) = (mem.id(), cpu.id());
     let _guard = Killed(vec![mem, cpu]);
-    // Let the burner settle into its duty cycle before the first reading.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Both workers under way before the first reading: the memory touched, the burner burning.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while kernel_rss_kib(mem_pid) < 64 * 1024 || kernel_cpu_ticks(cpu_pid) < 10 {
+        assert!(Instant::now() < deadline, "load workers did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let agent = agent_with(vec![
         ("CODEX_PROCESS_NAMES", format!("{mem_name},{cpu_name}")),
@@ -120,9 +124,21 @@ fn known_memory_and_cpu_load_are_measured() {
             "1".into(),
         ),
     ]);
-    let m = agent.wait_json("/health/codex/metrics", Duration::from_secs(20), |m| {
+    agent.wait_json("/health/codex/metrics", Duration::from_secs(20), |m| {
         samples(m) >= 2
     });
+    // The burner gets what the scheduler gives it (less than its 50 % when every core is
+    // busy): the agent's figure is compared with the kernel's count over the same interval,
+    // from just after one sample to just after the next.
+    let (ticks0, at0, _) = after_next_sample(&agent, cpu_pid);
+    let (ticks1, at1, m) = after_next_sample(&agent, cpu_pid);
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let kernel_burn = (ticks1 - ticks0) as f64 / ticks_per_sec * 100.0 / (at1 - at0).as_secs_f64();
+    assert!(
+        kernel_burn > 5.0,
+        "the burner did not run: {kernel_burn:.1} %"
+    );
     let top = m["processes"]["topProcesses"].as_array().unwrap();
     let find = |pid: u32| {
         top.iter()
@@ -136,8 +152,8 @@ fn known_memory_and_cpu_load_are_measured() {
     );
     let burn = find(cpu_pid)["cpu"].as_f64().unwrap();
     assert!(
-        (burn - 50.0).abs() <= 15.0,
-        "50 % burner measured at {burn} %: {m}"
+        (burn - kernel_burn).abs() <= 15.0,
+        "burner at {kernel_burn:.1} % (kernel) measured at {burn} %: {m}"
     );
     assert_eq!(find(cpu_pid)["command"], cpu_name.as_str());
     assert_eq!(find(mem_pid)["role"], "execution");
@@ -147,7 +163,10 @@ fn known_memory_and_cpu_load_are_measured() {
     let total_mb = res["memoryUsage"]["current"].as_f64().unwrap();
     assert!(total_mb >= mem_rss && total_mb < mem_rss + 10.0, "{m}");
     let total_cpu = res["cpuUsage"]["current"].as_f64().unwrap();
-    assert!((total_cpu - 50.0).abs() <= 16.0, "{m}");
+    assert!(
+        (total_cpu - kernel_burn).abs() <= 16.0,
+        "kernel {kernel_burn:.1} %: {m}"
+    );
     let util = m["processes"]["cpuUtilization"].as_f64().unwrap();
     let cores = m["processes"]["cores"].as_f64().unwrap();
     assert!((util - total_cpu / 100.0 / cores).abs() < 0.01, "{m}");
@@ -160,7 +179,11 @@ fn known_memory_and_cpu_load_are_measured() {
         "{bytes} vs {total_mb} MB"
     );
     assert_eq!(prom_value(&text, "codex_active_processes"), 2.0);
-    assert!((prom_value(&text, "codex_cpu_usage_percent") - 50.0).abs() <= 16.0);
+    let prom_cpu = prom_value(&text, "codex_cpu_usage_percent");
+    assert!(
+        (prom_cpu - kernel_burn).abs() <= 16.0,
+        "{prom_cpu} % vs kernel {kernel_burn:.1} %"
+    );
     assert!(prom_value(&text, "codex_sentinel_memory_rss_bytes") > MIB);
     assert!(prom_value(&text, "codex_sentinel_threads") >= 1.0);
     assert!(prom_value(&text, "codex_sentinel_open_fds") >= 3.0);
@@ -189,6 +212,48 @@ fn known_memory_and_cpu_load_are_measured() {
     assert_eq!(status["activeProcesses"], 2);
 }
 
+/// Waits for the agent's next process sample; returns the CPU ticks of `pid` and the time
+/// right after it, with the metrics of that sample.
+fn after_next_sample(agent: &Agent, pid: u32) -> (u64, Instant, Value) {
+    let seen = samples(&metrics(agent));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = metrics(agent);
+        if samples(&m) > seen {
+            return (kernel_cpu_ticks(pid), Instant::now(), m);
+        }
+        assert!(Instant::now() < deadline, "no new sample");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// VmRSS of `pid` in KiB, as the kernel reports it (0 when unreadable).
+fn kernel_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// User plus system CPU time of `pid` in clock ticks (0 when unreadable).
+fn kernel_cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some((_, after)) = stat.rsplit_once(") ") else {
+        return 0;
+    };
+    // Fields after the command: state is field 3, utime 14 and stime 15.
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    tick(11) + tick(12)
+}
+
 /// Reads the agent's own RSS (bytes) and sample count from the detailed metrics.
 fn own_rss(agent: &Agent) -> (u64, u64) {
     let m = metrics(agent);
@@ -197,6 +262,13 @@ fn own_rss(agent: &Agent) -> (u64, u64) {
         samples(&m),
     )
 }
+
+/// Samples before the agent's memory is taken as settled.
+const WARM_UP_SAMPLES: u64 = 500;
+/// Samples over which its RSS must stay flat.
+const MEASURED_SAMPLES: u64 = 1_500;
+/// Growth allowed over [`MEASURED_SAMPLES`]: about 350 bytes a sample.
+const MAX_GROWTH_BYTES: f64 = 0.5 * MIB;
 
 #[test]
 fn churn_is_counted_exactly_and_does_not_grow_the_agent() {
@@ -268,19 +340,20 @@ fn churn_is_counted_exactly_and_does_not_grow_the_agent() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
+    // 1,500 samples after a warm-up of 500: a leak of 350 bytes a sample would pass the bound.
     let (_, start) = own_rss(&agent);
-    let (rss_warm, _) = churn_until(start + 1000);
-    let (rss_end, n_end) = churn_until(start + 4000);
+    let (rss_warm, _) = churn_until(start + WARM_UP_SAMPLES);
+    let (rss_end, n_end) = churn_until(start + WARM_UP_SAMPLES + MEASURED_SAMPLES);
     let growth = rss_end as f64 - rss_warm as f64;
     eprintln!(
         "agent RSS at sample {}: {rss_warm} bytes; at sample {n_end}: {rss_end} bytes",
-        start + 1000
+        start + WARM_UP_SAMPLES
     );
     assert!(
-        growth < 1.0 * MIB,
+        growth < MAX_GROWTH_BYTES,
         "agent RSS grew {:.0} KiB from sample {} to {n_end} ({rss_warm} → {rss_end} bytes)",
         growth / 1024.0,
-        start + 1000
+        start + WARM_UP_SAMPLES
     );
     let m = metrics(&agent);
     let started = m["processes"]["sampler"]["executionsStarted"]
@@ -328,8 +401,13 @@ fn the_real_codex_cli_is_seen_while_it_lives() {
         ("CODEX_SAMPLE_INTERVAL", "250".into()),
         ("CODEX_PROCESS_DISCOVERY_INTERVAL", "250".into()),
     ]);
+    // Both processes seen, and both past their start (on a busy machine the native binary
+    // can be sampled before it has mapped its first 10 MB).
     let m = agent.wait_json("/health/codex/metrics", Duration::from_secs(30), |m| {
         m["processes"]["osProcesses"] == 2
+            && m["processes"]["topProcesses"]
+                .as_array()
+                .is_some_and(|top| top.iter().all(|p| p["rss"].as_f64() > Some(10.0)))
     });
     let res = &m["performance"]["resourceMetrics"];
     assert_eq!(

@@ -151,6 +151,47 @@ impl Receiver {
     }
 }
 
+/// The deliveries still waiting in `<stateDir>/alerts/state.json` (the engine's outbox).
+pub fn outbox(state_dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let path = state_dir.join("alerts/state.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let state: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {text}", path.display()));
+    state["outbox"].as_array().cloned().unwrap_or_default()
+}
+
+/// Rule evaluations the agent's engine has run since it started.
+pub fn evaluations(agent: &crate::common::Agent) -> u64 {
+    agent.get_json("/health/codex/alerts").1["evaluations"]
+        .as_u64()
+        .expect("evaluations counter")
+}
+
+/// Waits until the engine has run at least `min_evaluations` evaluations and the outbox is
+/// empty. Each evaluation persists what it decided before `evaluations` counts it, so from
+/// then on any notification decided so far has been sent: the point at which "nothing more
+/// was sent" can be asserted without waiting a guessed time.
+pub fn wait_settled(
+    agent: &crate::common::Agent,
+    state_dir: &std::path::Path,
+    min_evaluations: u64,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done = evaluations(agent);
+        let pending = outbox(state_dir);
+        if done >= min_evaluations && pending.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not settled: {done} evaluation(s) of {min_evaluations}, outbox {pending:?}\nstderr:\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn serve(
     stream: TcpStream,
     requests: Arc<Mutex<Vec<Recorded>>>,

@@ -82,14 +82,15 @@ pub fn start_agent(opts: AgentOptions) -> Agent {
         std::fs::create_dir_all(dir.path().join("config")).unwrap();
         std::fs::write(dir.path().join("config/monitoring.json"), json).unwrap();
     }
-    let port = free_port();
     let mut cmd = Command::new(agent_bin());
     cmd.current_dir(dir.path())
         .args(&opts.args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", dir.path())
-        .env("CODEX_HEALTH_PORT", port.to_string())
+        // Port 0: the kernel picks a free port, which the agent logs; no other test can race
+        // for it between choosing and binding.
+        .env("CODEX_HEALTH_PORT", "0")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -122,13 +123,30 @@ pub fn start_agent(opts: AgentOptions) -> Agent {
             sink.lock().unwrap().push(line);
         }
     });
-    let agent = Agent {
+    let mut agent = Agent {
         child,
-        port,
+        port: 0,
         dir,
         stderr_lines: lines,
     };
     let deadline = Instant::now() + Duration::from_secs(20);
+    agent.port = loop {
+        if let Some(port) = bound_port(&agent.stderr_lines.lock().unwrap()) {
+            break port;
+        }
+        if let Some(status) = agent.child.try_wait().unwrap() {
+            panic!(
+                "agent exited ({status}) before serving; stderr:\n{}",
+                agent.stderr()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agent never said where it serves; stderr:\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     loop {
         if let Ok((200, _)) = agent.try_get("/readyz") {
             return agent;
@@ -140,6 +158,15 @@ pub fn start_agent(opts: AgentOptions) -> Agent {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The port of the agent's "serving health endpoints" log line (text or JSON format).
+pub fn bound_port(lines: &[String]) -> Option<u16> {
+    let re = regex::Regex::new(r"bound\W*(?:\d{1,3}\.){3}\d{1,3}:(\d+)").unwrap();
+    lines
+        .iter()
+        .filter(|l| l.contains("serving health endpoints"))
+        .find_map(|l| re.captures(l)?[1].parse().ok())
 }
 
 impl Agent {

@@ -130,6 +130,9 @@ pub struct Tailer {
     throttle: Throttle,
     last_sent_cursors: Option<Vec<FileCursor>>,
     dir_existed: Option<bool>,
+    /// The monotonic time of the current poll: idle close and the deleted-file grace are
+    /// measured on it, so tests can drive them without waiting.
+    clock: Instant,
 }
 
 /// Accumulates one batch.
@@ -259,6 +262,7 @@ impl Tailer {
             throttle: Throttle::new(Duration::from_secs(10)),
             last_sent_cursors: None,
             dir_existed: None,
+            clock: now,
         }
     }
 
@@ -328,6 +332,12 @@ impl Tailer {
 
     /// One step: look at the directory, read what is new (up to the budget), report.
     pub fn poll(&mut self, now_ms: u64) -> PollOutput {
+        self.poll_at(now_ms, Instant::now())
+    }
+
+    /// [`Tailer::poll`] at the monotonic time `clock` (never earlier than the previous poll's).
+    pub fn poll_at(&mut self, now_ms: u64, clock: Instant) -> PollOutput {
+        self.clock = self.clock.max(clock);
         let mut out = BatchBuilder {
             batch: ExecutionBatch::default(),
             now: now_ms,
@@ -431,7 +441,7 @@ impl Tailer {
             .filter(|t| t.dated && !t.gone)
             .map(|t| t.cursor.path.clone())
             .max();
-        let now = Instant::now();
+        let now = self.clock;
         let budget_spent = budget == 0;
         self.tracked.retain_mut(|t| {
             let idle = now.duration_since(t.last_growth);
@@ -529,7 +539,7 @@ impl Tailer {
             dated: e.dated,
             gone: false,
             renamed: false,
-            last_growth: Instant::now(),
+            last_growth: self.clock,
         });
     }
 
@@ -638,7 +648,7 @@ impl Tailer {
         }
         let t = &mut self.tracked[i];
         if cursor.offset > before {
-            t.last_growth = Instant::now();
+            t.last_growth = self.clock;
         }
         if let Some(f) = &t.file {
             update_fingerprint(f, &mut cursor);
@@ -917,5 +927,41 @@ mod tests {
         assert_eq!(b.lines[LineResult::TooLong.index()], 1);
         assert_eq!(b.lines[LineResult::Ok.index()], 1);
         assert!(t.buf.len() <= CHUNK_BYTES);
+    }
+
+    #[test]
+    fn an_idle_older_file_is_closed_and_its_late_lines_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let day1 = dir.path().join("codex-operations-2026-11-26.jsonl");
+        let day2 = dir.path().join("codex-operations-2026-11-27.jsonl");
+        append(&day1, &line(1));
+        let mut t = Tailer::new(cfg(dir.path(), true), None);
+        let t0 = Instant::now();
+        assert_eq!(ok_lines(&t.poll_at(0, t0)), 1);
+        append(&day2, &line(2));
+        assert_eq!(ok_lines(&t.poll_at(0, t0)), 1, "the new day's file");
+        let open = |t: &Tailer, path: &Path| {
+            t.tracked
+                .iter()
+                .find(|f| f.cursor.path == path)
+                .unwrap()
+                .file
+                .is_some()
+        };
+        let just_short = t0 + IDLE_CLOSE - Duration::from_millis(1);
+        t.poll_at(0, just_short);
+        assert!(
+            open(&t, &day1),
+            "idle for less than {IDLE_CLOSE:?}: kept open"
+        );
+        t.poll_at(0, t0 + IDLE_CLOSE);
+        assert!(!open(&t, &day1), "yesterday's idle file is closed");
+        assert!(open(&t, &day2), "the newest file stays open");
+        // A writer that still had yesterday's file appends to it: reopened by name, read once.
+        append(&day1, &line(3));
+        assert_eq!(ok_lines(&t.poll_at(0, t0 + IDLE_CLOSE)), 1);
+        assert!(open(&t, &day1));
+        assert_eq!(ok_lines(&t.poll_at(0, t0 + IDLE_CLOSE * 3)), 0);
+        assert!(!open(&t, &day1), "closed again once idle");
     }
 }
