@@ -115,6 +115,26 @@ fn the_charts_rule_ids_are_the_binarys() {
 }
 
 #[test]
+fn the_alerting_docs_name_every_rule_by_its_id() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let alerting = std::fs::read_to_string(root.join("docs/alerting.md")).unwrap();
+    for id in RULE_IDS {
+        assert!(
+            alerting.contains(&format!("`{id}`")),
+            "docs/alerting.md does not name rule {id}"
+        );
+    }
+    for old in old_names(Kind::RuleId) {
+        for line in alerting.lines().filter(|l| l.contains(&format!("`{old}`"))) {
+            assert!(
+                line.contains("deprecated"),
+                "docs/alerting.md uses the old rule id {old} as current: {line}"
+            );
+        }
+    }
+}
+
+#[test]
 fn the_docs_name_every_preset_and_call_old_names_deprecated() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let export = std::fs::read_to_string(root.join("docs/export.md")).unwrap();
