@@ -281,12 +281,9 @@ impl Settings {
             preset: preset.as_str(),
             from,
         };
-        let set_or = |key: &'static str, set: bool, otherwise: Origin| {
-            if set {
-                Origin::Key(key)
-            } else {
-                otherwise
-            }
+        let protocol_origin = match c.protocol {
+            Some(_) => Origin::Key("export.otlp.protocol"),
+            None => Origin::Default,
         };
         let protocol = match c.protocol.as_deref() {
             None | Some("http/protobuf") => Protocol::HttpProtobuf,
@@ -299,32 +296,21 @@ impl Settings {
                 ))
             }
         };
-        let endpoint_origin = match (&c.endpoint, preset) {
-            (Some(_), _) => Origin::Key("export.otlp.endpoint"),
-            (None, Preset::Collector) => Origin::Default,
-            (None, Preset::DatadogAgent) => by_preset(
-                config
-                    .export
-                    .statsd
-                    .host
-                    .is_some()
-                    .then_some("export.statsd.host"),
+        let port = protocol.default_port();
+        let (base, endpoint_origin) = match (&c.endpoint, preset) {
+            (Some(e), _) => (with_scheme(e), Origin::Key("export.otlp.endpoint")),
+            (None, Preset::NewRelic { eu }) => (
+                format!("{}:{port}", if eu { NEW_RELIC_EU } else { NEW_RELIC_US }),
+                by_preset(None),
             ),
-            (None, Preset::NewRelic { .. }) => by_preset(None),
-        };
-        let base = match (&c.endpoint, preset) {
-            (Some(e), _) => with_scheme(e),
-            (None, Preset::NewRelic { eu }) => format!(
-                "{}:{}",
-                if eu { NEW_RELIC_EU } else { NEW_RELIC_US },
-                protocol.default_port()
-            ),
-            (None, Preset::DatadogAgent) => format!(
-                "http://{}:{}",
-                config.export.statsd.host.as_deref().unwrap_or("localhost"),
-                protocol.default_port()
-            ),
-            (None, Preset::Collector) => format!("http://localhost:{}", protocol.default_port()),
+            (None, Preset::DatadogAgent) => match &config.export.statsd.host {
+                Some(host) => (
+                    format!("http://{host}:{port}"),
+                    by_preset(Some("export.statsd.host")),
+                ),
+                None => (format!("http://localhost:{port}"), by_preset(None)),
+            },
+            (None, Preset::Collector) => (format!("http://localhost:{port}"), Origin::Default),
         };
         let (endpoint, metrics_endpoint_origin) = match (&c.metrics_endpoint, protocol) {
             (Some(full), _) => (
@@ -397,23 +383,32 @@ impl Settings {
                 _ => {}
             }
         }
-        let temporality = match c.temporality.as_deref().map(str::to_ascii_lowercase) {
-            Some(t) => t.parse::<Temporality>().map_err(|_| {
-                (
-                    "export.otlp.temporality",
-                    format!("{t:?}"),
-                    "must be cumulative, delta or lowmemory".to_string(),
-                )
-            })?,
+        let (temporality, temporality_origin) =
+            match c.temporality.as_deref().map(str::to_ascii_lowercase) {
+                Some(t) => (
+                    t.parse::<Temporality>().map_err(|_| {
+                        (
+                            "export.otlp.temporality",
+                            format!("{t:?}"),
+                            "must be cumulative, delta or lowmemory".to_string(),
+                        )
+                    })?,
+                    Origin::Key("export.otlp.temporality"),
+                ),
+                None => match preset {
+                    Preset::NewRelic { .. } | Preset::DatadogAgent => {
+                        (Temporality::Delta, by_preset(None))
+                    }
+                    Preset::Collector => (Temporality::Cumulative, Origin::Default),
+                },
+            };
+        let (gzip, compression_origin) = match c.compression.as_deref() {
+            Some("gzip") => (true, Origin::Key("export.otlp.compression")),
+            Some("none") | Some("") => (false, Origin::Key("export.otlp.compression")),
             None => match preset {
-                Preset::NewRelic { .. } | Preset::DatadogAgent => Temporality::Delta,
-                Preset::Collector => Temporality::Cumulative,
+                Preset::NewRelic { .. } => (true, by_preset(None)),
+                _ => (false, Origin::Default),
             },
-        };
-        let gzip = match c.compression.as_deref() {
-            Some("gzip") => true,
-            Some("none") | Some("") => false,
-            None => matches!(preset, Preset::NewRelic { .. }),
             Some(other) => {
                 return Err((
                     "export.otlp.compression",
@@ -421,14 +416,6 @@ impl Settings {
                     "must be gzip or none".into(),
                 ))
             }
-        };
-        let temporality_origin = match preset {
-            Preset::NewRelic { .. } | Preset::DatadogAgent => by_preset(None),
-            Preset::Collector => Origin::Default,
-        };
-        let compression_origin = match preset {
-            Preset::NewRelic { .. } => by_preset(None),
-            _ => Origin::Default,
         };
         if c.interval == 0 {
             return Err(("export.otlp.interval", "0".into(), "must be > 0 ms".into()));
@@ -464,24 +451,12 @@ impl Settings {
             origins: Origins {
                 enabled: enabled_origin,
                 preset: preset_origin,
-                protocol: set_or(
-                    "export.otlp.protocol",
-                    c.protocol.is_some(),
-                    Origin::Default,
-                ),
+                protocol: protocol_origin,
                 endpoint: endpoint_origin,
                 metrics_endpoint: metrics_endpoint_origin,
                 headers: header_origins,
-                temporality: set_or(
-                    "export.otlp.temporality",
-                    c.temporality.is_some(),
-                    temporality_origin,
-                ),
-                compression: set_or(
-                    "export.otlp.compression",
-                    c.compression.is_some(),
-                    compression_origin,
-                ),
+                temporality: temporality_origin,
+                compression: compression_origin,
                 service_name: service_name_origin,
             },
         }))
