@@ -14,6 +14,7 @@ use codex_sentinel::catalog;
 use codex_sentinel::config::Config;
 use codex_sentinel::export::otlp::{Instruments, Settings as OtlpSettings};
 use codex_sentinel::export::statsd::{Sender, Settings as StatsdSettings, Target, TimingKind};
+use codex_sentinel::export::Origin;
 use codex_sentinel::monitor::snapshot::{Sample, SampleValue, Snapshot};
 use criterion::{criterion_group, criterion_main, Criterion};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -89,6 +90,8 @@ fn bench(c: &mut Criterion) {
         interval: Duration::from_secs(10),
         timing: TimingKind::Distribution,
         tags: vec!["env:prod".into(), "service:codex-sentinel".into()],
+        enabled_origin: Origin::Key("export.statsd.enabled"),
+        target_origin: Origin::Derived("host and port"),
     };
     let mut sender = Sender::connect(&settings).unwrap();
     let mut buf = [0u8; 65536];

@@ -1,19 +1,41 @@
 //! What the command line needs above the components: the configuration checked by every part
-//! that owns a section of it. `config` checks its own sections; the exporters and the alert
-//! rules check theirs here, so that the configuration layer knows nothing of either.
+//! that owns a section of it, and `config show`'s effective view. `config` checks its own
+//! sections; the exporters and the alert rules check theirs here, so that the configuration
+//! layer knows nothing of either.
+
+pub mod show;
 
 use figment::Figment;
 
-use crate::config::{self, Check, Config, ConfigError, Sources};
+use crate::config::{self, renames::Deprecation, Check, Config, ConfigError, Sources};
+
+/// A loaded configuration with what `config show` and the start-up warnings need besides.
+pub struct Loaded {
+    pub config: Config,
+    /// The layers, to tell where each value came from.
+    pub figment: Figment,
+    /// Old names the sources still use, each once ([`config::renames`]).
+    pub deprecations: Vec<Deprecation>,
+}
 
 /// Loads, merges and validates the configuration: every section, the exporters' and the alert
 /// rules' included. What `run`, `check`, `config validate|show` and a reload use.
 pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
-    let fig = config::figment(sources)?;
-    load_from(&fig)
+    load_all(sources).map(|loaded| loaded.config)
 }
 
-/// [`load`] from an already built figment (`config show` keeps it to tell where values came from).
+/// [`load`], keeping the layers and the deprecated names found.
+pub fn load_all(sources: &Sources) -> Result<Loaded, ConfigError> {
+    let (figment, deprecations) = config::layers(sources)?;
+    let config = load_from(&figment)?;
+    Ok(Loaded {
+        config,
+        figment,
+        deprecations,
+    })
+}
+
+/// [`load`] from an already built figment.
 pub fn load_from(fig: &Figment) -> Result<Config, ConfigError> {
     let config = config::extract(fig)?;
     let check = Check::new(fig);
@@ -26,4 +48,22 @@ pub fn load_from(fig: &Figment) -> Result<Config, ConfigError> {
         }
     }
     Ok(config)
+}
+
+/// The message of the start-up warning about an old name (fixed, to match on).
+pub const DEPRECATED_MESSAGE: &str =
+    "deprecated name in the configuration: use the new one, the old one stops working in the next release";
+
+/// Says each deprecated name once, as a warning in the agent's log (at start-up).
+pub fn log_deprecations(deprecations: &[Deprecation]) {
+    for d in deprecations {
+        tracing::warn!(
+            renamed = d.rename.kind.noun(),
+            old = d.rename.old,
+            new = d.rename.new,
+            since = d.rename.since,
+            found_in = %d.source,
+            "{DEPRECATED_MESSAGE}"
+        );
+    }
 }

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use codex_sentinel::config::{self, ShowFormat, Sources};
+use codex_sentinel::cli::show::{self, ShowFormat};
+use codex_sentinel::config::{self, Sources};
 use codex_sentinel::monitor::history;
 use codex_sentinel::report;
 
@@ -137,8 +138,11 @@ fn main() -> ExitCode {
             action: ConfigAction::Validate { file },
         } => {
             let sources = Sources::from_process(file.or(cli.config));
-            match codex_sentinel::cli::load(&sources) {
-                Ok(_) => {
+            match codex_sentinel::cli::load_all(&sources) {
+                Ok(loaded) => {
+                    for d in &loaded.deprecations {
+                        eprintln!("codex-sentinel: warning: {d}");
+                    }
                     println!("configuration is valid");
                     ExitCode::SUCCESS
                 }
@@ -148,14 +152,13 @@ fn main() -> ExitCode {
         Command::Config {
             action: ConfigAction::Show { format },
         } => {
-            let sources = Sources::from_process(cli.config);
-            let fig = match config::figment(&sources) {
-                Ok(f) => f,
+            let loaded = match codex_sentinel::cli::load_all(&Sources::from_process(cli.config)) {
+                Ok(loaded) => loaded,
                 Err(e) => return config_error(e),
             };
-            match codex_sentinel::cli::load_from(&fig) {
-                Ok(cfg) => {
-                    print!("{}", config::render_show(&cfg, &fig, format));
+            match show::effective(&loaded.config, &loaded.figment, &loaded.deprecations) {
+                Ok(shown) => {
+                    print!("{}", show::render(&shown, format));
                     ExitCode::SUCCESS
                 }
                 Err(e) => config_error(e),
@@ -244,11 +247,13 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { format } => {
-            let cfg = match codex_sentinel::cli::load(&Sources::from_process(cli.config)) {
-                Ok(c) => c,
+            let loaded = match codex_sentinel::cli::load_all(&Sources::from_process(cli.config)) {
+                Ok(loaded) => loaded,
                 Err(e) => return config_error(e),
             };
+            let cfg = loaded.config;
             init_logging(&cfg, cli.log_format);
+            codex_sentinel::cli::log_deprecations(&loaded.deprecations);
             let runtime = runtime(1);
             let outcome = runtime.block_on(codex_sentinel::check_once(cfg, |r| {
                 eprintln!("{}", check_progress(&r))
@@ -263,11 +268,15 @@ fn main() -> ExitCode {
             ExitCode::from(snapshot.report.overall.code())
         }
         Command::Run => {
-            let cfg = match codex_sentinel::cli::load(&Sources::from_process(cli.config.clone())) {
-                Ok(c) => c,
+            let sources = Sources::from_process(cli.config.clone());
+            let loaded = match codex_sentinel::cli::load_all(&sources) {
+                Ok(loaded) => loaded,
                 Err(e) => return config_error(e),
             };
+            let cfg = loaded.config;
             init_logging(&cfg, cli.log_format);
+            // Once, at start-up; reloads do not repeat them.
+            codex_sentinel::cli::log_deprecations(&loaded.deprecations);
             let runtime = runtime(2);
             runtime.block_on(run(cfg, cli.config))
         }

@@ -26,7 +26,7 @@ fn sample_value(var: &str, kind: Kind) -> (&'static str, serde_json::Value) {
         ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", _) => ("delta", "delta".into()),
         ("OTEL_EXPORTER_OTLP_COMPRESSION", _) => ("gzip", "gzip".into()),
         // newrelic would also need NEW_RELIC_LICENSE_KEY.
-        ("CODEX_OTLP_PRESET", _) => ("datadog-agent", "datadog-agent".into()),
+        ("CODEX_OTLP_PRESET", _) => ("datadog", "datadog".into()),
         ("CODEX_STATSD_TIMING_KIND", _) => ("histogram", "histogram".into()),
         ("DD_DOGSTATSD_URL", _) => (
             "unix:///var/run/datadog/dsd.socket",

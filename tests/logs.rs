@@ -306,6 +306,8 @@ fn a_full_run_with_every_sink_failing_writes_typed_json_lines_with_causes_and_no
     });
     let (stderr, lines) = stop(agent);
 
+    // Only current names: no deprecation warning.
+    assert!(with_message(&lines, "deprecated name").is_empty());
     for secret in ["otlp-password", "webhook-secret-token", "smtp-secret-pass"] {
         assert!(!stderr.contains(secret), "{secret} logged:\n{stderr}");
     }
@@ -315,7 +317,7 @@ fn a_full_run_with_every_sink_failing_writes_typed_json_lines_with_causes_and_no
     assert_eq!(field(otlp_on, "protocol"), "http/protobuf");
     assert_eq!(field(otlp_on, "preset"), "collector");
     assert_eq!(field(otlp_on, "temporality"), "cumulative");
-    assert_eq!(field(otlp_on, "gzip"), false);
+    assert_eq!(field(otlp_on, "compression"), "none");
     assert_eq!(field(otlp_on, "interval_ms"), 200);
     assert_eq!(
         field(otlp_on, "endpoint"),
@@ -439,4 +441,92 @@ fn grpc_export_failures_name_the_transport_cause() {
     );
     let on = with_message(&lines, "OTLP export on")[0];
     assert_eq!(field(on, "protocol"), "grpc");
+}
+
+/// `config show --format json` with exactly this environment, in `cwd`.
+fn config_show(env: &[(&str, String)], cwd: &std::path::Path) -> Value {
+    let out = std::process::Command::new(common::agent_bin())
+        .args(["config", "show", "--format", "json"])
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn start_up_otlp_settings_are_config_shows_and_an_old_preset_name_warns_once() {
+    // The datadog preset under its old name: it fills in the endpoint (from DD_AGENT_HOST) and
+    // the temporality; the protocol comes from a variable, the compression is the default.
+    let env: Vec<(&str, String)> = vec![
+        ("CODEX_OTLP_PRESET", "datadog-agent".into()),
+        ("DD_AGENT_HOST", "127.0.0.1".into()),
+        ("CODEX_STATSD_ENABLED", "false".into()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "250".into()),
+    ];
+    let agent = start_agent(AgentOptions {
+        env: env.clone(),
+        args: vec!["--log-format", "json"],
+        ..Default::default()
+    });
+    let shown = config_show(&env, agent.path());
+    let (_, lines) = stop(agent);
+
+    let on = with_message(&lines, "OTLP export on");
+    assert_eq!(on.len(), 1);
+    let shown_value = |key: &str| shown[key]["value"].clone();
+    for (field_name, key) in [
+        ("endpoint", "export.otlp.metricsEndpoint"),
+        ("protocol", "export.otlp.protocol"),
+        ("preset", "export.otlp.preset"),
+        ("temporality", "export.otlp.temporality"),
+        ("compression", "export.otlp.compression"),
+        ("interval_ms", "export.otlp.interval"),
+    ] {
+        assert_eq!(
+            field(on[0], field_name),
+            &shown_value(key),
+            "log field {field_name} vs config show {key}"
+        );
+    }
+    // The values themselves, and where config show says they came from.
+    let source = |key: &str| shown[key]["source"].as_str().unwrap().to_string();
+    assert_eq!(shown_value("export.otlp.preset"), "datadog");
+    assert_eq!(
+        source("export.otlp.preset"),
+        "environment variable CODEX_OTLP_PRESET (deprecated name `datadog-agent`)"
+    );
+    assert_eq!(shown_value("export.otlp.endpoint"), "http://127.0.0.1:4317");
+    assert_eq!(
+        source("export.otlp.endpoint"),
+        "preset datadog, value from environment variable DD_AGENT_HOST"
+    );
+    assert_eq!(shown_value("export.otlp.temporality"), "delta");
+    assert_eq!(source("export.otlp.temporality"), "preset datadog");
+    assert_eq!(shown_value("export.otlp.compression"), "none");
+    assert_eq!(source("export.otlp.compression"), "defaults");
+    assert_eq!(
+        source("export.otlp.protocol"),
+        "environment variable OTEL_EXPORTER_OTLP_PROTOCOL"
+    );
+
+    // The old name: one warning at start-up, naming both names and where it was found.
+    let deprecated = with_message(&lines, "deprecated name");
+    assert_eq!(deprecated.len(), 1, "{deprecated:?}");
+    assert_eq!(deprecated[0]["level"], "WARN");
+    assert_eq!(field(deprecated[0], "old"), "datadog-agent");
+    assert_eq!(field(deprecated[0], "new"), "datadog");
+    assert_eq!(field(deprecated[0], "renamed"), "preset");
+    assert_eq!(
+        field(deprecated[0], "found_in"),
+        "environment variable CODEX_OTLP_PRESET"
+    );
 }

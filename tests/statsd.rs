@@ -17,6 +17,7 @@ use codex_sentinel::config::Config;
 use codex_sentinel::export::statsd::{
     Sender, Settings, Target, TimingKind, UDP_PAYLOAD, UDS_PAYLOAD,
 };
+use codex_sentinel::export::Origin;
 use codex_sentinel::monitor::snapshot::{Sample, SampleValue, Snapshot, Status};
 use common::{codex_bin, free_port, start_agent, AgentOptions};
 
@@ -36,6 +37,8 @@ fn settings(target: Target, dogstatsd: bool) -> Settings {
         interval: Duration::from_secs(10),
         timing: TimingKind::Distribution,
         tags: TAGS.iter().map(|t| t.to_string()).collect(),
+        enabled_origin: Origin::Key("export.statsd.enabled"),
+        target_origin: Origin::Key("export.statsd.url"),
     }
 }
 

@@ -8,7 +8,7 @@
 use figment::value::{Dict, Map, Value};
 use figment::{Error, Metadata, Profile, Provider};
 
-use super::ConfigError;
+use super::{renames, ConfigError};
 
 /// Name of the provider in figment metadata; used to recognise environment-sourced values.
 pub const METADATA_NAME: &str = "environment";
@@ -144,7 +144,7 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("OTEL_EXPORTER_OTLP_TIMEOUT", "export.otlp.timeout", Kind::Int, "ms per export."),
     ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "export.otlp.temporality", Kind::Str, "cumulative or delta."),
     ("OTEL_METRIC_EXPORT_INTERVAL", "export.otlp.interval", Kind::Int, "ms between exports."),
-    ("CODEX_OTLP_PRESET", "export.otlp.preset", Kind::Str, "collector, newrelic, newrelic-eu, datadog-agent (new)."),
+    ("CODEX_OTLP_PRESET", "export.otlp.preset", Kind::Str, "collector, newrelic, newrelic-eu, datadog (new; datadog-agent is a deprecated alias)."),
     ("NEW_RELIC_LICENSE_KEY", "export.otlp.apiKey", Kind::Str, "Sent as api-key by the newrelic preset. Secret."),
     ("DD_AGENT_HOST", "export.statsd.host", Kind::Str, "Setting it alone turns DogStatsD on."),
     ("DD_DOGSTATSD_PORT", "export.statsd.port", Kind::Int, "DogStatsD port."),
@@ -204,28 +204,61 @@ pub struct SpecEnv {
     values: Dict,
     /// Which variable set each key path, for error messages and `config show`.
     set_by: std::sync::Arc<std::collections::HashMap<String, &'static str>>,
+    deprecations: Vec<renames::Deprecation>,
 }
 
 impl SpecEnv {
-    /// Collects the known variables from `env`. Empty values count as unset.
+    /// Collects the known variables from `env`, old names ([`renames::RENAMES`]) included.
+    /// Empty values count as unset.
     pub fn new(env: &[(String, String)]) -> Result<Self, ConfigError> {
+        Self::with_renames(env, renames::RENAMES)
+    }
+
+    fn with_renames(
+        env: &[(String, String)],
+        table: &[renames::Rename],
+    ) -> Result<Self, ConfigError> {
         let mut values = Dict::new();
         let mut set_by = std::collections::HashMap::new();
+        let mut deprecations = Vec::new();
+        let set = |name: &str| {
+            env.iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, raw)| raw.trim())
+                .filter(|raw| !raw.is_empty())
+        };
         for (var, key, kind, _) in ENV_VARS {
-            let Some((_, raw)) = env.iter().rev().find(|(name, _)| name == var) else {
+            // A variable's old name (renames::RENAMES) still works; the new one wins.
+            let mut found = set(var).map(|raw| (*var, raw));
+            for rename in renames::old_variables(table, var) {
+                if let Some(raw) = set(rename.old) {
+                    renames::note(
+                        &mut deprecations,
+                        renames::Deprecation {
+                            rename: *rename,
+                            source: format!("environment variable {}", rename.old),
+                        },
+                    );
+                    found = found.or(Some((rename.old, raw)));
+                }
+            }
+            let Some((name, raw)) = found else {
                 continue;
             };
-            let raw = raw.trim();
-            if raw.is_empty() {
-                continue;
-            }
             insert_path(&mut values, key, parse(raw, *kind));
-            set_by.insert(key.to_string(), *var);
+            set_by.insert(key.to_string(), name);
         }
         Ok(SpecEnv {
             values,
             set_by: std::sync::Arc::new(set_by),
+            deprecations,
         })
+    }
+
+    /// The old variable names this environment uses.
+    pub fn deprecations(&self) -> &[renames::Deprecation] {
+        &self.deprecations
     }
 }
 
@@ -358,6 +391,63 @@ mod tests {
                     .unwrap_or_else(|| panic!("{var} maps to unknown key {key}"));
             }
         }
+    }
+
+    #[test]
+    fn an_old_variable_name_still_sets_its_key_once_and_the_new_name_wins() {
+        use renames::{Kind, Rename};
+        const TABLE: &[Rename] = &[Rename {
+            kind: Kind::Variable,
+            old: "CODEX_HEALTH_TIMEOUT_OLD",
+            new: "CODEX_HEALTH_CHECK_TIMEOUT",
+            since: "0.2.0",
+        }];
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let old =
+            SpecEnv::with_renames(&env(&[("CODEX_HEALTH_TIMEOUT_OLD", "7000")]), TABLE).unwrap();
+        let deprecations = old.deprecations().to_vec();
+        let fig = figment::Figment::from(figment::providers::Serialized::defaults(
+            crate::config::Config::default(),
+        ))
+        .merge(old);
+        let config: crate::config::Config = fig.extract().unwrap();
+        assert_eq!(config.health_monitoring.health_check_timeout, 7000);
+        // Errors and `config show` name the variable the user set.
+        assert_eq!(
+            crate::config::source_of(&fig, "healthMonitoring.healthCheckTimeout"),
+            "environment variable CODEX_HEALTH_TIMEOUT_OLD"
+        );
+        assert_eq!(deprecations.len(), 1);
+        assert!(deprecations[0]
+            .to_string()
+            .starts_with("environment variable CODEX_HEALTH_TIMEOUT_OLD is deprecated"));
+
+        let both = SpecEnv::with_renames(
+            &env(&[
+                ("CODEX_HEALTH_TIMEOUT_OLD", "7000"),
+                ("CODEX_HEALTH_CHECK_TIMEOUT", "9000"),
+            ]),
+            TABLE,
+        )
+        .unwrap();
+        assert_eq!(
+            both.set_by["healthMonitoring.healthCheckTimeout"],
+            "CODEX_HEALTH_CHECK_TIMEOUT"
+        );
+        assert_eq!(
+            both.deprecations().len(),
+            1,
+            "the old name is still reported"
+        );
+
+        let new =
+            SpecEnv::with_renames(&env(&[("CODEX_HEALTH_CHECK_TIMEOUT", "9000")]), TABLE).unwrap();
+        assert!(new.deprecations().is_empty());
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub struct KubernetesConfig {
 pub struct OtlpConfig {
     /// `None` = decide from the environment (`OTEL_EXPORTER_OTLP_ENDPOINT` set turns it on).
     pub enabled: Option<bool>,
-    /// `collector`, `newrelic`, `newrelic-eu` or `datadog-agent`.
+    /// `collector`, `newrelic`, `newrelic-eu` or `datadog` (checked by the OTLP exporter).
     pub preset: Option<String>,
     /// Base URL (`OTEL_EXPORTER_OTLP_ENDPOINT`); HTTP appends `/v1/metrics`.
     pub endpoint: Option<String>,
@@ -155,18 +155,6 @@ impl ExportConfig {
                     "export.otlp.protocol",
                     format!("{p:?}"),
                     "must be grpc or http/protobuf",
-                );
-            }
-        }
-        if let Some(p) = &self.otlp.preset {
-            if !matches!(
-                p.as_str(),
-                "collector" | "newrelic" | "newrelic-eu" | "datadog-agent"
-            ) {
-                return bad(
-                    "export.otlp.preset",
-                    format!("{p:?}"),
-                    "must be collector, newrelic, newrelic-eu or datadog-agent",
                 );
             }
         }

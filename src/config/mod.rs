@@ -14,6 +14,7 @@ mod export;
 mod health;
 mod oplog;
 mod processes;
+pub mod renames;
 mod secret;
 mod show;
 pub mod update;
@@ -30,7 +31,7 @@ pub use health::{Endpoints, HealthMonitoring, Thresholds};
 pub use oplog::OperationsLogConfig;
 pub use processes::ProcessesConfig;
 pub use secret::Secret;
-pub use show::{flatten, leaves, render_show, ShowFormat};
+pub use show::{flatten, leaves};
 
 use std::path::{Path, PathBuf};
 
@@ -134,6 +135,12 @@ impl Sources {
 
 /// Builds the layered figment (kept so `config show` can tell where each value came from).
 pub fn figment(sources: &Sources) -> Result<Figment, ConfigError> {
+    layers(sources).map(|(fig, _)| fig)
+}
+
+/// [`figment`], and the old names ([`renames::RENAMES`]) the sources use, each once.
+pub fn layers(sources: &Sources) -> Result<(Figment, Vec<renames::Deprecation>), ConfigError> {
+    let mut deprecations = Vec::new();
     let mut fig = Figment::from(Serialized::defaults(Config::default()));
     let file: Option<&Path> = match &sources.file {
         Some(path) => {
@@ -158,10 +165,33 @@ pub fn figment(sources: &Sources) -> Result<Figment, ConfigError> {
                 path.display()
             )));
         }
-        fig = fig.merge(Json::file_exact(path));
+        fig = merge_renamed(fig, Json::file_exact(path), &mut deprecations);
     }
-    fig = fig.merge(env::SpecEnv::new(&sources.env)?);
-    Ok(fig)
+    let env = env::SpecEnv::new(&sources.env)?;
+    for d in env.deprecations() {
+        renames::note(&mut deprecations, d.clone());
+    }
+    fig = merge_renamed(fig, env, &mut deprecations);
+    Ok((fig, deprecations))
+}
+
+/// Merges a layer with its old names replaced by the new ones ([`renames::Renamed`]). A layer
+/// that cannot be read is merged as it is: its error then comes out of `extract` as before,
+/// naming the file.
+fn merge_renamed<P: figment::Provider>(
+    fig: Figment,
+    layer: P,
+    found: &mut Vec<renames::Deprecation>,
+) -> Figment {
+    match renames::Renamed::new(&layer) {
+        Some((renamed, deprecations)) => {
+            for d in deprecations {
+                renames::note(found, d);
+            }
+            fig.merge(renamed)
+        }
+        None => fig.merge(layer),
+    }
 }
 
 /// Extracts a configuration from an already built figment and runs the checks of every section

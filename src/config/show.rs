@@ -1,53 +1,12 @@
-//! `codex-sentinel config show`: the effective configuration, one key a line, with where each
-//! value came from. Secrets are already redacted by [`super::Secret`]'s serialization.
+//! The configuration as flat `key → value` pairs: what `config show` starts from (the command
+//! itself lives above, in `cli::show`, because it shows the exporters' resolved values too) and
+//! what reloads compare. Secrets are already redacted by [`super::Secret`]'s serialization.
 
 use std::collections::BTreeMap;
 
-use figment::Figment;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{source_of, Config};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ShowFormat {
-    /// `key = value    # source`
-    Text,
-    /// `{"key": {"value": …, "source": "…"}}`
-    Json,
-}
-
-/// Renders the effective configuration.
-pub fn render_show(config: &Config, fig: &Figment, format: ShowFormat) -> String {
-    let leaves = leaves(config);
-    match format {
-        ShowFormat::Text => {
-            let width = leaves
-                .iter()
-                .map(|(k, v)| k.len() + v.to_string().len())
-                .max()
-                .unwrap_or(0);
-            let mut out = String::new();
-            for (key, value) in &leaves {
-                let shown = value.to_string();
-                let pad = width + 4 - key.len() - shown.len();
-                out.push_str(&format!(
-                    "{key} = {shown}{:pad$}# {}\n",
-                    "",
-                    source_of(fig, key)
-                ));
-            }
-            out
-        }
-        ShowFormat::Json => {
-            let mut map = Map::new();
-            for (key, value) in leaves {
-                let source = source_of(fig, &key);
-                map.insert(key, serde_json::json!({ "value": value, "source": source }));
-            }
-            serde_json::to_string_pretty(&Value::Object(map)).expect("json") + "\n"
-        }
-    }
-}
+use super::Config;
 
 /// The configuration as (dotted key, value) pairs in key order; secrets already redacted.
 /// Objects are walked; scalars and arrays are leaves.

@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::histogram::{representatives, Delta, Deltas};
-use super::{ExportErrors, FailureLog, MAX_BACKOFF_SKIPS};
+use super::{Effective, ExportErrors, FailureLog, Origin, MAX_BACKOFF_SKIPS};
 use crate::catalog::{MetricDef, MetricKind, CATALOG};
 use crate::config::{Config, Secret};
 use crate::monitor::snapshot::{Sample, SampleValue, Snapshot};
@@ -95,9 +95,13 @@ impl Preset {
             Preset::Collector => "collector",
             Preset::NewRelic { eu: false } => "newrelic",
             Preset::NewRelic { eu: true } => "newrelic-eu",
-            Preset::DatadogAgent => "datadog-agent",
+            Preset::DatadogAgent => "datadog",
         }
     }
+
+    /// Every preset name the agent accepts, as `CODEX_OTLP_PRESET` spells it. The Helm chart's
+    /// names are checked against this list (`tests/names.rs`).
+    pub const NAMES: &'static [&'static str] = &["collector", "newrelic", "newrelic-eu", "datadog"];
 }
 
 /// As `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` spells it.
@@ -188,6 +192,53 @@ pub struct Settings {
     pub gzip: bool,
     pub temporality: Temporality,
     pub resource: Vec<(String, String)>,
+    /// The base endpoint (HTTP appends `/v1/metrics` to it), as `config show` prints it.
+    pub base_endpoint: String,
+    /// `service.name`.
+    pub service_name: String,
+    /// Where each setting came from; `headers` in the order of [`Settings::headers`].
+    pub origins: Origins,
+}
+
+/// Where each of [`Settings`]' values came from.
+#[derive(Debug, Clone)]
+pub struct Origins {
+    pub enabled: Origin,
+    pub preset: Origin,
+    pub protocol: Origin,
+    pub endpoint: Origin,
+    pub metrics_endpoint: Origin,
+    pub headers: Vec<Origin>,
+    pub temporality: Origin,
+    pub compression: Origin,
+    pub service_name: Origin,
+}
+
+/// Whether OTLP export is on, and why: `enabled`, or — unset — whether an endpoint or a
+/// preset is configured.
+fn switched_on(c: &crate::config::OtlpConfig) -> (bool, Origin) {
+    match c.enabled {
+        Some(on) => (on, Origin::Key("export.otlp.enabled")),
+        None if c.endpoint.is_some() || c.metrics_endpoint.is_some() || c.preset.is_some() => (
+            true,
+            Origin::Derived("on because an endpoint or a preset is set"),
+        ),
+        None => (
+            false,
+            Origin::Derived("off because no endpoint or preset is set"),
+        ),
+    }
+}
+
+/// The effective OTLP settings for `config show`, from [`Settings::resolve`] itself.
+pub fn effective(config: &Config) -> Result<Vec<Effective>, Problem> {
+    match Settings::resolve(config)? {
+        Some(s) => Ok(s.effective()),
+        None => {
+            let (_, why) = switched_on(&config.export.otlp);
+            Ok(vec![Effective::new("export.otlp.enabled", false, why)])
+        }
+    }
 }
 
 type Problem = (&'static str, String, String);
@@ -197,8 +248,8 @@ impl Settings {
     /// when an endpoint or a preset is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` alone suffices).
     pub fn resolve(config: &Config) -> Result<Option<Settings>, Problem> {
         let c = &config.export.otlp;
-        let configured = c.endpoint.is_some() || c.metrics_endpoint.is_some() || c.preset.is_some();
-        if !c.enabled.unwrap_or(configured) {
+        let (on, enabled_origin) = switched_on(c);
+        if !on {
             return Ok(None);
         }
         let key_or = |k: &str| c.headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k));
@@ -211,14 +262,28 @@ impl Settings {
                     .is_some_and(|k| k.expose().to_ascii_lowercase().starts_with("eu")),
             },
             Some("newrelic-eu") => Preset::NewRelic { eu: true },
-            Some("datadog-agent") => Preset::DatadogAgent,
+            Some("datadog") => Preset::DatadogAgent,
             Some(other) => {
                 return Err((
                     "export.otlp.preset",
                     format!("{other:?}"),
-                    "must be collector, newrelic, newrelic-eu or datadog-agent".into(),
+                    format!("must be one of {}", Preset::NAMES.join(", ")),
                 ))
             }
+        };
+        let preset_origin = if c.preset.is_some() {
+            Origin::Key("export.otlp.preset")
+        } else {
+            Origin::Default
+        };
+        // What a preset filled in says so; `from` is the key its value is read from.
+        let by_preset = |from: Option<&'static str>| Origin::Preset {
+            preset: preset.as_str(),
+            from,
+        };
+        let protocol_origin = match c.protocol {
+            Some(_) => Origin::Key("export.otlp.protocol"),
+            None => Origin::Default,
         };
         let protocol = match c.protocol.as_deref() {
             None | Some("http/protobuf") => Protocol::HttpProtobuf,
@@ -231,24 +296,32 @@ impl Settings {
                 ))
             }
         };
-        let base = match (&c.endpoint, preset) {
-            (Some(e), _) => with_scheme(e),
-            (None, Preset::NewRelic { eu }) => format!(
-                "{}:{}",
-                if eu { NEW_RELIC_EU } else { NEW_RELIC_US },
-                protocol.default_port()
+        let port = protocol.default_port();
+        let (base, endpoint_origin) = match (&c.endpoint, preset) {
+            (Some(e), _) => (with_scheme(e), Origin::Key("export.otlp.endpoint")),
+            (None, Preset::NewRelic { eu }) => (
+                format!("{}:{port}", if eu { NEW_RELIC_EU } else { NEW_RELIC_US }),
+                by_preset(None),
             ),
-            (None, Preset::DatadogAgent) => format!(
-                "http://{}:{}",
-                config.export.statsd.host.as_deref().unwrap_or("localhost"),
-                protocol.default_port()
-            ),
-            (None, Preset::Collector) => format!("http://localhost:{}", protocol.default_port()),
+            (None, Preset::DatadogAgent) => match &config.export.statsd.host {
+                Some(host) => (
+                    format!("http://{host}:{port}"),
+                    by_preset(Some("export.statsd.host")),
+                ),
+                None => (format!("http://localhost:{port}"), by_preset(None)),
+            },
+            (None, Preset::Collector) => (format!("http://localhost:{port}"), Origin::Default),
         };
-        let endpoint = match (&c.metrics_endpoint, protocol) {
-            (Some(full), _) => with_scheme(full),
-            (None, Protocol::Grpc) => base,
-            (None, Protocol::HttpProtobuf) => format!("{}/v1/metrics", base.trim_end_matches('/')),
+        let (endpoint, metrics_endpoint_origin) = match (&c.metrics_endpoint, protocol) {
+            (Some(full), _) => (
+                with_scheme(full),
+                Origin::Key("export.otlp.metricsEndpoint"),
+            ),
+            (None, Protocol::Grpc) => (base.clone(), Origin::Derived("the endpoint (gRPC)")),
+            (None, Protocol::HttpProtobuf) => (
+                format!("{}/v1/metrics", base.trim_end_matches('/')),
+                Origin::Derived("the endpoint + /v1/metrics (HTTP)"),
+            ),
         };
         let key = if c.metrics_endpoint.is_some() {
             "export.otlp.metricsEndpoint"
@@ -268,6 +341,7 @@ impl Settings {
             }
         }
         let mut headers: Vec<(String, Secret)> = Vec::new();
+        let mut header_origins = Vec::new();
         for (name, value) in &c.headers {
             let lower = name.to_ascii_lowercase();
             let name_ok = !lower.is_empty()
@@ -291,10 +365,14 @@ impl Settings {
                 ));
             }
             headers.push((lower, value));
+            header_origins.push(Origin::Key("export.otlp.headers"));
         }
         if let Preset::NewRelic { .. } = preset {
             match &c.api_key {
-                Some(k) if !key_or("api-key") => headers.push(("api-key".into(), k.clone())),
+                Some(k) if !key_or("api-key") => {
+                    headers.push(("api-key".into(), k.clone()));
+                    header_origins.push(by_preset(Some("export.otlp.apiKey")));
+                }
                 None if !key_or("api-key") => {
                     return Err((
                         "export.otlp.apiKey",
@@ -305,23 +383,32 @@ impl Settings {
                 _ => {}
             }
         }
-        let temporality = match c.temporality.as_deref().map(str::to_ascii_lowercase) {
-            Some(t) => t.parse::<Temporality>().map_err(|_| {
-                (
-                    "export.otlp.temporality",
-                    format!("{t:?}"),
-                    "must be cumulative, delta or lowmemory".to_string(),
-                )
-            })?,
+        let (temporality, temporality_origin) =
+            match c.temporality.as_deref().map(str::to_ascii_lowercase) {
+                Some(t) => (
+                    t.parse::<Temporality>().map_err(|_| {
+                        (
+                            "export.otlp.temporality",
+                            format!("{t:?}"),
+                            "must be cumulative, delta or lowmemory".to_string(),
+                        )
+                    })?,
+                    Origin::Key("export.otlp.temporality"),
+                ),
+                None => match preset {
+                    Preset::NewRelic { .. } | Preset::DatadogAgent => {
+                        (Temporality::Delta, by_preset(None))
+                    }
+                    Preset::Collector => (Temporality::Cumulative, Origin::Default),
+                },
+            };
+        let (gzip, compression_origin) = match c.compression.as_deref() {
+            Some("gzip") => (true, Origin::Key("export.otlp.compression")),
+            Some("none") | Some("") => (false, Origin::Key("export.otlp.compression")),
             None => match preset {
-                Preset::NewRelic { .. } | Preset::DatadogAgent => Temporality::Delta,
-                Preset::Collector => Temporality::Cumulative,
+                Preset::NewRelic { .. } => (true, by_preset(None)),
+                _ => (false, Origin::Default),
             },
-        };
-        let gzip = match c.compression.as_deref() {
-            Some("gzip") => true,
-            Some("none") | Some("") => false,
-            None => matches!(preset, Preset::NewRelic { .. }),
             Some(other) => {
                 return Err((
                     "export.otlp.compression",
@@ -336,6 +423,19 @@ impl Settings {
         if c.timeout == 0 {
             return Err(("export.otlp.timeout", "0".into(), "must be > 0 ms".into()));
         }
+        let resource = resource_attributes(config);
+        // `service.name` as the resource carries it: the key, else the resource attributes.
+        let service_name = resource
+            .iter()
+            .find(|(k, _)| k == "service.name")
+            .map_or_else(|| DEFAULT_SERVICE_NAME.to_string(), |(_, v)| v.clone());
+        let service_name_origin = if c.service_name.is_some() {
+            Origin::Key("export.otlp.serviceName")
+        } else if service_name != DEFAULT_SERVICE_NAME {
+            Origin::Key("export.otlp.resourceAttributes")
+        } else {
+            Origin::Default
+        };
         Ok(Some(Settings {
             preset,
             protocol,
@@ -345,8 +445,79 @@ impl Settings {
             interval: Duration::from_millis(c.interval),
             gzip,
             temporality,
-            resource: resource_attributes(config),
+            resource,
+            base_endpoint: base,
+            service_name,
+            origins: Origins {
+                enabled: enabled_origin,
+                preset: preset_origin,
+                protocol: protocol_origin,
+                endpoint: endpoint_origin,
+                metrics_endpoint: metrics_endpoint_origin,
+                headers: header_origins,
+                temporality: temporality_origin,
+                compression: compression_origin,
+                service_name: service_name_origin,
+            },
         }))
+    }
+
+    /// `gzip` or `none`, as `OTEL_EXPORTER_OTLP_COMPRESSION` spells it.
+    pub fn compression(&self) -> &'static str {
+        if self.gzip {
+            "gzip"
+        } else {
+            "none"
+        }
+    }
+
+    /// The settings as `config show` prints them: endpoints redacted, header names only.
+    pub fn effective(&self) -> Vec<Effective> {
+        let o = &self.origins;
+        let redacted = crate::logging::redact_urls;
+        let mut out = vec![
+            Effective::new("export.otlp.enabled", true, o.enabled.clone()),
+            Effective::new("export.otlp.preset", self.preset.as_str(), o.preset.clone()),
+            Effective::new(
+                "export.otlp.protocol",
+                self.protocol.as_str(),
+                o.protocol.clone(),
+            ),
+            Effective::new(
+                "export.otlp.endpoint",
+                redacted(&self.base_endpoint),
+                o.endpoint.clone(),
+            ),
+            Effective::new(
+                "export.otlp.metricsEndpoint",
+                redacted(&self.endpoint),
+                o.metrics_endpoint.clone(),
+            ),
+            Effective::new(
+                "export.otlp.temporality",
+                temporality_name(self.temporality),
+                o.temporality.clone(),
+            ),
+            Effective::new(
+                "export.otlp.compression",
+                self.compression(),
+                o.compression.clone(),
+            ),
+            Effective::new(
+                "export.otlp.serviceName",
+                self.service_name.as_str(),
+                o.service_name.clone(),
+            ),
+        ];
+        for ((name, value), origin) in self.headers.iter().zip(&o.headers) {
+            // The name only: a Secret serializes redacted.
+            out.push(Effective::new(
+                &format!("export.otlp.headers.{name}"),
+                serde_json::to_value(value).expect("a secret serializes"),
+                origin.clone(),
+            ));
+        }
+        out
     }
 }
 
@@ -826,7 +997,7 @@ pub async fn run(
         protocol = settings.protocol.as_str(),
         preset = settings.preset.as_str(),
         temporality = temporality_name(settings.temporality),
-        gzip = settings.gzip,
+        compression = settings.compression(),
         interval_ms = settings.interval.as_millis() as u64,
         "OTLP export on"
     );
@@ -947,7 +1118,7 @@ mod tests {
     #[test]
     fn datadog_agent_preset_uses_the_agent_host() {
         let s = resolve(|c| {
-            c.export.otlp.preset = Some("datadog-agent".into());
+            c.export.otlp.preset = Some("datadog".into());
             c.export.otlp.protocol = Some("grpc".into());
             c.export.statsd.host = Some("10.0.0.7".into());
         })

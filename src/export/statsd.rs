@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::histogram::{representatives, Delta, Deltas};
-use super::{ExportErrors, FailureLog, MAX_BACKOFF_SKIPS};
+use super::{Effective, ExportErrors, FailureLog, Origin, MAX_BACKOFF_SKIPS};
 use crate::catalog::MetricDef;
 use crate::config::Config;
 use crate::monitor::health::AVAILABILITY_CHECK;
@@ -80,6 +80,45 @@ pub struct Settings {
     pub timing: TimingKind,
     /// Constant tags, `key:value` or bare values, in order.
     pub tags: Vec<String>,
+    /// Why export is on, and where the destination came from.
+    pub enabled_origin: Origin,
+    pub target_origin: Origin,
+}
+
+/// Whether StatsD export is on, and why: `enabled`, or — unset — whether `DD_AGENT_HOST` or
+/// `DD_DOGSTATSD_URL` (host or url) is configured.
+fn switched_on(c: &crate::config::StatsdConfig) -> (bool, Origin) {
+    match c.enabled {
+        Some(on) => (on, Origin::Key("export.statsd.enabled")),
+        None if c.host.is_some() || c.url.is_some() => {
+            (true, Origin::Derived("on because a host or URL is set"))
+        }
+        None => (false, Origin::Derived("off because no host or URL is set")),
+    }
+}
+
+/// The effective StatsD settings for `config show`, from [`Settings::resolve`] itself.
+pub fn effective(config: &Config) -> Result<Vec<Effective>, Problem> {
+    let Some(s) = Settings::resolve(config)? else {
+        let (_, why) = switched_on(&config.export.statsd);
+        return Ok(vec![Effective::new("export.statsd.enabled", false, why)]);
+    };
+    let mut out = vec![
+        Effective::new("export.statsd.enabled", true, s.enabled_origin.clone()),
+        Effective::new(
+            "export.statsd.url",
+            s.target.to_string(),
+            s.target_origin.clone(),
+        ),
+    ];
+    if let Target::Udp { host, .. } = &s.target {
+        let origin = match config.export.statsd.host {
+            Some(_) => Origin::Key("export.statsd.host"),
+            None => Origin::Default,
+        };
+        out.push(Effective::new("export.statsd.host", host.as_str(), origin));
+    }
+    Ok(out)
 }
 
 type Problem = (&'static str, String, String);
@@ -89,9 +128,14 @@ impl Settings {
     /// `DD_AGENT_HOST` or `DD_DOGSTATSD_URL` (host or url) is configured.
     pub fn resolve(config: &Config) -> Result<Option<Settings>, Problem> {
         let c = &config.export.statsd;
-        if !c.enabled.unwrap_or(c.host.is_some() || c.url.is_some()) {
+        let (on, enabled_origin) = switched_on(c);
+        if !on {
             return Ok(None);
         }
+        let target_origin = match &c.url {
+            Some(_) => Origin::Key("export.statsd.url"),
+            None => Origin::Derived("host and port"),
+        };
         let target = match &c.url {
             Some(url) => parse_url(url).ok_or((
                 "export.statsd.url",
@@ -149,6 +193,8 @@ impl Settings {
             interval: Duration::from_millis(c.interval),
             timing,
             tags,
+            enabled_origin,
+            target_origin,
         }))
     }
 

@@ -254,8 +254,9 @@ def test_presets_configure_the_exporters(sentinel_bin, tmp_path):
         return effective_config(sentinel_bin, render(values), existing, d)
 
     cfg, env = cfg_of("defaults")
-    assert cfg["export.otlp.enabled"] is None and cfg["export.otlp.endpoint"] is None
-    assert cfg["export.statsd.enabled"] is None and cfg["export.statsd.host"] is None
+    # config show resolves what the exporters will do: both off, nothing pushed anywhere.
+    assert cfg["export.otlp.enabled"] is False and cfg["export.otlp.endpoint"] is None
+    assert cfg["export.statsd.enabled"] is False and cfg["export.statsd.host"] is None
     assert "DD_AGENT_HOST" not in env
 
     cfg, _ = cfg_of("collector")
@@ -283,7 +284,7 @@ def test_presets_configure_the_exporters(sentinel_bin, tmp_path):
     assert cfg["export.otlp.enabled"] is False
 
     cfg, env = cfg_of("datadog-otlp")
-    assert (cfg["export.otlp.enabled"], cfg["export.otlp.preset"]) == (True, "datadog-agent")
+    assert (cfg["export.otlp.enabled"], cfg["export.otlp.preset"]) == (True, "datadog")
     assert cfg["export.otlp.endpoint"] == "http://192.0.2.10:4317"
     # DD_AGENT_HOST alone would switch DogStatsD on: the file turns it off explicitly.
     assert cfg["export.statsd.enabled"] is False

@@ -187,7 +187,7 @@ agree with the container's ports, probes and volumes).
 {{- end }}
 {{- $otlp := dict "enabled" (eq $dd.mode "otlp") }}
 {{- if eq $dd.mode "otlp" }}
-{{- $_ := set $otlp "preset" "datadog-agent" }}
+{{- $_ := set $otlp "preset" "datadog" }}
 {{- $_ := set $otlp "protocol" "grpc" }}
 {{- end }}
 {{- $_ := set $managed "export" (dict "otlp" $otlp "statsd" $statsd) }}

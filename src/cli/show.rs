@@ -1,0 +1,128 @@
+//! `codex-sentinel config show`: the effective configuration, one key a line, each value with
+//! where it came from. Above both the configuration and the exporters: the configuration's own
+//! values come from [`config::leaves`], the exporters' resolved values (presets and defaults
+//! filled in) from [`export::effective`] — the very resolution the exporters run with.
+//! Secrets are redacted by [`config::Secret`]'s serialization; endpoints by the exporters.
+
+use figment::Figment;
+use serde_json::{Map, Value};
+
+use crate::config::renames::{Deprecation, Kind};
+use crate::config::{self, source_of, Config};
+use crate::export::{self, Effective, Origin};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShowFormat {
+    /// `key = value    # source`
+    Text,
+    /// `{"key": {"value": …, "source": "…"}}`
+    Json,
+}
+
+/// One line of `config show`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shown {
+    pub key: String,
+    pub value: Value,
+    pub source: String,
+}
+
+/// The effective configuration in key order: every key of the configuration, the exporters'
+/// keys replaced by what the exporters resolved (and their header names added).
+pub fn effective(
+    config: &Config,
+    fig: &Figment,
+    deprecations: &[Deprecation],
+) -> Result<Vec<Shown>, config::ConfigError> {
+    let resolved = match export::effective(config) {
+        Ok(resolved) => resolved,
+        Err((key, value, why)) => {
+            config::Check::new(fig).bad(key, value, &why)?;
+            Vec::new()
+        }
+    };
+    let replaces_headers = resolved
+        .iter()
+        .any(|e| e.key.starts_with("export.otlp.headers."));
+    let mut shown: Vec<Shown> = config::leaves(config)
+        .into_iter()
+        // The resolved headers (names only) replace the configured ones.
+        .filter(|(key, _)| {
+            !(replaces_headers
+                && (key == "export.otlp.headers" || key.starts_with("export.otlp.headers.")))
+        })
+        .map(|(key, value)| Shown {
+            source: source_of(fig, &key),
+            key,
+            value,
+        })
+        .collect();
+    for Effective { key, value, origin } in resolved {
+        let source = describe(&origin, fig);
+        match shown.iter_mut().find(|s| s.key == key) {
+            Some(s) => {
+                s.value = value;
+                s.source = source;
+            }
+            None => shown.push(Shown { key, value, source }),
+        }
+    }
+    // A value given under an old name says so next to its source.
+    for d in deprecations {
+        for s in shown.iter_mut() {
+            let renamed = d.source == s.source
+                && (d.rename.kind == Kind::Variable
+                    || d.rename.kind.keys().contains(&s.key.as_str()));
+            if renamed {
+                s.source
+                    .push_str(&format!(" (deprecated name `{}`)", d.rename.old));
+            }
+        }
+    }
+    shown.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(shown)
+}
+
+/// An exporter's origin in words: `preset newrelic`, `defaults`, the file or the variable.
+fn describe(origin: &Origin, fig: &Figment) -> String {
+    match origin {
+        Origin::Key(key) => source_of(fig, key),
+        Origin::Default => "defaults".into(),
+        Origin::Preset { preset, from: None } => format!("preset {preset}"),
+        Origin::Preset {
+            preset,
+            from: Some(key),
+        } => format!("preset {preset}, value from {}", source_of(fig, key)),
+        Origin::Derived(why) => format!("derived: {why}"),
+    }
+}
+
+/// Renders [`effective`]'s lines.
+pub fn render(shown: &[Shown], format: ShowFormat) -> String {
+    match format {
+        ShowFormat::Text => {
+            let width = shown
+                .iter()
+                .map(|s| s.key.len() + s.value.to_string().len())
+                .max()
+                .unwrap_or(0);
+            let mut out = String::new();
+            for s in shown {
+                let value = s.value.to_string();
+                let pad = width + 4 - s.key.len() - value.len();
+                out.push_str(&format!("{} = {value}{:pad$}# {}\n", s.key, "", s.source));
+            }
+            out
+        }
+        ShowFormat::Json => {
+            let mut map = Map::new();
+            for s in shown {
+                map.insert(
+                    s.key.clone(),
+                    serde_json::json!({ "value": s.value, "source": s.source }),
+                );
+            }
+            serde_json::to_string_pretty(&Value::Object(map)).expect("json") + "\n"
+        }
+    }
+}
