@@ -419,7 +419,7 @@ mod tests {
 
         #[test]
         fn valid_lines_round_trip(
-            duration in 0.0f64..1e9,
+            duration in 0.0f64..=MAX_PLAUSIBLE_MS,
             success in any::<bool>(),
             timed_out in any::<bool>(),
             retries in 0u32..100,
