@@ -407,6 +407,7 @@ fn state_and_outbox_survive_a_restart() {
         engine.state(),
         vec![Notification {
             id: 0,
+            instance: String::new(),
             created: 1,
             events: vec![],
         }],
@@ -616,6 +617,7 @@ fn the_outbox_of_a_dead_sink_is_bounded() {
     let store = Store::in_memory();
     let mk = || Notification {
         id: 0,
+        instance: String::new(),
         created: 1,
         events: vec![],
     };
