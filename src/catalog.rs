@@ -289,7 +289,7 @@ metric!(
     "codex_sentinel.oplog.lines",
     Counter,
     "1",
-    "Operations-log lines read, by result (ok, malformed, invalid, missing_field, too_long, empty)",
+    "Operations-log lines read, by result (ok, malformed, invalid, missing_field, too_long, empty, implausible)",
     ["result"],
     None,
     &[]

@@ -398,14 +398,31 @@ async fn serve_signals(
     let mut fingerprint = reload::file_fingerprint(&watched);
     let mut poll = tokio::time::interval(watch.unwrap_or(std::time::Duration::from_secs(3600)));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let load = || codex_sentinel::cli::load(&Sources::from_process(config_file.clone()));
+    // A file that was loaded stays required: if it is missing at a reload, the reload is
+    // rejected (the running configuration is kept) rather than silently replaced by the
+    // built-in defaults. The default file counts as loaded once it was present.
+    let mut required = config_file.clone();
+    let note_default_file = |required: &mut Option<PathBuf>| {
+        let default = std::path::Path::new(config::DEFAULT_CONFIG_FILE);
+        if required.is_none() && default.exists() {
+            *required = Some(default.to_path_buf());
+        }
+    };
+    note_default_file(&mut required);
+    let load = |required: &Option<PathBuf>| {
+        codex_sentinel::cli::load(&Sources::from_process(required.clone()))
+    };
     loop {
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
             _ = hup.recv() => {
                 fingerprint = reload::file_fingerprint(&watched);
-                agent.reload(load(), "SIGHUP");
+                let loaded = load(&required);
+                if loaded.is_ok() {
+                    note_default_file(&mut required);
+                }
+                agent.reload(loaded, "SIGHUP");
             }
             _ = usr1.recv() => agent.reopen_audit_log(),
             _ = poll.tick(), if watch.is_some() => {
@@ -420,7 +437,11 @@ async fn serve_signals(
                 }
                 if now != fingerprint {
                     fingerprint = now;
-                    agent.reload(load(), "config file change");
+                    let loaded = load(&required);
+                    if loaded.is_ok() {
+                        note_default_file(&mut required);
+                    }
+                    agent.reload(loaded, "config file change");
                 }
             }
         }

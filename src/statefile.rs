@@ -98,6 +98,13 @@ struct Queue {
     failures: BTreeMap<PathBuf, (u64, String)>,
     /// Files written (each a temporary file, fsync, rename, fsync of the directory).
     writes: u64,
+    /// Writes that failed, to be tried again: bytes, failed attempts, when. A newer version
+    /// submitted meanwhile replaces the entry.
+    retry: BTreeMap<PathBuf, (Vec<u8>, u32, std::time::Instant)>,
+    /// At shutdown the failed writes get one last attempt, then are given up.
+    last_attempt_done: bool,
+    /// Failed attempts so far of the retries now in `pending`.
+    retry_attempts: BTreeMap<PathBuf, (u32, std::time::Instant)>,
     #[cfg(test)]
     paused: bool,
 }
@@ -111,7 +118,9 @@ struct Shared {
 }
 
 /// Writes the agent's state files on one plain thread, so that no fsync ever runs on an async
-/// worker or under a lock an async task waits for. [`StateWriter::submit`] hands serialized
+/// worker or under a lock an async task waits for. A failed write (full disk, deleted state
+/// directory: it is made again) is retried with backoff ([`retry_backoff`]) and once more at
+/// shutdown. [`StateWriter::submit`] hands serialized
 /// bytes over and returns at once; a file submitted again before the thread took it is written
 /// once, with the newest bytes. Dropping the persister writes what is pending and ends the
 /// thread (at teardown: everything submitted is on disk once the owner is gone).
@@ -249,29 +258,76 @@ fn write_loop(shared: &Shared) {
         let paused = false;
         if q.pending.is_empty() || paused {
             if q.closed && q.pending.is_empty() {
-                return;
+                if q.retry.is_empty() || q.last_attempt_done {
+                    return;
+                }
+                // Shutting down: every failed write is tried once more now.
+                q.last_attempt_done = true;
+                let retry = std::mem::take(&mut q.retry);
+                for (path, (bytes, _, _)) in retry {
+                    q.pending.entry(path).or_insert(bytes);
+                }
+                continue;
             }
-            q = shared.work.wait(q).expect("state writer lock");
+            let next_due = q.retry.values().map(|(_, _, due)| *due).min();
+            q = match next_due {
+                Some(due) => {
+                    let wait = due.saturating_duration_since(std::time::Instant::now());
+                    let (q, _) = shared
+                        .work
+                        .wait_timeout(q, wait)
+                        .expect("state writer lock");
+                    q
+                }
+                None => shared.work.wait(q).expect("state writer lock"),
+            };
+            // Failed writes whose time has come go back to the queue (unless a newer version
+            // of the same file is already there).
+            let now = std::time::Instant::now();
+            let due: Vec<PathBuf> = q
+                .retry
+                .iter()
+                .filter(|(_, (_, _, at))| *at <= now)
+                .map(|(p, _)| p.clone())
+                .collect();
+            for path in due {
+                if let Some((bytes, attempts, at)) = q.retry.remove(&path) {
+                    if q.pending.contains_key(&path) {
+                        continue;
+                    }
+                    q.pending.insert(path.clone(), bytes);
+                    // Remembered so that a second failure continues the backoff.
+                    q.retry_attempts.insert(path, (attempts, at));
+                }
+            }
             continue;
         }
         let batch = std::mem::take(&mut q.pending);
         q.busy = true;
         drop(q);
-        let outcomes: Vec<(PathBuf, std::io::Result<()>)> = batch
+        let outcomes: Vec<(PathBuf, Vec<u8>, std::io::Result<()>)> = batch
             .into_iter()
             .map(|(path, bytes)| {
                 let result = write_atomically(&path, &bytes);
-                (path, result)
+                (path, bytes, result)
             })
             .collect();
         q = shared.queue.lock().expect("state writer lock");
-        for (path, result) in outcomes {
+        for (path, bytes, result) in outcomes {
+            let previous = q.retry_attempts.remove(&path).map_or(0, |(n, _)| n);
             match result {
                 Ok(()) => q.writes += 1,
                 Err(e) => {
-                    let entry = q.failures.entry(path).or_insert((0, String::new()));
+                    let entry = q.failures.entry(path.clone()).or_insert((0, String::new()));
                     entry.0 += 1;
                     entry.1 = crate::logging::error_chain(&e);
+                    // Retried (a full disk frees up, a deleted directory is made again by the
+                    // next attempt) unless a newer version is already queued.
+                    if !q.pending.contains_key(&path) && !q.last_attempt_done {
+                        let attempts = previous + 1;
+                        let due = std::time::Instant::now() + retry_backoff(attempts);
+                        q.retry.insert(path, (bytes, attempts, due));
+                    }
                 }
             }
         }
@@ -280,6 +336,12 @@ fn write_loop(shared: &Shared) {
             shared.idle.notify_waiters();
         }
     }
+}
+
+/// The wait before retrying a write that failed `attempts` times: 100 ms doubling up to 30 s.
+pub fn retry_backoff(attempts: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(100u64 << attempts.saturating_sub(1).min(9))
+        .min(std::time::Duration::from_secs(30))
 }
 
 /// Publishes `codex_sentinel_state_files_recovered_total{kind}` for every kind, zero included.
@@ -377,6 +439,46 @@ mod tests {
         assert!(!error.is_empty());
         assert_eq!(w.failures(&good), None);
         assert_eq!(std::fs::read(&good).unwrap(), b"{}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_retried_with_backoff_until_it_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("state");
+        std::fs::write(&blocker, b"file").unwrap();
+        let file = blocker.join("state.json");
+        let persister = Persister::start();
+        let w = persister.writer();
+        w.submit(&file, b"[7]".to_vec());
+        w.flushed().await;
+        assert_eq!(w.failures(&file).map(|f| f.0), Some(1));
+        // The disk "recovers" (the state directory can be made again): the same bytes land
+        // without anyone submitting them again.
+        std::fs::remove_file(&blocker).unwrap();
+        let t0 = std::time::Instant::now();
+        while std::fs::read(&file).ok().as_deref() != Some(b"[7]".as_slice()) {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(10),
+                "not retried"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    #[test]
+    fn a_write_that_keeps_failing_is_tried_once_more_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("state");
+        std::fs::write(&blocker, b"file").unwrap();
+        let file = blocker.join("state.json");
+        let persister = Persister::start();
+        let w = persister.writer();
+        w.submit(&file, b"[8]".to_vec());
+        w.wait_idle();
+        std::fs::remove_file(&blocker).unwrap();
+        // Shutting down before the next retry is due: the last attempt writes it.
+        drop(persister);
+        assert_eq!(std::fs::read(&file).unwrap(), b"[8]");
     }
 
     #[test]

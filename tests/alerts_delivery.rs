@@ -41,6 +41,7 @@ fn event(key: &str, severity: Severity, status: AlertStatus) -> AlertEvent {
 fn notification(events: Vec<AlertEvent>) -> Notification {
     Notification {
         id: 0,
+        instance: String::new(),
         created: 1_000,
         events,
     }
@@ -107,6 +108,12 @@ impl Rig {
     }
 }
 
+/// Ids are time-ordered (epoch ms × 1000 + sequence): tests compare them to the first one's,
+/// numbering the notifications from 1.
+fn base_of(all: &[alerts_support::Recorded]) -> u64 {
+    all.iter().map(id_of).min().unwrap() - 1
+}
+
 fn id_of(r: &alerts_support::Recorded) -> u64 {
     r.header("Idempotency-Key")
         .unwrap()
@@ -129,7 +136,10 @@ async fn retries_5xx_in_order_without_duplicates() {
     ]);
     rig.drained().await;
     let all = rx.all();
-    let seen: Vec<(u64, bool)> = all.iter().map(|r| (id_of(r), r.accepted())).collect();
+    let seen: Vec<(u64, bool)> = all
+        .iter()
+        .map(|r| (id_of(r) - base_of(&all), r.accepted()))
+        .collect();
     assert_eq!(
         seen,
         vec![(1, false), (1, false), (1, true), (2, true), (3, true)],
@@ -173,7 +183,11 @@ async fn client_errors_are_not_retried() {
         notification(vec![event("b", Severity::Critical, AlertStatus::Firing)]),
     ]);
     rig.drained().await;
-    let ids: Vec<(u64, bool)> = rx.all().iter().map(|r| (id_of(r), r.accepted())).collect();
+    let all = rx.all();
+    let ids: Vec<(u64, bool)> = all
+        .iter()
+        .map(|r| (id_of(r) - base_of(&all), r.accepted()))
+        .collect();
     assert_eq!(ids, vec![(1, false), (2, true)]);
     assert_eq!(rig.counters.get(SinkKind::Webhook, result::REJECTED), 1);
     assert_eq!(rig.counters.get(SinkKind::Webhook, result::RETRIED), 0);

@@ -384,7 +384,9 @@ fn state_and_outbox_survive_a_restart() {
         );
         let out = engine.evaluate(&snapshot(0, |_| {}), 0);
         let queued = store.commit(engine.state(), out, &sinks);
-        assert_eq!(queued[0].id, 1);
+        // Ids are time-ordered (epoch ms × 1000 + sequence) and carry the agent's instance.
+        assert!(queued[0].id >= 1_000_000);
+        assert_eq!(queued[0].instance.len(), 16);
         store.remove(store.next_for(SinkKind::Webhook).unwrap().id); // webhook delivered
     }
     let store = Store::open(dir.path(), &Default::default()).unwrap();
@@ -407,12 +409,20 @@ fn state_and_outbox_survive_a_restart() {
         engine.state(),
         vec![Notification {
             id: 0,
+            instance: String::new(),
             created: 1,
             events: vec![],
         }],
         &sinks,
     );
-    assert_eq!(next[0].id, 2, "ids keep increasing across restarts");
+    assert!(
+        next[0].id > pending[0].notification.id,
+        "ids keep increasing across restarts"
+    );
+    assert_eq!(
+        next[0].instance, pending[0].notification.instance,
+        "the instance id is kept in the state directory"
+    );
 }
 
 #[test]
@@ -616,6 +626,7 @@ fn the_outbox_of_a_dead_sink_is_bounded() {
     let store = Store::in_memory();
     let mk = || Notification {
         id: 0,
+        instance: String::new(),
         created: 1,
         events: vec![],
     };
@@ -624,13 +635,12 @@ fn the_outbox_of_a_dead_sink_is_bounded() {
     assert_eq!(dropped.len(), 5);
     let pending = store.outbox();
     assert_eq!(pending.len(), MAX_PENDING_PER_SINK);
+    // Ids increase by one within a commit: number them from the first.
+    let first = pending[0].notification.id;
     assert_eq!(
-        pending[0].notification.id, 1,
-        "the head (possibly mid-send) is kept"
-    );
-    assert_eq!(
-        pending[1].notification.id, 7,
-        "the oldest after it were dropped"
+        pending[1].notification.id - first,
+        6,
+        "the head (possibly mid-send) is kept, the oldest after it were dropped"
     );
 }
 

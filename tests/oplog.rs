@@ -910,3 +910,34 @@ fn unreadable_log_directory_is_reported_and_recovered_from() {
         "the warning is rate-limited"
     );
 }
+
+#[test]
+fn absurd_durations_are_rejected_and_the_saved_state_survives_a_restart() {
+    let (work, logs) = setup();
+    let env = [("CODEX_OPERATIONS_LOG_BACKFILL", "true")];
+    let agent = Agent::start(work.path(), &env);
+    let huge = |d: &str| {
+        format!(
+            "{{\"timestamp\":{},\"operationType\":\"audit\",\"timing\":{{\"duration\":{d}}},\"result\":{{\"success\":true}}}}\n",
+            now_ms()
+        )
+    };
+    let mut text = huge("1.7e308") + &huge("1.7e308") + &huge("86400000");
+    for i in 0..3 {
+        text.push_str(&line(i));
+    }
+    std::fs::write(logs.join(DAY1), &text).unwrap();
+    let m = agent.expect_total(4, work.path());
+    assert_eq!(m["operationsLog"]["lines"]["implausible"], 2, "{m}");
+    agent.stop();
+
+    // The state written at shutdown reads back: nothing counted again, nothing thrown away.
+    let agent = Agent::start(work.path(), &env);
+    let m = agent.expect_total(4, work.path());
+    assert_eq!(m["operationsLog"]["lines"]["implausible"], 2, "{m}");
+    let logs_text = agent_logs(work.path());
+    assert!(
+        !logs_text.contains("corrupt") && !logs_text.contains("recovered"),
+        "{logs_text}"
+    );
+}

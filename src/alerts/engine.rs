@@ -550,6 +550,7 @@ impl Engine {
             }
             None => out.push(Notification {
                 id: 0,
+                instance: String::new(),
                 created: now,
                 events: vec![event],
             }),
@@ -568,6 +569,7 @@ impl Engine {
         if now >= opened.saturating_add(window) {
             out.push(Notification {
                 id: 0,
+                instance: String::new(),
                 created: now,
                 events: std::mem::take(&mut self.state.group),
             });

@@ -16,6 +16,7 @@
 pub mod delivery;
 pub mod engine;
 pub mod http;
+pub mod identity;
 pub mod notify;
 pub mod rules;
 pub mod state;
@@ -127,9 +128,13 @@ pub struct AlertEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
-    /// Unique and increasing across restarts; receivers may use it to drop duplicates
-    /// (`Idempotency-Key` header, email `Message-ID`).
+    /// Time-ordered, increasing across restarts even when the state was lost; with
+    /// `instance`, the key receivers use to drop duplicates ([`identity::notification_key`]:
+    /// `Idempotency-Key` header, email `Message-ID`).
     pub id: u64,
+    /// The agent instance that made it ([`identity::instance_id`]).
+    #[serde(default)]
+    pub instance: String,
     /// Epoch ms.
     pub created: u64,
     pub events: Vec<AlertEvent>,
@@ -489,6 +494,7 @@ mod tests {
         let counters = Arc::new(NotificationCounters::for_sinks(&sinks));
         let n = Notification {
             id: 0,
+            instance: String::new(),
             created: 1,
             events: Vec::new(),
         };

@@ -58,6 +58,8 @@ pub struct Store {
     persister: Persister,
     /// Failed writes already reported.
     write_failures: Mutex<u64>,
+    /// This agent's id, stamped on every notification ([`super::identity`]).
+    instance: String,
 }
 
 /// For views that hold the store: which file, not its contents.
@@ -87,6 +89,7 @@ impl Store {
             wake: Mutex::new(BTreeMap::new()),
             persister: Persister::start(),
             write_failures: Mutex::new(0),
+            instance: super::identity::instance_id(dir),
         };
         Ok(store)
     }
@@ -99,6 +102,7 @@ impl Store {
             wake: Mutex::new(BTreeMap::new()),
             persister: Persister::start(),
             write_failures: Mutex::new(0),
+            instance: super::identity::ephemeral_instance_id(),
         }
     }
 
@@ -129,8 +133,9 @@ impl Store {
         inner.engine = state.clone();
         let mut out = Vec::with_capacity(notifications.len());
         for mut n in notifications {
-            inner.next_notification_id += 1;
-            n.id = inner.next_notification_id;
+            n.id = super::identity::next_id(inner.next_notification_id, crate::util::now_ms());
+            inner.next_notification_id = n.id;
+            n.instance = self.instance.clone();
             for sink in sinks {
                 inner.next_delivery_id += 1;
                 let id = inner.next_delivery_id;

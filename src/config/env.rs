@@ -246,6 +246,9 @@ impl SpecEnv {
             let Some((name, raw)) = found else {
                 continue;
             };
+            if *kind == Kind::Map && is_secret_var(var) {
+                check_header_list(name, raw)?;
+            }
             insert_path(&mut values, key, parse(raw, *kind));
             set_by.insert(key.to_string(), name);
         }
@@ -260,6 +263,53 @@ impl SpecEnv {
     pub fn deprecations(&self) -> &[renames::Deprecation] {
         &self.deprecations
     }
+}
+
+/// Checks a `name=value,…` header list before anything else sees it. The message names the
+/// variable, the entry's position and the valid start of its name, never anything from the
+/// first wrong character on: `api-key:VALUE` or a value with a newline is usually a secret
+/// typed slightly wrong, and error messages end up in container logs.
+pub fn check_header_list(var: &str, raw: &str) -> Result<(), ConfigError> {
+    let header_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    for (i, entry) in raw.split(',').enumerate() {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let n = i + 1;
+        let name = entry.split_once('=').map_or(entry, |(name, _)| name).trim();
+        let valid: String = name.chars().take_while(|c| header_char(*c)).collect();
+        if valid.len() < name.len() || !entry.contains('=') {
+            let why = match name[valid.len()..].chars().next() {
+                Some(c) if c.is_ascii_graphic() => format!("then a '{c}'"),
+                Some(_) => "then a space or control character".to_string(),
+                None => "then no '='".to_string(),
+            };
+            let start = if valid.is_empty() {
+                "an empty header name".to_string()
+            } else {
+                format!("the name `{valid}`")
+            };
+            return Err(ConfigError(format!(
+                "invalid value for {var}: entry {n} has {start} {why}; write name=value \
+                 (the rest of the entry is not shown: it may hold a secret)"
+            )));
+        }
+        if valid.is_empty() {
+            return Err(ConfigError(format!(
+                "invalid value for {var}: entry {n} has an empty header name before '='"
+            )));
+        }
+        let value = entry.split_once('=').map_or("", |(_, v)| v).trim();
+        let decoded = percent_decode(value);
+        if decoded.chars().any(|c| c.is_control()) {
+            return Err(ConfigError(format!(
+                "invalid value for {var}: the value of header `{valid}` (entry {n}) holds a \
+                 control character such as a newline (the value is not shown)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn parse(raw: &str, kind: Kind) -> Value {

@@ -95,9 +95,8 @@ impl Email {
             .from(self.from.clone())
             .subject(subject(n))
             .message_id(Some(format!(
-                "<codex-sentinel.{}.{}@{}>",
-                n.id,
-                n.created,
+                "<{}@{}>",
+                crate::alerts::identity::notification_key(n),
                 crate::alerts::hostname()
             )))
             .header(ContentType::TEXT_PLAIN);

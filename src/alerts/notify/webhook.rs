@@ -62,7 +62,7 @@ impl Webhook {
 
 /// Stable per notification and agent state: the same after a restart re-sends it.
 pub fn idempotency_key(n: &Notification) -> String {
-    format!("codex-sentinel-{}-{}", crate::alerts::hostname(), n.id)
+    crate::alerts::identity::notification_key(n)
 }
 
 /// The specification's body. One event: its body as is. A group (aggregation): the same

@@ -22,16 +22,24 @@ pub enum LineResult {
     TooLong,
     /// Nothing but whitespace.
     Empty,
+    /// A duration or queue wait beyond [`MAX_PLAUSIBLE_MS`]: rejected, so that no sum, average
+    /// or percentile (nor the saved state) can be ruined by one absurd line.
+    Implausible,
 }
 
+/// The longest duration or queue wait (ms) an operations-log line may carry: 24 hours. Codex
+/// operations time out long before; anything above is a unit mistake or garbage.
+pub const MAX_PLAUSIBLE_MS: f64 = 86_400_000.0;
+
 impl LineResult {
-    pub const ALL: [LineResult; 6] = [
+    pub const ALL: [LineResult; 7] = [
         LineResult::Ok,
         LineResult::Malformed,
         LineResult::Invalid,
         LineResult::MissingField,
         LineResult::TooLong,
         LineResult::Empty,
+        LineResult::Implausible,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +50,7 @@ impl LineResult {
             LineResult::MissingField => "missing_field",
             LineResult::TooLong => "too_long",
             LineResult::Empty => "empty",
+            LineResult::Implausible => "implausible",
         }
     }
 
@@ -92,7 +101,7 @@ pub struct ExecutionBatch {
     pub operation_types: Vec<String>,
     pub executions: Vec<Execution>,
     /// Lines by [`LineResult`] index.
-    pub lines: [u64; 6],
+    pub lines: [u64; LineResult::ALL.len()],
     /// Reading problems by kind (`open`, `read`, `truncated_without_copy`, …).
     pub read_errors: Vec<(&'static str, u64)>,
     /// The reader's position in every file it follows, after this batch.

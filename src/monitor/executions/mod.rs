@@ -29,7 +29,7 @@ use crate::catalog;
 use crate::config::Config;
 use crate::statefile::StateWriter;
 use aggregate::{Aggregate, Placement};
-pub use batch::{Execution, ExecutionBatch, FileCursor, LineResult, Outcome};
+pub use batch::{Execution, ExecutionBatch, FileCursor, LineResult, Outcome, MAX_PLAUSIBLE_MS};
 use checkpoint::Persisted;
 pub use checkpoint::{
     checkpoint_path, load_checkpoint, Checkpoint, CHECKPOINT_FILE, CHECKPOINT_INTERVAL,
@@ -521,7 +521,7 @@ mod tests {
             ExecutionBatch {
                 operation_types: vec!["audit".into()],
                 executions: vec![e, exec(now, 0, 99_000.0, Outcome::Success)],
-                lines: [2, 1, 0, 0, 0, 0],
+                lines: [2, 1, 0, 0, 0, 0, 0],
                 ..Default::default()
             },
             now,

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::util::time::parse_rfc3339;
 
-pub use crate::monitor::executions::LineResult;
+pub use crate::monitor::executions::{LineResult, MAX_PLAUSIBLE_MS};
 
 /// The fields of one execution, borrowed from its line where possible.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +90,9 @@ pub fn parse_line(line: &[u8]) -> Result<ParsedLine<'_>, LineResult> {
         Some(q) if !(q.is_finite() && q >= 0.0) => return Err(LineResult::Invalid),
         q => q,
     };
+    if duration > MAX_PLAUSIBLE_MS || queue_wait.is_some_and(|q| q > MAX_PLAUSIBLE_MS) {
+        return Err(LineResult::Implausible);
+    }
     let timestamp = match raw.timestamp {
         None => None,
         Some(Timestamp(None)) => return Err(LineResult::Invalid),
@@ -358,6 +361,18 @@ mod tests {
                 br#"{"timing":{"duration":1},"result":{"success":null}}"#,
                 LineResult::MissingField,
             ),
+            (
+                br#"{"timing":{"duration":1.7e308},"result":{"success":true}}"#,
+                LineResult::Implausible,
+            ),
+            (
+                br#"{"timing":{"duration":86400001},"result":{"success":true}}"#,
+                LineResult::Implausible,
+            ),
+            (
+                br#"{"timing":{"duration":1,"queueWait":1e300},"result":{"success":true}}"#,
+                LineResult::Implausible,
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(
@@ -404,7 +419,7 @@ mod tests {
 
         #[test]
         fn valid_lines_round_trip(
-            duration in 0.0f64..1e9,
+            duration in 0.0f64..=MAX_PLAUSIBLE_MS,
             success in any::<bool>(),
             timed_out in any::<bool>(),
             retries in 0u32..100,

@@ -41,6 +41,8 @@ const FINGERPRINT_BYTES: u64 = 1024;
 const IDLE_CLOSE: Duration = Duration::from_secs(5);
 /// A deleted file is drained through its descriptor for this long after its last growth.
 const DELETED_GRACE: Duration = Duration::from_secs(2);
+/// Positions of forgotten files kept in case they come back.
+const FORGOTTEN_KEPT: usize = 64;
 /// Operation types per batch; further ones are sent as "other" (the monitor bounds them too).
 const MAX_BATCH_TYPES: usize = 64;
 /// Longest operation type kept (longer names are cut).
@@ -133,6 +135,10 @@ pub struct Tailer {
     /// The monotonic time of the current poll: idle close and the deleted-file grace are
     /// measured on it, so tests can drive them without waiting.
     clock: Instant,
+    /// Files that disappeared and were forgotten, newest last (at most [`FORGOTTEN_KEPT`]): a
+    /// directory moved away and back, or a file renamed out of the pattern and back, is the
+    /// same file again and continues where it was instead of being read twice.
+    forgotten: std::collections::VecDeque<FileCursor>,
 }
 
 /// Accumulates one batch.
@@ -263,6 +269,7 @@ impl Tailer {
             last_sent_cursors: None,
             dir_existed: None,
             clock: now,
+            forgotten: std::collections::VecDeque::new(),
         }
     }
 
@@ -443,6 +450,7 @@ impl Tailer {
             .max();
         let now = self.clock;
         let budget_spent = budget == 0;
+        let mut dropped = Vec::new();
         self.tracked.retain_mut(|t| {
             let idle = now.duration_since(t.last_growth);
             if t.gone {
@@ -454,13 +462,23 @@ impl Tailer {
                         .as_ref()
                         .and_then(|f| f.metadata().ok())
                         .is_some_and(|md| md.len() > t.cursor.offset);
-                return t.file.is_some() && (idle < DELETED_GRACE || unread);
+                let keep = t.file.is_some() && (idle < DELETED_GRACE || unread);
+                if !keep {
+                    dropped.push(t.cursor.clone());
+                }
+                return keep;
             }
             if t.file.is_some() && Some(&t.cursor.path) != newest.as_ref() && idle >= IDLE_CLOSE {
                 t.file = None;
             }
             true
         });
+        for cursor in dropped {
+            if self.forgotten.len() == FORGOTTEN_KEPT {
+                self.forgotten.pop_front();
+            }
+            self.forgotten.push_back(cursor);
+        }
         self.first_poll_done = true;
 
         let more = budget == 0;
@@ -514,6 +532,23 @@ impl Tailer {
         })
     }
 
+    /// The position in `e` when it is a forgotten file come back: same device and inode, and
+    /// the same first bytes (an inode number reused by another file has other content).
+    fn remembered(&mut self, e: &Entry) -> Option<FileCursor> {
+        let i = self
+            .forgotten
+            .iter()
+            .rposition(|c| c.dev == e.dev && c.ino == e.ino)?;
+        let mut cursor = self.forgotten.remove(i)?;
+        let file = File::open(&e.path).ok()?;
+        let same =
+            e.size >= cursor.offset && fingerprint(&file, cursor.fp_len) == Some(cursor.fp_hash);
+        same.then(|| {
+            cursor.path = e.path.clone();
+            cursor
+        })
+    }
+
     fn is_tracked(&self, e: &Entry) -> bool {
         self.tracked
             .iter()
@@ -521,6 +556,18 @@ impl Tailer {
     }
 
     fn track(&mut self, e: &Entry, offset: u64) {
+        if let Some(cursor) = self.remembered(e) {
+            tracing::info!(path = %e.path.display(), offset = cursor.offset, "operations log: a file seen before is back; continuing where it was");
+            self.tracked.push(Tracked {
+                cursor,
+                file: None,
+                dated: e.dated,
+                gone: false,
+                renamed: false,
+                last_growth: Instant::now(),
+            });
+            return;
+        }
         let mut cursor = FileCursor {
             path: e.path.clone(),
             dev: e.dev,
@@ -899,6 +946,31 @@ mod tests {
         assert_eq!(ok_lines(&t.poll(0)), 0);
         append(&f, &line(3)[10..]);
         assert_eq!(ok_lines(&t.poll(0)), 1);
+    }
+
+    #[test]
+    fn a_directory_moved_away_and_back_is_not_read_again() {
+        let root = tempfile::tempdir().unwrap();
+        let logs = root.path().join("codex");
+        let away = root.path().join("codex-away");
+        std::fs::create_dir(&logs).unwrap();
+        let f = logs.join("codex-operations-2026-11-26.jsonl");
+        let mut t = Tailer::new(cfg(&logs, true), None);
+        t.poll(0);
+        let text: String = (0..1000).map(line).collect();
+        append(&f, &text);
+        assert_eq!(ok_lines(&t.poll(0)), 1000);
+        // Quiet for longer than the grace a deleted file is kept open for.
+        for tr in &mut t.tracked {
+            tr.last_growth -= DELETED_GRACE;
+        }
+        std::fs::rename(&logs, &away).unwrap();
+        t.poll(0);
+        assert!(t.tracked.is_empty(), "gone files are forgotten");
+        std::fs::rename(&away, &logs).unwrap();
+        assert_eq!(ok_lines(&t.poll(0)), 0, "the same file, already read");
+        append(&f, &line(1000));
+        assert_eq!(ok_lines(&t.poll(0)), 1, "and followed on from where it was");
     }
 
     #[test]
