@@ -583,6 +583,7 @@ mod tests {
                 ..Default::default()
             },
             now,
+            None,
         );
         persister.writer().wait_idle();
         s.tick(now);
