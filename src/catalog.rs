@@ -401,8 +401,8 @@ metric!(
     "codex_sentinel.cpu_time",
     Counter,
     "s",
-    "CPU seconds (user + system) used by the agent since it started",
-    [],
+    "CPU seconds used by the agent since it started, by mode (user, system)",
+    ["cpu_mode"],
     None,
     &[]
 );

@@ -196,20 +196,45 @@ fn grpc_cumulative_gzip_names_units_buckets_resource_and_headers() {
         assert_eq!(m.description, def.help, "{}", def.name);
     }
     assert_eq!(r.metric("codex.availability_status").unwrap().unit, "1");
-    // Semantic-convention twins.
+    // Semantic conventions, for the agent's own process (the resource) only: memory as a
+    // non-monotonic sum in bytes, CPU time by cpu.mode, thread and descriptor counts.
     let mem = r
         .metric("process.memory.usage")
         .expect("process.memory.usage");
     assert_eq!(mem.unit, "By");
-    let Some(Data::Gauge(g)) = mem.data.as_ref() else {
-        panic!("process.memory.usage is not a gauge")
+    let Some(Data::Sum(sum)) = mem.data.as_ref() else {
+        panic!("process.memory.usage is not an UpDownCounter: {mem:?}")
     };
-    assert!(
-        g.data_points
-            .iter()
-            .any(|p| attr(&p.attributes, "process.executable.name").as_deref() == Some("codex")),
-        "no Codex series in process.memory.usage: {g:?}"
-    );
+    assert!(!sum.is_monotonic);
+    assert_eq!(sum.data_points.len(), 1, "the agent only: {sum:?}");
+    assert!(sum.data_points[0].attributes.is_empty());
+    assert!(value_of(&sum.data_points[0]) > 1e6, "the agent's RSS");
+    let cpu = r.metric("process.cpu.time").expect("process.cpu.time");
+    let Some(Data::Sum(cpu)) = cpu.data.as_ref() else {
+        panic!("process.cpu.time is not a sum")
+    };
+    assert!(cpu.is_monotonic);
+    let mut modes: Vec<String> = cpu
+        .data_points
+        .iter()
+        .filter_map(|p| attr(&p.attributes, "cpu.mode"))
+        .collect();
+    modes.sort();
+    assert_eq!(modes, ["system", "user"]);
+    for (name, unit) in [
+        ("process.thread.count", "{thread}"),
+        ("process.unix.file_descriptor.count", "{file_descriptor}"),
+    ] {
+        let m = r.metric(name).unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(m.unit, unit);
+        let Some(Data::Sum(s)) = m.data.as_ref() else {
+            panic!("{name} is not an UpDownCounter")
+        };
+        assert!(
+            !s.is_monotonic && value_of(&s.data_points[0]) >= 1.0,
+            "{name}"
+        );
+    }
     assert_eq!(r.metric("process.cpu.utilization").unwrap().unit, "1");
 
     // Counters: cumulative monotonic sums; exactly one successful availability probe so far,

@@ -131,17 +131,45 @@ pub fn temporality_name(t: Temporality) -> &'static str {
 }
 
 /// A metric emitted on OTLP under an OpenTelemetry semantic-convention name as well, computed
-/// from a catalog gauge or counter (the twin has the same kind). `docs/metrics.md` lists these; a test checks it against this table.
+/// from a catalog gauge or counter. `docs/metrics.md` lists these; a test checks it against
+/// this table.
+///
+/// One naming scheme: `codex.*` describes the watched Codex processes (sums over all of them),
+/// `codex_sentinel.*` the agent itself; the `process.*` names of the conventions describe one
+/// process, the resource's, which is the agent — so they are emitted for the agent only, and
+/// `sum(process.memory.usage)` on a backend never adds the agent to Codex.
 #[derive(Debug)]
 pub struct SemconvTwin {
     /// The catalog metric's OpenTelemetry name.
     pub source: &'static str,
     pub name: &'static str,
+    /// The instrument the conventions prescribe.
+    pub kind: TwinKind,
     pub unit: &'static str,
     pub help: &'static str,
-    /// Attributes added to every point.
-    pub attributes: &'static [(&'static str, &'static str)],
+    /// Attribute keys for the source's labels, in order (`cpu_mode` → `cpu.mode`).
+    pub attribute_keys: &'static [&'static str],
     pub convert: Convert,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwinKind {
+    Gauge,
+    /// Monotonic sum.
+    Counter,
+    /// Non-monotonic sum (a count or size that goes up and down); cumulative whatever the
+    /// temporality preference, as the SDK's delta selector leaves it.
+    UpDownCounter,
+}
+
+impl TwinKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TwinKind::Gauge => "Gauge",
+            TwinKind::Counter => "Counter (monotonic Sum)",
+            TwinKind::UpDownCounter => "UpDownCounter (non-monotonic Sum)",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,46 +180,49 @@ pub enum Convert {
 }
 
 pub const SEMCONV_TWINS: &[SemconvTwin] = &[
-    // `process.*` describe one process: without attributes the agent itself (the resource);
-    // with `process.executable.name=codex` the sum over the Codex processes it watches.
-    SemconvTwin {
-        source: "codex.memory_usage",
-        name: "process.memory.usage",
-        unit: "By",
-        help: "Physical memory (RSS) in bytes: the agent, or with process.executable.name=codex the sum over the Codex processes",
-        attributes: &[("process.executable.name", "codex")],
-        convert: Convert::Same,
-    },
     SemconvTwin {
         source: "codex_sentinel.memory_rss",
         name: "process.memory.usage",
+        kind: TwinKind::UpDownCounter,
         unit: "By",
-        help: "Physical memory (RSS) in bytes: the agent, or with process.executable.name=codex the sum over the Codex processes",
-        attributes: &[],
-        convert: Convert::Same,
-    },
-    SemconvTwin {
-        source: "codex.cpu.utilization",
-        name: "process.cpu.utilization",
-        unit: "1",
-        help: "CPU as a fraction of the available cores (0..1): the agent, or with process.executable.name=codex the sum over the Codex processes",
-        attributes: &[("process.executable.name", "codex")],
+        help: "The agent's physical memory (RSS) in bytes",
+        attribute_keys: &[],
         convert: Convert::Same,
     },
     SemconvTwin {
         source: "codex_sentinel.cpu_usage",
         name: "process.cpu.utilization",
+        kind: TwinKind::Gauge,
         unit: "1",
-        help: "CPU as a fraction of the available cores (0..1): the agent, or with process.executable.name=codex the sum over the Codex processes",
-        attributes: &[],
+        help: "The agent's CPU as a fraction of the available cores (0..1)",
+        attribute_keys: &[],
         convert: Convert::PercentOfCoreToUtilization,
     },
     SemconvTwin {
         source: "codex_sentinel.cpu_time",
         name: "process.cpu.time",
+        kind: TwinKind::Counter,
         unit: "s",
-        help: "CPU seconds (user + system) used by the agent since it started",
-        attributes: &[],
+        help: "CPU seconds used by the agent since it started, by cpu.mode (user, system)",
+        attribute_keys: &["cpu.mode"],
+        convert: Convert::Same,
+    },
+    SemconvTwin {
+        source: "codex_sentinel.threads",
+        name: "process.thread.count",
+        kind: TwinKind::UpDownCounter,
+        unit: "{thread}",
+        help: "The agent's threads",
+        attribute_keys: &[],
+        convert: Convert::Same,
+    },
+    SemconvTwin {
+        source: "codex_sentinel.open_fds",
+        name: "process.unix.file_descriptor.count",
+        kind: TwinKind::UpDownCounter,
+        unit: "{file_descriptor}",
+        help: "The agent's open file descriptors",
+        attribute_keys: &[],
         convert: Convert::Same,
     },
 ];
@@ -681,56 +712,55 @@ impl Instruments {
             register(&meter, def, &current, &mut histograms);
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        // One instrument per semantic-convention name; several twins may feed it (e.g. the
-        // Codex processes with `process.executable.name=codex`, the agent itself without).
-        let mut names: Vec<&'static str> = SEMCONV_TWINS.iter().map(|t| t.name).collect();
-        names.dedup();
-        for name in names {
-            let group: Vec<(&'static SemconvTwin, &'static MetricDef)> = SEMCONV_TWINS
-                .iter()
-                .filter(|t| t.name == name)
-                .filter_map(|t| Some((t, CATALOG.iter().copied().find(|d| d.name == t.source)?)))
-                .collect();
-            let Some(&(first, def)) = group.first() else {
+        for twin in SEMCONV_TWINS {
+            let Some(def) = CATALOG.iter().copied().find(|d| d.name == twin.source) else {
                 continue;
             };
             let cur = current.clone();
-            let observe_all = move |f: &mut dyn FnMut(f64, &[KeyValue])| {
-                for &(twin, def) in &group {
-                    for_samples(&cur, def, |s| {
-                        let v = match s.value {
-                            SampleValue::Gauge(v) | SampleValue::Counter(v) => v,
-                            SampleValue::Histogram { .. } => return,
-                        };
-                        let v = match twin.convert {
-                            Convert::Same => v,
-                            Convert::PercentOfCoreToUtilization => v / 100.0 / cores,
-                        };
-                        let mut attrs = attributes(s);
-                        attrs.extend(twin.attributes.iter().map(|(k, v)| KeyValue::new(*k, *v)));
-                        f(v, &attrs);
-                    })
-                }
+            let observe = move |f: &mut dyn FnMut(f64, &[KeyValue])| {
+                for_samples(&cur, def, |s| {
+                    let v = match s.value {
+                        SampleValue::Gauge(v) | SampleValue::Counter(v) => v,
+                        SampleValue::Histogram { .. } => return,
+                    };
+                    let v = match twin.convert {
+                        Convert::Same => v,
+                        Convert::PercentOfCoreToUtilization => v / 100.0 / cores,
+                    };
+                    let attrs: Vec<KeyValue> = twin
+                        .attribute_keys
+                        .iter()
+                        .zip(&s.labels)
+                        .map(|(k, v)| KeyValue::new(*k, v.clone()))
+                        .collect();
+                    f(v, &attrs);
+                })
             };
-            match def.kind {
-                MetricKind::Gauge => {
+            match twin.kind {
+                TwinKind::Gauge => {
                     meter
-                        .f64_observable_gauge(first.name)
-                        .with_unit(first.unit)
-                        .with_description(first.help)
-                        .with_callback(move |obs| observe_all(&mut |v, a| obs.observe(v, a)))
+                        .f64_observable_gauge(twin.name)
+                        .with_unit(twin.unit)
+                        .with_description(twin.help)
+                        .with_callback(move |obs| observe(&mut |v, a| obs.observe(v, a)))
                         .build();
                 }
-                MetricKind::Counter => {
+                TwinKind::Counter => {
                     meter
-                        .f64_observable_counter(first.name)
-                        .with_unit(first.unit)
-                        .with_description(first.help)
-                        .with_callback(move |obs| observe_all(&mut |v, a| obs.observe(v, a)))
+                        .f64_observable_counter(twin.name)
+                        .with_unit(twin.unit)
+                        .with_description(twin.help)
+                        .with_callback(move |obs| observe(&mut |v, a| obs.observe(v, a)))
                         .build();
                 }
-                // Histogram twins would need their own feeding; none is defined.
-                MetricKind::Histogram => {}
+                TwinKind::UpDownCounter => {
+                    meter
+                        .f64_observable_up_down_counter(twin.name)
+                        .with_unit(twin.unit)
+                        .with_description(twin.help)
+                        .with_callback(move |obs| observe(&mut |v, a| obs.observe(v, a)))
+                        .build();
+                }
             }
         }
         Instruments {
@@ -1042,36 +1072,32 @@ mod tests {
     }
 
     #[test]
-    fn every_twin_names_a_catalog_gauge_or_counter() {
+    fn every_twin_names_an_agent_gauge_or_counter_once() {
+        let mut names: Vec<_> = SEMCONV_TWINS.iter().map(|t| t.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), SEMCONV_TWINS.len(), "one source per name");
         for twin in SEMCONV_TWINS {
             let def = CATALOG
                 .iter()
                 .find(|d| d.name == twin.source)
                 .unwrap_or_else(|| panic!("{} is not in the catalog", twin.source));
             assert_ne!(def.kind, MetricKind::Histogram, "{}", twin.source);
-            // Twins sharing a name share an instrument: same kind and unit, listed together.
-            for other in SEMCONV_TWINS.iter().filter(|o| o.name == twin.name) {
-                let other_def = CATALOG.iter().find(|d| d.name == other.source).unwrap();
-                assert_eq!(
-                    (other_def.kind, other.unit),
-                    (def.kind, twin.unit),
-                    "{}",
-                    twin.name
-                );
-            }
+            // `process.*` is the resource's process: the agent's own metrics only.
+            assert!(
+                twin.source.starts_with("codex_sentinel."),
+                "{}",
+                twin.source
+            );
+            assert_eq!(twin.attribute_keys.len(), def.labels.len(), "{}", twin.name);
+            // A monotonic sum only from a counter.
+            assert_eq!(
+                twin.kind == TwinKind::Counter,
+                def.kind == MetricKind::Counter,
+                "{}",
+                twin.name
+            );
         }
-        let mut names: Vec<_> = SEMCONV_TWINS.iter().map(|t| t.name).collect();
-        let listed = names.len();
-        names.dedup();
-        let mut unique = names.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(
-            names.len(),
-            unique.len(),
-            "twins of one name must be adjacent"
-        );
-        assert!(listed >= unique.len());
     }
 
     /// TLS set-up happens when the exporter is built: an https preset must build (both
