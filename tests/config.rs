@@ -221,6 +221,14 @@ fn bad_values_exit_2_with_one_line_naming_key_value_and_source() {
             vec!["CODEX_HEALTH_PORT", "70000"],
         ),
         (
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+                ("OTEL_RESOURCE_ATTRIBUTES", "team=ai,canary"),
+            ],
+            None,
+            vec!["OTEL_RESOURCE_ATTRIBUTES", "canary", "key=value"],
+        ),
+        (
             vec![("CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "120")],
             None,
             vec!["CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "120"],

@@ -381,6 +381,10 @@ impl Settings {
                 ))
             }
         };
+        if let Some(raw) = &c.resource_attributes {
+            parse_resource_attributes(raw)
+                .map_err(|why| ("export.otlp.resourceAttributes", format!("{raw:?}"), why))?;
+        }
         let histograms = match c.histogram_aggregation.as_deref() {
             None | Some("base2_exponential_bucket_histogram") => {
                 HistogramAggregation::Base2Exponential
@@ -426,10 +430,28 @@ fn with_scheme(endpoint: &str) -> String {
     }
 }
 
-/// Resource attributes: `service.name` (`OTEL_SERVICE_NAME` wins over everything),
-/// `service.version`, `service.instance.id` (pod name, else host name), `k8s.*` from the
-/// downward API, then `OTEL_RESOURCE_ATTRIBUTES` (which may override all but `service.name`
-/// when `OTEL_SERVICE_NAME` is set).
+/// `key=value,key=value` as `OTEL_RESOURCE_ATTRIBUTES` spells it (values URL-encoded); an entry
+/// without `=` or with an empty key is an error, not silently dropped.
+pub fn parse_resource_attributes(raw: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((k, v)) = entry.split_once('=') else {
+            return Err(format!("{entry:?} is not key=value"));
+        };
+        let k = crate::config::env::percent_decode(k.trim());
+        if k.is_empty() {
+            return Err(format!("{entry:?} has an empty key"));
+        }
+        out.push((k, crate::config::env::percent_decode(v.trim())));
+    }
+    Ok(out)
+}
+
+/// Resource attributes, later ones winning: the defaults — `service.name` `codex-sentinel`,
+/// `service.version` (the agent's), `service.instance.id` (pod name, else host name), `k8s.*`
+/// from the downward API —, then Datadog's unified service tags (`DD_ENV` →
+/// `deployment.environment.name`, `DD_SERVICE` → `service.name`, `DD_VERSION` →
+/// `service.version`), then `OTEL_RESOURCE_ATTRIBUTES`, then `OTEL_SERVICE_NAME`.
 pub fn resource_attributes(config: &Config) -> Vec<(String, String)> {
     let c = &config.export.otlp;
     let k8s = &config.export.kubernetes;
@@ -456,8 +478,19 @@ pub fn resource_attributes(config: &Config) -> Vec<(String, String)> {
             set(key, v.clone());
         }
     }
+    let dd = &config.export.statsd;
+    for (key, value) in [
+        ("deployment.environment.name", &dd.env),
+        ("service.name", &dd.service),
+        ("service.version", &dd.version),
+    ] {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            set(key, v.to_string());
+        }
+    }
     if let Some(raw) = &c.resource_attributes {
-        for (k, v) in crate::config::env::parse_pairs(raw) {
+        // Validated by `Settings::resolve`.
+        for (k, v) in parse_resource_attributes(raw).unwrap_or_default() {
             set(&k, v);
         }
     }
@@ -1069,6 +1102,45 @@ mod tests {
         assert_eq!(get("k8s.namespace.name"), Some("prod"));
         assert_eq!(get("k8s.node.name"), None);
         assert_eq!(get("deployment.environment"), Some("prod"));
+    }
+
+    #[test]
+    fn datadog_unified_service_tags_become_resource_attributes_and_otel_wins() {
+        let mut c = Config::default();
+        c.export.statsd.env = Some("prod".into());
+        c.export.statsd.service = Some("reviews".into());
+        c.export.statsd.version = Some("2.1.0".into());
+        let attrs = resource_attributes(&c);
+        let get = |attrs: &[(String, String)], k: &str| {
+            attrs.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            get(&attrs, "deployment.environment.name").as_deref(),
+            Some("prod")
+        );
+        assert_eq!(get(&attrs, "service.name").as_deref(), Some("reviews"));
+        assert_eq!(get(&attrs, "service.version").as_deref(), Some("2.1.0"));
+        c.export.otlp.resource_attributes = Some("service.version=3".into());
+        c.export.otlp.service_name = Some("svc".into());
+        let attrs = resource_attributes(&c);
+        assert_eq!(get(&attrs, "service.version").as_deref(), Some("3"));
+        assert_eq!(get(&attrs, "service.name").as_deref(), Some("svc"));
+    }
+
+    #[test]
+    fn malformed_resource_attributes_are_refused() {
+        assert_eq!(
+            parse_resource_attributes(" a=1, b=x%3Dy ,").unwrap(),
+            vec![("a".into(), "1".into()), ("b".into(), "x=y".into())]
+        );
+        assert!(parse_resource_attributes("team").is_err());
+        assert!(parse_resource_attributes("=v").is_err());
+        let e = resolve(|c| {
+            c.export.otlp.endpoint = Some("http://col:4318".into());
+            c.export.otlp.resource_attributes = Some("env=prod,broken".into());
+        })
+        .unwrap_err();
+        assert_eq!(e.0, "export.otlp.resourceAttributes");
     }
 
     #[test]
