@@ -287,7 +287,6 @@ fn config_show_redacts_secrets_and_names_sources() {
         ),
         ("CODEX_ALERT_SMTP_PASS", "hunter2-smtp-password"),
         ("NEW_RELIC_LICENSE_KEY", "0123456789abcdefNRAL"),
-        ("DD_API_KEY", "00000000000000000000000000000000"),
         (
             "CODEX_ALERTMANAGER_URL",
             "http://user:amsecret@alertmanager:9093",

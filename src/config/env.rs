@@ -154,7 +154,6 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("DD_SERVICE", "export.statsd.service", Kind::Str, "service tag."),
     ("DD_VERSION", "export.statsd.version", Kind::Str, "version tag."),
     ("DD_ENTITY_ID", "export.statsd.entityId", Kind::Str, "dd.internal.entity_id tag."),
-    ("DD_API_KEY", "export.statsd.apiKey", Kind::Str, "Datadog API key. Secret."),
     ("DD_TAGS", "export.statsd.extraTags", Kind::Args, "Extra DogStatsD tags, key:value separated by spaces or commas."),
     ("CODEX_STATSD_ENABLED", "export.statsd.enabled", Kind::Bool, "Force StatsD export on or off (new; default: on when DD_AGENT_HOST or DD_DOGSTATSD_URL is set)."),
     ("CODEX_STATSD_TAGS", "export.statsd.tags", Kind::Bool, "DogStatsD tags and service checks (true) or plain StatsD (false) (new)."),
@@ -184,7 +183,6 @@ pub fn is_secret_var(name: &str) -> bool {
         "CODEX_ALERT_WEBHOOK_URL"
             | "CODEX_ALERT_SMTP_PASS"
             | "NEW_RELIC_LICENSE_KEY"
-            | "DD_API_KEY"
             | "CODEX_ALERTMANAGER_URL"
             | "CODEX_ALERT_MAINTENANCE_TOKEN"
             | "CODEX_ALERT_WEBHOOK_HEADERS"

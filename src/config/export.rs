@@ -103,8 +103,6 @@ pub struct StatsdConfig {
     pub version: Option<String>,
     pub entity_id: Option<String>,
     pub extra_tags: Vec<String>,
-    /// Datadog API key (only shown redacted; the agent sends through the local Datadog agent).
-    pub api_key: Option<Secret>,
     /// Several values on one line (`name:1.2:0.4|d`, DogStatsD 1.1). Off for receivers that
     /// parse one value a line, such as the OpenTelemetry Collector's statsd receiver.
     pub pack_values: bool,
@@ -129,7 +127,6 @@ impl Default for StatsdConfig {
             version: None,
             entity_id: None,
             extra_tags: Vec::new(),
-            api_key: None,
             pack_values: true,
             max_values_per_interval: 1000,
         }
