@@ -109,7 +109,20 @@ pub fn validate(config: &Config) -> Result<(), Problem> {
     Ok(())
 }
 
-/// Starts every enabled exporter on its own task in `tasks`.
+/// Series a backend stores for `samples`: one per gauge or counter sample; a classic histogram
+/// one per bucket plus `+Inf`, `_sum` and `_count` (as Prometheus stores them).
+pub fn series_count(samples: &[crate::monitor::snapshot::Sample]) -> usize {
+    samples
+        .iter()
+        .map(|s| match s.def.kind {
+            catalog::MetricKind::Histogram => s.def.buckets.len() + 3,
+            _ => 1,
+        })
+        .sum()
+}
+
+/// Starts every enabled exporter on its own task in `tasks`, and logs how many series the
+/// agent publishes now (the fleet's cost per agent; it grows with operation types and probes).
 pub fn start(
     config: &Config,
     snapshots: &watch::Receiver<Arc<Snapshot>>,
@@ -118,6 +131,11 @@ pub fn start(
     shutdown: &CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
 ) {
+    let (series, samples) = {
+        let snapshot = snapshots.borrow();
+        (series_count(&snapshot.samples), snapshot.samples.len())
+    };
+    tracing::info!(series, samples, "metric series at start");
     for (_, configure) in REGISTRY {
         // Validated with the configuration at load: an error here cannot happen.
         if let Ok(Some(exporter)) = configure(config) {
@@ -295,5 +313,44 @@ impl FailureLog {
         }
         let exp = (self.failures - 1).min(16) as u32;
         ((1u64 << exp) - 1).min(max_skip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::snapshot::{Sample, SampleValue};
+
+    #[test]
+    fn a_classic_histogram_costs_its_buckets_plus_three_series() {
+        let samples = vec![
+            Sample {
+                def: &catalog::AVAILABILITY,
+                labels: vec![],
+                value: SampleValue::Gauge(1.0),
+            },
+            Sample {
+                def: &catalog::EXECUTION_TIME,
+                labels: vec!["review".into()],
+                value: SampleValue::Histogram {
+                    counts: vec![0; 6],
+                    sum: 0.0,
+                    count: 0,
+                },
+            },
+        ];
+        // 1 gauge + 5 bounds + +Inf + _sum + _count.
+        assert_eq!(series_count(&samples), 1 + 5 + 3);
+    }
+
+    #[test]
+    fn errors_are_counted_under_the_exporters_own_name() {
+        let (_tx, _rx, telemetry) = crate::monitor::channel();
+        let errors = ExportErrors::new(telemetry);
+        errors.increment("otlp");
+        errors.increment("somewhere-new");
+        assert_eq!(errors.get("otlp"), 1);
+        assert_eq!(errors.get("statsd"), 0);
+        assert_eq!(errors.get("somewhere-new"), 1);
     }
 }
