@@ -1,5 +1,6 @@
 //! CPU and bytes of one export cycle, per exporter, on a realistic snapshot (the monitor's own
 //! samples plus execution histograms and counters for five operation types):
+//! each cycle also hands the push exporters 20 execution times per operation type.
 //! OTLP = feed instruments + collect + protobuf encoding, the work the agent does before the
 //! bytes go on the wire; DogStatsD = format + pack + send to a local UDP socket; Prometheus =
 //! render the text page (what a scrape costs when the snapshot is fresh).
@@ -13,8 +14,11 @@ use std::time::Duration;
 use codex_sentinel::catalog;
 use codex_sentinel::config::Config;
 use codex_sentinel::export::otlp::{Instruments, Settings as OtlpSettings};
-use codex_sentinel::export::statsd::{Sender, Settings as StatsdSettings, Target, TimingKind};
+use codex_sentinel::export::statsd::{
+    Sampled, Sender, Settings as StatsdSettings, Target, TimingKind,
+};
 use codex_sentinel::export::Origin;
+use codex_sentinel::monitor::observed::Observed;
 use codex_sentinel::monitor::snapshot::{Sample, SampleValue, Snapshot};
 use criterion::{criterion_group, criterion_main, Criterion};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -62,6 +66,26 @@ fn snapshot(round: u64) -> Arc<Snapshot> {
     ))
 }
 
+/// Executions per operation type and cycle handed to the push exporters.
+const EXECUTIONS_PER_CYCLE: usize = 20;
+
+/// The execution times observed in one cycle: [`EXECUTIONS_PER_CYCLE`] per operation type,
+/// spread over 0.2 … 60 s.
+fn observed(round: u64) -> Observed {
+    let mut o = Observed::default();
+    for (i, op) in OPS.iter().enumerate() {
+        for k in 0..EXECUTIONS_PER_CYCLE {
+            let x = ((round as usize * 31 + i * 7 + k * 13) % 97) as f64 / 97.0;
+            o.push(
+                &catalog::EXECUTION_TIME,
+                &[op.to_string()],
+                0.2 * 300f64.powf(x),
+            );
+        }
+    }
+    o
+}
+
 fn otlp_settings() -> OtlpSettings {
     let mut c = Config::default();
     c.export.otlp.endpoint = Some("http://127.0.0.1:4318".into());
@@ -71,7 +95,9 @@ fn otlp_settings() -> OtlpSettings {
 fn bench(c: &mut Criterion) {
     // — bytes per cycle
     let mut inst = Instruments::new(&otlp_settings());
+    inst.record(&observed(1));
     let _ = inst.collect(&snapshot(1)).unwrap();
+    inst.record(&observed(2));
     let rm = inst.collect(&snapshot(2)).unwrap();
     let proto = ExportMetricsServiceRequest::from(&rm).encode_to_vec();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -92,12 +118,17 @@ fn bench(c: &mut Criterion) {
         tags: vec!["env:prod".into(), "service:codex-sentinel".into()],
         enabled_origin: Origin::Key("export.statsd.enabled"),
         target_origin: Origin::Derived("host and port"),
+        pack_values: true,
+        max_values: 1000,
     };
+    let mut values = Sampled::new(settings.max_values);
     let mut sender = Sender::connect(&settings).unwrap();
     let mut buf = [0u8; 65536];
-    sender.send(&snapshot(1)).unwrap();
+    values.observe(&observed(1));
+    sender.send(&snapshot(1), &mut values).unwrap();
     while sink.recv(&mut buf).is_ok() {}
-    sender.send(&snapshot(2)).unwrap();
+    values.observe(&observed(2));
+    sender.send(&snapshot(2), &mut values).unwrap();
     let (mut datagrams, mut bytes) = (0, 0);
     while let Ok(n) = sink.recv(&mut buf) {
         datagrams += 1;
@@ -120,10 +151,12 @@ fn bench(c: &mut Criterion) {
 
     // — CPU per cycle (snapshots are built beforehand: not an exporter cost)
     let snaps: Vec<_> = (3..203).map(snapshot).collect();
+    let batches: Vec<_> = (3..203).map(observed).collect();
     let mut i = 0;
     c.bench_function("otlp: feed + collect + encode", |b| {
         b.iter(|| {
             i = (i + 1) % snaps.len();
+            inst.record(&batches[i]);
             let rm = inst.collect(&snaps[i]).unwrap();
             ExportMetricsServiceRequest::from(&rm).encode_to_vec()
         })
@@ -131,7 +164,8 @@ fn bench(c: &mut Criterion) {
     c.bench_function("dogstatsd: format + pack + send", |b| {
         b.iter(|| {
             i = (i + 1) % snaps.len();
-            sender.send(&snaps[i]).unwrap();
+            values.observe(&batches[i]);
+            sender.send(&snaps[i], &mut values).unwrap();
             while sink.recv(&mut buf).is_ok() {}
         })
     });

@@ -70,7 +70,7 @@ fn ingest(dir: &Path) -> (u64, Duration) {
         let out = tailer.poll(now);
         if let Some(batch) = out.batch {
             lines += batch.lines.iter().sum::<u64>();
-            stats.apply(batch, now);
+            stats.apply(batch, now, None);
         }
         if !out.more {
             break;

@@ -93,6 +93,36 @@ metric!(
     EXECUTION_TIME_BUCKETS
 );
 metric!(
+    EXECUTION_TIME_P50,
+    "codex.execution_time_p50",
+    Gauge,
+    "s",
+    "Median execution time over the rolling window (all operation types), from the agent's own quantile sketch (within 0.5 %); absent while the window is empty",
+    [],
+    None,
+    &[]
+);
+metric!(
+    EXECUTION_TIME_P95,
+    "codex.execution_time_p95",
+    Gauge,
+    "s",
+    "95th percentile execution time over the rolling window (all operation types), from the agent's own quantile sketch (within 0.5 %); absent while the window is empty",
+    [],
+    None,
+    &[]
+);
+metric!(
+    EXECUTION_TIME_P99,
+    "codex.execution_time_p99",
+    Gauge,
+    "s",
+    "99th percentile execution time over the rolling window (all operation types), from the agent's own quantile sketch (within 0.5 %); absent while the window is empty",
+    [],
+    None,
+    &[]
+);
+metric!(
     EXECUTIONS,
     "codex.executions",
     Counter,
@@ -371,8 +401,8 @@ metric!(
     "codex_sentinel.cpu_time",
     Counter,
     "s",
-    "CPU seconds (user + system) used by the agent since it started",
-    [],
+    "CPU seconds used by the agent since it started, by mode (user, system)",
+    ["cpu_mode"],
     None,
     &[]
 );
@@ -432,6 +462,9 @@ pub const CATALOG: &[&MetricDef] = &[
     &AVAILABILITY,
     &HEALTH_STATUS,
     &EXECUTION_TIME,
+    &EXECUTION_TIME_P50,
+    &EXECUTION_TIME_P95,
+    &EXECUTION_TIME_P99,
     &EXECUTIONS,
     &SUCCESS_RATE,
     &MEMORY_USAGE,

@@ -120,7 +120,9 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
     let (reloader, updates) = reload::Reloader::new(config.clone(), loaded, telemetry.clone());
     let shutdown = CancellationToken::new();
     let specs = probe_specs(&config);
-    let monitor = Monitor::new(config.clone(), specs.clone(), telemetry.clone());
+    let observed = monitor::observed::ObservedSender::default();
+    let monitor = Monitor::new(config.clone(), specs.clone(), telemetry.clone())
+        .with_observed(observed.clone());
     let (publish, snapshots) = watch::channel(Arc::new(monitor.snapshot(util::now_ms())));
     let heartbeat = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
@@ -185,23 +187,15 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
         ));
     }
 
-    // Exporters: each on its own task, reading snapshots; validated with the configuration.
-    if let Ok(Some(settings)) = export::otlp::Settings::resolve(&config) {
-        tasks.spawn(export::otlp::run(
-            settings,
-            snapshots.clone(),
-            export_errors.clone(),
-            shutdown.clone(),
-        ));
-    }
-    if let Ok(Some(settings)) = export::statsd::Settings::resolve(&config) {
-        tasks.spawn(export::statsd::run(
-            settings,
-            snapshots.clone(),
-            export_errors.clone(),
-            shutdown.clone(),
-        ));
-    }
+    // Exporters: each on its own task, reading snapshots and observed values.
+    export::start(
+        &config,
+        &snapshots,
+        &observed,
+        &export_errors,
+        &shutdown,
+        &mut tasks,
+    );
 
     tasks.spawn(probe_supervisor(
         specs,

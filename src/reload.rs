@@ -243,10 +243,6 @@ fn secret_values(c: &Config) -> BTreeMap<String, String> {
         c.alerting.maintenance.token.as_ref(),
     );
     put("export.otlp.apiKey".into(), c.export.otlp.api_key.as_ref());
-    put(
-        "export.statsd.apiKey".into(),
-        c.export.statsd.api_key.as_ref(),
-    );
     for (name, v) in &c.alerting.webhook.headers {
         put(format!("alerting.webhook.headers.{name}"), Some(v));
     }

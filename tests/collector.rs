@@ -26,9 +26,15 @@ const BUCKETS: [(&str, f64); 6] = [
 ];
 const SUM_S: f64 = 10.3;
 
-/// The agent exporting OTLP to `endpoint` every 300 ms, probing Codex once (at start).
+/// The agent exporting OTLP to `endpoint` every 300 ms, probing Codex once (at start). On the
+/// way to Prometheus histograms go as explicit buckets (docs/export.md: the Collector's
+/// Prometheus exporter shows exponential histograms only as native histograms).
 fn otlp_agent(endpoint: String, extra: &[(&'static str, &str)]) -> Agent {
     let mut env = vec![
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+            "explicit_bucket_histogram".to_string(),
+        ),
         ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
         // One probe at start, then none for a minute: the probe counters stay put.
         ("CODEX_HEALTH_CHECK_INTERVAL", "60000".into()),
@@ -168,27 +174,28 @@ fn grpc_cumulative_reaches_prometheus_through_the_collector() {
     let r = prom.query(q);
     assert!((value(&r[0]) - 3.0).abs() < 1e-9, "p50 {}", value(&r[0]));
 
-    // The Grafana dashboard through the Collector: every panel answers except those on unit-`1`
-    // gauges, which the exporter renamed with `_ratio`.
+    // The Grafana dashboard through the Collector: every panel answers (unit-`1` gauges are
+    // queried under both spellings, `name or name_ratio`), and so do the specification's series
+    // from prometheus/rules.yml.
     prom.wait_query("count_over_time(up[1m])", |r| {
         r.len() == 1 && value(&r[0]) >= 4.0
     });
     let empty: BTreeSet<String> = grafana_exprs()
         .into_iter()
-        .filter(|(_, expr)| prom.query(expr).is_empty())
         .map(|(_, expr)| expr)
+        .chain(
+            [
+                "codex_execution_time_p95",
+                "codex_execution_time_avg",
+                "codex_memory_usage_mb",
+            ]
+            .map(String::from),
+        )
+        .filter(|expr| prom.query(expr).is_empty())
         .collect();
-    let expected: BTreeSet<String> = [
-        "codex_availability_status",
-        "avg_over_time(codex_availability_status[1m])",
-        "codex_health_status",
-        "codex_success_rate",
-    ]
-    .map(String::from)
-    .into();
-    assert_eq!(
-        empty, expected,
-        "Grafana queries without data through the Collector"
+    assert!(
+        empty.is_empty(),
+        "queries without data through the Collector: {empty:?}"
     );
 }
 

@@ -221,6 +221,14 @@ fn bad_values_exit_2_with_one_line_naming_key_value_and_source() {
             vec!["CODEX_HEALTH_PORT", "70000"],
         ),
         (
+            vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+                ("OTEL_RESOURCE_ATTRIBUTES", "team=ai,canary"),
+            ],
+            None,
+            vec!["OTEL_RESOURCE_ATTRIBUTES", "canary", "key=value"],
+        ),
+        (
             vec![("CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "120")],
             None,
             vec!["CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "120"],
@@ -279,7 +287,6 @@ fn config_show_redacts_secrets_and_names_sources() {
         ),
         ("CODEX_ALERT_SMTP_PASS", "hunter2-smtp-password"),
         ("NEW_RELIC_LICENSE_KEY", "0123456789abcdefNRAL"),
-        ("DD_API_KEY", "00000000000000000000000000000000"),
         (
             "CODEX_ALERTMANAGER_URL",
             "http://user:amsecret@alertmanager:9093",

@@ -47,6 +47,10 @@ fn prometheus_series() -> BTreeSet<String> {
         let name = def.prometheus_name();
         match def.kind {
             MetricKind::Gauge => {
+                // A Collector's Prometheus exporter adds `_ratio` to unit-`1` gauges.
+                if def.unit == "1" {
+                    out.insert(format!("{name}_ratio"));
+                }
                 out.insert(name);
             }
             MetricKind::Counter => {
@@ -183,4 +187,43 @@ fn datadog_dashboard_parses_into_the_official_client_models() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok:"));
+}
+
+/// The recording rules behind the specification's Grafana series parse (`promtool check rules`)
+/// and compute what their unit tests say (`promtool test rules`, prometheus/rules_test.yml).
+#[test]
+fn recording_rules_pass_promtool_check_and_unit_tests() {
+    let promtool = common::prometheus::tool("promtool");
+    let dir = common::root().join("prometheus");
+    for args in [
+        ["check", "rules", "rules.yml"],
+        ["test", "rules", "rules_test.yml"],
+    ] {
+        let out = std::process::Command::new(&promtool)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("run promtool");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "promtool {args:?}:\n{text}");
+        assert!(text.contains("SUCCESS"), "promtool {args:?}:\n{text}");
+    }
+    // Every series a rule reads is one the catalog produces.
+    let rules = std::fs::read_to_string(dir.join("rules.yml")).unwrap();
+    let known = prometheus_series();
+    for line in rules.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        if line.contains("record:") {
+            continue;
+        }
+        for id in identifiers(line, &["codex_"]) {
+            assert!(
+                known.contains(&id),
+                "rules.yml reads {id}, not in the catalog"
+            );
+        }
+    }
 }

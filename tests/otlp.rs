@@ -62,11 +62,33 @@ fn availability_successes(r: &Received) -> Option<(f64, i32, bool)> {
 fn histogram<'a>(
     r: &'a Received,
     name: &str,
-) -> Option<&'a opentelemetry_proto::tonic::metrics::v1::Histogram> {
+) -> Option<&'a opentelemetry_proto::tonic::metrics::v1::ExponentialHistogram> {
     match r.metric(name)?.data.as_ref()? {
-        Data::Histogram(h) => Some(h),
-        other => panic!("{name} is not a histogram: {other:?}"),
+        Data::ExponentialHistogram(h) => Some(h),
+        other => panic!("{name} is not an exponential histogram: {other:?}"),
     }
+}
+
+/// The `q` quantile of an exponential histogram point as a backend computes it: the bucket
+/// holding the rank, answered with the bucket's geometric midpoint (clamped to min/max).
+fn exponential_quantile(
+    p: &opentelemetry_proto::tonic::metrics::v1::ExponentialHistogramDataPoint,
+    q: f64,
+) -> f64 {
+    let base = 2f64.powf(2f64.powi(-p.scale));
+    let positive = p.positive.as_ref().expect("positive buckets");
+    let rank = (q * p.count as f64).ceil().max(1.0) as u64;
+    let mut seen = p.zero_count;
+    for (k, n) in positive.bucket_counts.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            // Bucket index i holds (base^i, base^(i+1)].
+            let i = positive.offset as f64 + k as f64;
+            let mid = (base.powf(i) * base.powf(i + 1.0)).sqrt();
+            return mid.clamp(p.min.unwrap_or(mid), p.max.unwrap_or(mid));
+        }
+    }
+    p.max.expect("max")
 }
 
 fn prometheus_value(text: &str, series: &str) -> Option<f64> {
@@ -174,20 +196,45 @@ fn grpc_cumulative_gzip_names_units_buckets_resource_and_headers() {
         assert_eq!(m.description, def.help, "{}", def.name);
     }
     assert_eq!(r.metric("codex.availability_status").unwrap().unit, "1");
-    // Semantic-convention twins.
+    // Semantic conventions, for the agent's own process (the resource) only: memory as a
+    // non-monotonic sum in bytes, CPU time by cpu.mode, thread and descriptor counts.
     let mem = r
         .metric("process.memory.usage")
         .expect("process.memory.usage");
     assert_eq!(mem.unit, "By");
-    let Some(Data::Gauge(g)) = mem.data.as_ref() else {
-        panic!("process.memory.usage is not a gauge")
+    let Some(Data::Sum(sum)) = mem.data.as_ref() else {
+        panic!("process.memory.usage is not an UpDownCounter: {mem:?}")
     };
-    assert!(
-        g.data_points
-            .iter()
-            .any(|p| attr(&p.attributes, "process.executable.name").as_deref() == Some("codex")),
-        "no Codex series in process.memory.usage: {g:?}"
-    );
+    assert!(!sum.is_monotonic);
+    assert_eq!(sum.data_points.len(), 1, "the agent only: {sum:?}");
+    assert!(sum.data_points[0].attributes.is_empty());
+    assert!(value_of(&sum.data_points[0]) > 1e6, "the agent's RSS");
+    let cpu = r.metric("process.cpu.time").expect("process.cpu.time");
+    let Some(Data::Sum(cpu)) = cpu.data.as_ref() else {
+        panic!("process.cpu.time is not a sum")
+    };
+    assert!(cpu.is_monotonic);
+    let mut modes: Vec<String> = cpu
+        .data_points
+        .iter()
+        .filter_map(|p| attr(&p.attributes, "cpu.mode"))
+        .collect();
+    modes.sort();
+    assert_eq!(modes, ["system", "user"]);
+    for (name, unit) in [
+        ("process.thread.count", "{thread}"),
+        ("process.unix.file_descriptor.count", "{file_descriptor}"),
+    ] {
+        let m = r.metric(name).unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(m.unit, unit);
+        let Some(Data::Sum(s)) = m.data.as_ref() else {
+            panic!("{name} is not an UpDownCounter")
+        };
+        assert!(
+            !s.is_monotonic && value_of(&s.data_points[0]) >= 1.0,
+            "{name}"
+        );
+    }
     assert_eq!(r.metric("process.cpu.utilization").unwrap().unit, "1");
 
     // Counters: cumulative monotonic sums; exactly one successful availability probe so far,
@@ -199,8 +246,8 @@ fn grpc_cumulative_gzip_names_units_buckets_resource_and_headers() {
         assert!(monotonic);
     }
 
-    // Histograms: the catalog's bounds, consistent counts, cumulative. (The execution-time
-    // histogram's bounds and counts are checked through the SDK in `export::otlp` unit tests.)
+    // Histograms: base-2 exponential, every value itself, cumulative. (Percentiles over many
+    // executions: `exponential_histogram_percentiles_match_the_exact_ones`.)
     let probe = histogram(r, "codex.probe.duration").expect("probe duration");
     assert_eq!(
         probe.aggregation_temporality,
@@ -211,15 +258,14 @@ fn grpc_cumulative_gzip_names_units_buckets_resource_and_headers() {
         .iter()
         .find(|p| attr(&p.attributes, "probe").as_deref() == Some("codex-availability"))
         .expect("availability probe durations");
-    assert_eq!(
-        p.explicit_bounds,
-        codex_sentinel::catalog::PROBE_DURATION_BUCKETS.to_vec()
-    );
+    assert!(p.scale >= 6, "scale {}", p.scale);
     assert_eq!(p.count, 1, "one attempt so far");
-    assert_eq!(p.bucket_counts.iter().sum::<u64>(), 1);
+    let buckets = p.positive.as_ref().expect("positive buckets");
+    assert_eq!(buckets.bucket_counts.iter().sum::<u64>(), 1);
     let sum = p.sum.expect("histogram sum");
     assert!(sum > 0.0 && sum < 60.0, "sum {sum}");
-    assert_eq!(p.min, None, "min/max would be estimates: not sent");
+    // The one attempt's own duration: min = max = sum.
+    assert_eq!((p.min, p.max), (Some(sum), Some(sum)));
     // The probe's own duration (ms, from the JSON endpoint) matches the exported sum.
     let (_, json) = agent.get_json("/health/codex/metrics");
     let last_ms = json["probes"]
@@ -413,4 +459,76 @@ fn refusing_and_slow_collector_never_block_the_agent() {
     receiver.set_mode(Mode::Ok);
     receiver.wait_for("exports after recovery", WAIT, |r| r.iter().any(available));
     assert!(*receiver.refused.lock().unwrap() >= 3);
+}
+
+/// Item 1 of issue 11: 100 000 executions with a heavy tail go through the operations log and
+/// the agent's OTLP export; p50/p95/p99 computed from the received exponential buckets agree
+/// with the sort-based exact percentiles within 2 %, and count, min and max are exact.
+#[test]
+fn exponential_histogram_percentiles_match_the_exact_ones() {
+    const N: usize = 100_000;
+    let port = free_port();
+    let receiver = Receiver::start(Proto::Grpc, port, Mode::Ok);
+    let mut env = base_env(port);
+    env.push(("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()));
+    let agent = start_agent(AgentOptions {
+        env,
+        ..Default::default()
+    });
+    // Log-normal body (median 2 s) with a Pareto tail on 3 % of the executions, in whole ms,
+    // from a fixed-seed generator: the same log every run.
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let durations: Vec<u64> = (0..N)
+        .map(|_| {
+            let (u1, u2, u3) = (uniform(), uniform(), uniform());
+            let normal = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+            let ms = if u3 < 0.03 {
+                20_000.0 / uniform().powf(1.0 / 1.5)
+            } else {
+                2000.0 * (0.6 * normal).exp()
+            };
+            ms.clamp(50.0, 1_800_000.0).round() as u64
+        })
+        .collect();
+    common::write_operations_log(agent.path(), "review", &durations);
+    let review = |r: &Received| {
+        histogram(r, "codex.execution_time").and_then(|h| {
+            h.data_points
+                .iter()
+                .find(|p| attr(&p.attributes, "operation_type").as_deref() == Some("review"))
+                .cloned()
+        })
+    };
+    let recs = receiver.wait_for("all executions exported", Duration::from_secs(60), |r| {
+        r.last()
+            .and_then(review)
+            .is_some_and(|p| p.count == N as u64)
+    });
+    let p = review(recs.last().unwrap()).unwrap();
+    let mut sorted: Vec<f64> = durations.iter().map(|&ms| ms as f64 / 1000.0).collect();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(p.min, Some(sorted[0]));
+    assert_eq!(p.max, Some(sorted[N - 1]));
+    let sum: f64 = sorted.iter().sum();
+    assert!((p.sum.unwrap() - sum).abs() < 1e-6 * sum, "sum");
+    for q in [0.5, 0.95, 0.99] {
+        // Nearest rank.
+        let exact = sorted[((q * N as f64).ceil() as usize).max(1) - 1];
+        let derived = exponential_quantile(&p, q);
+        let error = (derived - exact).abs() / exact;
+        assert!(
+            error <= 0.02,
+            "p{}: {derived} s from the buckets vs {exact} s exact ({:.2} %, scale {})",
+            q * 100.0,
+            error * 100.0,
+            p.scale
+        );
+    }
+    drop(agent);
 }

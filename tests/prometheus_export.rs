@@ -163,6 +163,29 @@ fn real_prometheus_scrapes_the_agent_and_answers_every_grafana_panel() {
     prom.wait_query("count_over_time(up[1m])", |r| {
         r.len() == 1 && value(&r[0]) >= 4.0
     });
+    // The agent's exact windowed percentiles (nearest rank, within the sketch's 0.5 %): over
+    // the 20 executions p50 is rank 10 (2.5 s), p95 rank 19 (20 s), p99 rank 20 (45 s) — where
+    // the buckets above could only say "somewhere in (10, 30]". Then the specification's
+    // series from prometheus/rules.yml.
+    for (series, exact) in [
+        ("codex_execution_time_p50_seconds", 2.5),
+        ("codex_execution_time_p95_seconds", 20.0),
+        ("codex_execution_time_p99_seconds", 45.0),
+    ] {
+        let r = prom.wait_query(series, |r| !r.is_empty());
+        assert!(
+            (value(&r[0]) - exact).abs() <= exact * 0.005,
+            "{series} {} vs {exact}",
+            value(&r[0])
+        );
+    }
+    for series in [
+        "codex_execution_time_p95",
+        "codex_execution_time_avg",
+        "codex_memory_usage_mb",
+    ] {
+        prom.wait_query(series, |r| !r.is_empty());
+    }
     let mut failures = Vec::new();
     for (title, expr) in grafana_exprs() {
         let result = prom.query(&expr);

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use codex_sentinel::catalog;
 use codex_sentinel::config::Config;
 use codex_sentinel::export::statsd::{
-    Sender, Settings, Target, TimingKind, UDP_PAYLOAD, UDS_PAYLOAD,
+    Sampled, Sender, Settings, Target, TimingKind, UDP_PAYLOAD, UDS_PAYLOAD,
 };
 use codex_sentinel::export::Origin;
+use codex_sentinel::monitor::observed::Observed;
 use codex_sentinel::monitor::snapshot::{Sample, SampleValue, Snapshot, Status};
 use common::{codex_bin, free_port, start_agent, AgentOptions};
 
@@ -39,6 +40,8 @@ fn settings(target: Target, dogstatsd: bool) -> Settings {
         tags: TAGS.iter().map(|t| t.to_string()).collect(),
         enabled_origin: Origin::Key("export.statsd.enabled"),
         target_origin: Origin::Key("export.statsd.url"),
+        pack_values: true,
+        max_values: 1000,
     }
 }
 
@@ -74,23 +77,22 @@ fn executions(op: &str, result: &str, n: f64) -> Sample {
     }
 }
 
-fn exec_time(counts: Vec<u64>, sum: f64) -> Sample {
-    Sample {
-        def: &catalog::EXECUTION_TIME,
-        labels: vec!["review".into()],
-        value: SampleValue::Histogram {
-            count: counts.iter().sum(),
-            counts,
-            sum,
-        },
+/// Execution times of `review` executions, observed since the last flush.
+fn exec_times(values: &[f64]) -> Sampled {
+    let mut observed = Observed::default();
+    for &v in values {
+        observed.push(&catalog::EXECUTION_TIME, &["review".into()], v);
     }
+    let mut sampled = Sampled::new(1000);
+    sampled.observe(&observed);
+    sampled
 }
 
 const T: &str =
     "#env:test,service:codex-sentinel,version:1.2.3,pod_name:web-0,dd.internal.entity_id:uid-42";
 
 /// The two batches every transport must deliver byte for byte.
-fn expected_batches() -> (Vec<Snapshot>, Vec<String>) {
+fn expected_batches() -> (Vec<(Snapshot, Sampled)>, Vec<String>) {
     let first = snapshot(
         vec![
             gauge(&catalog::AVAILABILITY, 1.0),
@@ -98,7 +100,6 @@ fn expected_batches() -> (Vec<Snapshot>, Vec<String>) {
             gauge(&catalog::MEMORY_USAGE, 257048576.0),
             gauge(&catalog::ACTIVE_PROCESSES, 3.0),
             executions("review", "success", 2.0),
-            exec_time(vec![0, 2, 0, 0, 0, 0], 3.0 + 4.0),
             // Not in StatsD (no StatsD name): must not appear.
             gauge(&catalog::AGENT_UPTIME, 12.0),
         ],
@@ -108,7 +109,6 @@ fn expected_batches() -> (Vec<Snapshot>, Vec<String>) {
         vec![
             gauge(&catalog::AVAILABILITY, 1.0),
             executions("review", "success", 5.0),
-            exec_time(vec![0, 2, 0, 2, 0, 0], 7.0 + 20.0 + 25.0),
         ],
         Some(Status::Healthy),
     );
@@ -119,8 +119,8 @@ fn expected_batches() -> (Vec<Snapshot>, Vec<String>) {
             format!("codex.memory_usage:257048576|g|{T}"),
             format!("codex.active_processes:3|g|{T}"),
             format!("codex.executions:2|c|{T},operation_type:review,result:success"),
-            // Two observations in (1, 5], 7 s together: the mean, packed on one line.
-            format!("codex.execution_time:3.5:3.5|d|{T},operation_type:review"),
+            // Each execution's own duration, packed on one line.
+            format!("codex.execution_time:3:4.25|d|{T},operation_type:review"),
             format!("_sc|codex.can_execute|3|{T}|m:Waiting for the first availability probe"),
             String::new(),
         ]
@@ -129,14 +129,20 @@ fn expected_batches() -> (Vec<Snapshot>, Vec<String>) {
             format!("codex.availability:1|g|{T}"),
             // Only the increase since the last flush.
             format!("codex.executions:3|c|{T},operation_type:review,result:success"),
-            // Two new observations in (10, 30], 45 s together: packed on one line.
-            format!("codex.execution_time:22.5:22.5|d|{T},operation_type:review"),
+            // Only the executions since the last flush.
+            format!("codex.execution_time:20:25.5|d|{T},operation_type:review"),
             format!("_sc|codex.can_execute|0|{T}|m:Codex CLI answered: codex-cli 0.171.0"),
             String::new(),
         ]
         .join("\n"),
     ];
-    (vec![first, second], batches)
+    (
+        vec![
+            (first, exec_times(&[3.0, 4.25])),
+            (second, exec_times(&[20.0, 25.5])),
+        ],
+        batches,
+    )
 }
 
 #[test]
@@ -154,10 +160,10 @@ fn dogstatsd_datagrams_are_byte_exact_over_udp() {
         true,
     ))
     .unwrap();
-    let (snaps, expected) = expected_batches();
+    let (mut snaps, expected) = expected_batches();
     let mut buf = [0u8; 65536];
-    for (snap, want) in snaps.iter().zip(&expected) {
-        sender.send(snap).unwrap();
+    for ((snap, values), want) in snaps.iter_mut().zip(&expected) {
+        sender.send(snap, values).unwrap();
         let n = server.recv(&mut buf).unwrap();
         assert_eq!(String::from_utf8_lossy(&buf[..n]), *want);
     }
@@ -168,17 +174,17 @@ fn dogstatsd_datagrams_are_byte_exact_over_a_unix_socket() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dsd.socket");
     let mut sender = Sender::connect(&settings(Target::Unix(path.clone()), true)).unwrap();
-    let (snaps, expected) = expected_batches();
+    let (mut snaps, expected) = expected_batches();
     // The socket does not exist yet: the send fails (counted by the exporter), nothing blocks.
-    assert!(sender.send(&snaps[0]).is_err());
+    assert!(sender.send(&snaps[0].0, &mut Sampled::new(1000)).is_err());
     let server = UnixDatagram::bind(&path).unwrap();
     server
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let mut sender = Sender::connect(&settings(Target::Unix(path.clone()), true)).unwrap();
     let mut buf = [0u8; 65536];
-    for (snap, want) in snaps.iter().zip(&expected) {
-        sender.send(snap).unwrap();
+    for ((snap, values), want) in snaps.iter_mut().zip(&expected) {
+        sender.send(snap, values).unwrap();
         let n = server.recv(&mut buf).unwrap();
         assert_eq!(String::from_utf8_lossy(&buf[..n]), *want);
     }
@@ -227,7 +233,7 @@ fn datagrams_are_packed_to_the_transport_limit() {
     ];
     for (target, limit, recv) in cases {
         let mut sender = Sender::connect(&settings(target.clone(), true)).unwrap();
-        sender.send(&snap).unwrap();
+        sender.send(&snap, &mut Sampled::new(1000)).unwrap();
         let mut lines = Vec::new();
         let mut sizes = Vec::new();
         let mut buf = [0u8; 65536];
@@ -263,8 +269,9 @@ fn plain_statsd_has_no_tags_and_no_service_check() {
         false,
     ))
     .unwrap();
-    let (snaps, _) = expected_batches();
-    sender.send(&snaps[0]).unwrap();
+    let (mut snaps, _) = expected_batches();
+    let (snap, values) = &mut snaps[0];
+    sender.send(snap, values).unwrap();
     let mut buf = [0u8; 65536];
     let n = server.recv(&mut buf).unwrap();
     assert_eq!(
@@ -275,8 +282,8 @@ fn plain_statsd_has_no_tags_and_no_service_check() {
             "codex.memory_usage:257048576|g",
             "codex.active_processes:3|g",
             "codex.executions.review.success:2|c",
-            "codex.execution_time.review:3500|ms",
-            "codex.execution_time.review:3500|ms",
+            "codex.execution_time.review:3000|ms",
+            "codex.execution_time.review:4250|ms",
             "",
         ]
         .join("\n")

@@ -143,6 +143,7 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("OTEL_EXPORTER_OTLP_COMPRESSION", "export.otlp.compression", Kind::Str, "gzip or none."),
     ("OTEL_EXPORTER_OTLP_TIMEOUT", "export.otlp.timeout", Kind::Int, "ms per export."),
     ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "export.otlp.temporality", Kind::Str, "cumulative or delta."),
+    ("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "export.otlp.histogramAggregation", Kind::Str, "base2_exponential_bucket_histogram (default) or explicit_bucket_histogram."),
     ("OTEL_METRIC_EXPORT_INTERVAL", "export.otlp.interval", Kind::Int, "ms between exports."),
     ("CODEX_OTLP_PRESET", "export.otlp.preset", Kind::Str, "collector, newrelic, newrelic-eu, datadog (new; datadog-agent is a deprecated alias)."),
     ("NEW_RELIC_LICENSE_KEY", "export.otlp.apiKey", Kind::Str, "Sent as api-key by the newrelic preset. Secret."),
@@ -153,12 +154,13 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("DD_SERVICE", "export.statsd.service", Kind::Str, "service tag."),
     ("DD_VERSION", "export.statsd.version", Kind::Str, "version tag."),
     ("DD_ENTITY_ID", "export.statsd.entityId", Kind::Str, "dd.internal.entity_id tag."),
-    ("DD_API_KEY", "export.statsd.apiKey", Kind::Str, "Datadog API key. Secret."),
     ("DD_TAGS", "export.statsd.extraTags", Kind::Args, "Extra DogStatsD tags, key:value separated by spaces or commas."),
     ("CODEX_STATSD_ENABLED", "export.statsd.enabled", Kind::Bool, "Force StatsD export on or off (new; default: on when DD_AGENT_HOST or DD_DOGSTATSD_URL is set)."),
     ("CODEX_STATSD_TAGS", "export.statsd.tags", Kind::Bool, "DogStatsD tags and service checks (true) or plain StatsD (false) (new)."),
     ("CODEX_STATSD_TIMING_KIND", "export.statsd.timingKind", Kind::Str, "distribution or histogram for execution times (new)."),
     ("CODEX_STATSD_INTERVAL", "export.statsd.interval", Kind::Int, "ms between StatsD flushes (new)."),
+    ("CODEX_STATSD_PACK_VALUES", "export.statsd.packValues", Kind::Bool, "Several values a DogStatsD line (default true; false for an OpenTelemetry Collector's statsd receiver) (new)."),
+    ("CODEX_STATSD_MAX_VALUES", "export.statsd.maxValuesPerInterval", Kind::Int, "Values per histogram series and flush before sampling with |@rate (default 1000) (new)."),
     ("CODEX_STATSD_PREFIX", "export.statsd.prefix", Kind::Str, "Prefix before every StatsD name (new)."),
     // — Kubernetes downward API (set by the Helm chart)
     ("K8S_POD_NAME", "export.kubernetes.podName", Kind::Str, "k8s.pod.name resource attribute and pod_name tag."),
@@ -181,7 +183,6 @@ pub fn is_secret_var(name: &str) -> bool {
         "CODEX_ALERT_WEBHOOK_URL"
             | "CODEX_ALERT_SMTP_PASS"
             | "NEW_RELIC_LICENSE_KEY"
-            | "DD_API_KEY"
             | "CODEX_ALERTMANAGER_URL"
             | "CODEX_ALERT_MAINTENANCE_TOKEN"
             | "CODEX_ALERT_WEBHOOK_HEADERS"

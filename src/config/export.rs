@@ -55,6 +55,10 @@ pub struct OtlpConfig {
     pub headers: std::collections::BTreeMap<String, Secret>,
     /// New Relic license key (`NEW_RELIC_LICENSE_KEY`), sent as `api-key` by the preset.
     pub api_key: Option<Secret>,
+    /// How histograms are aggregated: `base2_exponential_bucket_histogram` (default; every
+    /// value within about 1 % of its bucket) or `explicit_bucket_histogram` (the catalog's
+    /// bounds, for backends without exponential histograms).
+    pub histogram_aggregation: Option<String>,
 }
 
 impl Default for OtlpConfig {
@@ -73,6 +77,7 @@ impl Default for OtlpConfig {
             compression: None,
             headers: Default::default(),
             api_key: None,
+            histogram_aggregation: None,
         }
     }
 }
@@ -98,8 +103,12 @@ pub struct StatsdConfig {
     pub version: Option<String>,
     pub entity_id: Option<String>,
     pub extra_tags: Vec<String>,
-    /// Datadog API key (only shown redacted; the agent sends through the local Datadog agent).
-    pub api_key: Option<Secret>,
+    /// Several values on one line (`name:1.2:0.4|d`, DogStatsD 1.1). Off for receivers that
+    /// parse one value a line, such as the OpenTelemetry Collector's statsd receiver.
+    pub pack_values: bool,
+    /// Values of one histogram series sent per flush; beyond it a uniform sample of this many
+    /// goes out with the sample rate (`|@0.25`) that keeps the platform's counts exact.
+    pub max_values_per_interval: u64,
 }
 
 impl Default for StatsdConfig {
@@ -118,7 +127,8 @@ impl Default for StatsdConfig {
             version: None,
             entity_id: None,
             extra_tags: Vec::new(),
-            api_key: None,
+            pack_values: true,
+            max_values_per_interval: 1000,
         }
     }
 }

@@ -52,23 +52,27 @@ pub fn metrics_markdown() -> String {
             def.help.replace('|', "\\|"),
         ));
     }
-    out.push_str("\nOpenTelemetry semantic-convention names, emitted on OTLP in addition:\n\n");
-    out.push_str("| OTLP name | unit | computed from | conversion | attributes |\n");
-    out.push_str("|---|---|---|---|---|\n");
+    out.push_str(
+        "\nOpenTelemetry semantic-convention names, emitted on OTLP in addition, for the agent's \
+         own process only (the resource; the Codex processes keep their `codex.*` names):\n\n",
+    );
+    out.push_str("| OTLP name | instrument | unit | computed from | conversion | attributes |\n");
+    out.push_str("|---|---|---|---|---|---|\n");
     for twin in SEMCONV_TWINS {
         let conversion = match twin.convert {
             Convert::Same => "same value",
             Convert::PercentOfCoreToUtilization => "percent of one core ÷ 100 ÷ available cores",
         };
         let attrs = twin
-            .attributes
+            .attribute_keys
             .iter()
-            .map(|(k, v)| format!("`{k}={v}`"))
+            .map(|k| format!("`{k}`"))
             .collect::<Vec<_>>()
             .join(", ");
         out.push_str(&format!(
-            "| `{}` | `{}` | `{}` | {} | {} |\n",
+            "| `{}` | {} | `{}` | `{}` | {} | {} |\n",
             twin.name,
+            twin.kind.as_str(),
             twin.unit,
             twin.source,
             conversion,

@@ -8,19 +8,28 @@
 //! * gauge → observable gauge (observes the snapshot's value);
 //! * counter → observable counter (observes the cumulative value; the SDK turns it into a
 //!   cumulative or delta OTLP `Sum` according to the temporality);
-//! * histogram → histogram with the catalog's bucket bounds, fed with the observations that
-//!   arrived since the last export ([`super::histogram::representatives`]: bucket counts, count
-//!   and sum exact; min/max are not recorded because they would be estimates).
+//! * histogram → histogram fed with every observed value itself (execution and probe
+//!   durations, [`crate::monitor::observed`]), with min and max; aggregated as a base-2
+//!   exponential histogram (default: at most [`EXPONENTIAL_MAX_SIZE`] buckets, so the scale stays
+//!   ≥ 6 — buckets 1.1 % wide — for values spanning up to 2^16, e.g. 10 ms … 11 min) or, with
+//!   `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=explicit_bucket_histogram`, with
+//!   the catalog's bounds for backends without exponential histograms.
 //!
 //! Where OpenTelemetry's semantic conventions name a metric, a twin is emitted too
-//! ([`SEMCONV_TWINS`]). Failures are counted, logged rate-limited, and the next attempts are
-//! spaced out (skipped cycles are not collected, so nothing is lost but the failed batch itself
-//! under delta temporality). On shutdown one last export is tried within [`FINAL_FLUSH_TIMEOUT`].
+//! ([`SEMCONV_TWINS`]). Scheduling, backoff and failure accounting are the common loop's
+//! ([`super::run`]); an export in flight at shutdown is abandoned (the SDK rebuilds it from its
+//! aggregation) and one last export is tried within [`FINAL_FLUSH_TIMEOUT`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use super::{Effective, Origin};
+use super::{ExportError, Problem, PushExporter};
+use crate::catalog::{MetricDef, MetricKind, CATALOG};
+use crate::config::{Config, Secret};
+use crate::monitor::observed::Observed;
+use crate::monitor::snapshot::{Sample, SampleValue, Snapshot};
 use opentelemetry::metrics::{Histogram, Meter, MeterProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{MetricExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
@@ -32,25 +41,38 @@ use opentelemetry_sdk::metrics::{
     Temporality,
 };
 use opentelemetry_sdk::Resource;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-
-use super::histogram::{representatives, Delta, Deltas};
-use super::{Effective, ExportErrors, FailureLog, Origin, MAX_BACKOFF_SKIPS};
-use crate::catalog::{MetricDef, MetricKind, CATALOG};
-use crate::config::{Config, Secret};
-use crate::monitor::snapshot::{Sample, SampleValue, Snapshot};
 
 /// The `exporter` label value.
 pub const EXPORTER: &str = "otlp";
 /// Time the last export may take on shutdown (inside the agent's shutdown deadline).
 pub const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_millis(2500);
+/// Most buckets of an exponential histogram point: the SDK lowers the scale until the values
+/// fit, and 1024 keeps scale 6 (bucket width 2^(1/64) − 1 ≈ 1.09 %) for a range of 2^16.
+pub const EXPONENTIAL_MAX_SIZE: u32 = 1024;
 /// The default `service.name`.
 pub const DEFAULT_SERVICE_NAME: &str = "codex-sentinel";
 
 /// New Relic's OTLP endpoints (gRPC on 4317, HTTP on 4318).
 pub const NEW_RELIC_US: &str = "https://otlp.nr-data.net";
 pub const NEW_RELIC_EU: &str = "https://otlp.eu01.nr-data.net";
+
+/// How histograms are aggregated, as `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`
+/// names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistogramAggregation {
+    Base2Exponential,
+    /// The catalog's bounds (what Prometheus shows too).
+    ExplicitBuckets,
+}
+
+impl HistogramAggregation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistogramAggregation::Base2Exponential => "base2_exponential_bucket_histogram",
+            HistogramAggregation::ExplicitBuckets => "explicit_bucket_histogram",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -114,17 +136,45 @@ pub fn temporality_name(t: Temporality) -> &'static str {
 }
 
 /// A metric emitted on OTLP under an OpenTelemetry semantic-convention name as well, computed
-/// from a catalog gauge or counter (the twin has the same kind). `docs/metrics.md` lists these; a test checks it against this table.
+/// from a catalog gauge or counter. `docs/metrics.md` lists these; a test checks it against
+/// this table.
+///
+/// One naming scheme: `codex.*` describes the watched Codex processes (sums over all of them),
+/// `codex_sentinel.*` the agent itself; the `process.*` names of the conventions describe one
+/// process, the resource's, which is the agent — so they are emitted for the agent only, and
+/// `sum(process.memory.usage)` on a backend never adds the agent to Codex.
 #[derive(Debug)]
 pub struct SemconvTwin {
     /// The catalog metric's OpenTelemetry name.
     pub source: &'static str,
     pub name: &'static str,
+    /// The instrument the conventions prescribe.
+    pub kind: TwinKind,
     pub unit: &'static str,
     pub help: &'static str,
-    /// Attributes added to every point.
-    pub attributes: &'static [(&'static str, &'static str)],
+    /// Attribute keys for the source's labels, in order (`cpu_mode` → `cpu.mode`).
+    pub attribute_keys: &'static [&'static str],
     pub convert: Convert,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwinKind {
+    Gauge,
+    /// Monotonic sum.
+    Counter,
+    /// Non-monotonic sum (a count or size that goes up and down); cumulative whatever the
+    /// temporality preference, as the SDK's delta selector leaves it.
+    UpDownCounter,
+}
+
+impl TwinKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TwinKind::Gauge => "Gauge",
+            TwinKind::Counter => "Counter (monotonic Sum)",
+            TwinKind::UpDownCounter => "UpDownCounter (non-monotonic Sum)",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,46 +185,49 @@ pub enum Convert {
 }
 
 pub const SEMCONV_TWINS: &[SemconvTwin] = &[
-    // `process.*` describe one process: without attributes the agent itself (the resource);
-    // with `process.executable.name=codex` the sum over the Codex processes it watches.
-    SemconvTwin {
-        source: "codex.memory_usage",
-        name: "process.memory.usage",
-        unit: "By",
-        help: "Physical memory (RSS) in bytes: the agent, or with process.executable.name=codex the sum over the Codex processes",
-        attributes: &[("process.executable.name", "codex")],
-        convert: Convert::Same,
-    },
     SemconvTwin {
         source: "codex_sentinel.memory_rss",
         name: "process.memory.usage",
+        kind: TwinKind::UpDownCounter,
         unit: "By",
-        help: "Physical memory (RSS) in bytes: the agent, or with process.executable.name=codex the sum over the Codex processes",
-        attributes: &[],
-        convert: Convert::Same,
-    },
-    SemconvTwin {
-        source: "codex.cpu.utilization",
-        name: "process.cpu.utilization",
-        unit: "1",
-        help: "CPU as a fraction of the available cores (0..1): the agent, or with process.executable.name=codex the sum over the Codex processes",
-        attributes: &[("process.executable.name", "codex")],
+        help: "The agent's physical memory (RSS) in bytes",
+        attribute_keys: &[],
         convert: Convert::Same,
     },
     SemconvTwin {
         source: "codex_sentinel.cpu_usage",
         name: "process.cpu.utilization",
+        kind: TwinKind::Gauge,
         unit: "1",
-        help: "CPU as a fraction of the available cores (0..1): the agent, or with process.executable.name=codex the sum over the Codex processes",
-        attributes: &[],
+        help: "The agent's CPU as a fraction of the available cores (0..1)",
+        attribute_keys: &[],
         convert: Convert::PercentOfCoreToUtilization,
     },
     SemconvTwin {
         source: "codex_sentinel.cpu_time",
         name: "process.cpu.time",
+        kind: TwinKind::Counter,
         unit: "s",
-        help: "CPU seconds (user + system) used by the agent since it started",
-        attributes: &[],
+        help: "CPU seconds used by the agent since it started, by cpu.mode (user, system)",
+        attribute_keys: &["cpu.mode"],
+        convert: Convert::Same,
+    },
+    SemconvTwin {
+        source: "codex_sentinel.threads",
+        name: "process.thread.count",
+        kind: TwinKind::UpDownCounter,
+        unit: "{thread}",
+        help: "The agent's threads",
+        attribute_keys: &[],
+        convert: Convert::Same,
+    },
+    SemconvTwin {
+        source: "codex_sentinel.open_fds",
+        name: "process.unix.file_descriptor.count",
+        kind: TwinKind::UpDownCounter,
+        unit: "{file_descriptor}",
+        help: "The agent's open file descriptors",
+        attribute_keys: &[],
         convert: Convert::Same,
     },
 ];
@@ -191,6 +244,7 @@ pub struct Settings {
     pub interval: Duration,
     pub gzip: bool,
     pub temporality: Temporality,
+    pub histograms: HistogramAggregation,
     pub resource: Vec<(String, String)>,
     /// The base endpoint (HTTP appends `/v1/metrics` to it), as `config show` prints it.
     pub base_endpoint: String,
@@ -240,8 +294,6 @@ pub fn effective(config: &Config) -> Result<Vec<Effective>, Problem> {
         }
     }
 }
-
-type Problem = (&'static str, String, String);
 
 impl Settings {
     /// `Ok(None)` when OTLP export is off. On when `enabled` says so, or — `enabled` unset —
@@ -417,6 +469,24 @@ impl Settings {
                 ))
             }
         };
+        if let Some(raw) = &c.resource_attributes {
+            parse_resource_attributes(raw)
+                .map_err(|why| ("export.otlp.resourceAttributes", format!("{raw:?}"), why))?;
+        }
+        let histograms = match c.histogram_aggregation.as_deref() {
+            None | Some("base2_exponential_bucket_histogram") => {
+                HistogramAggregation::Base2Exponential
+            }
+            Some("explicit_bucket_histogram") => HistogramAggregation::ExplicitBuckets,
+            Some(other) => {
+                return Err((
+                    "export.otlp.histogramAggregation",
+                    format!("{other:?}"),
+                    "must be base2_exponential_bucket_histogram or explicit_bucket_histogram"
+                        .into(),
+                ))
+            }
+        };
         if c.interval == 0 {
             return Err(("export.otlp.interval", "0".into(), "must be > 0 ms".into()));
         }
@@ -459,6 +529,7 @@ impl Settings {
                 compression: compression_origin,
                 service_name: service_name_origin,
             },
+            histograms,
         }))
     }
 
@@ -531,10 +602,28 @@ fn with_scheme(endpoint: &str) -> String {
     }
 }
 
-/// Resource attributes: `service.name` (`OTEL_SERVICE_NAME` wins over everything),
-/// `service.version`, `service.instance.id` (pod name, else host name), `k8s.*` from the
-/// downward API, then `OTEL_RESOURCE_ATTRIBUTES` (which may override all but `service.name`
-/// when `OTEL_SERVICE_NAME` is set).
+/// `key=value,key=value` as `OTEL_RESOURCE_ATTRIBUTES` spells it (values URL-encoded); an entry
+/// without `=` or with an empty key is an error, not silently dropped.
+pub fn parse_resource_attributes(raw: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((k, v)) = entry.split_once('=') else {
+            return Err(format!("{entry:?} is not key=value"));
+        };
+        let k = crate::config::env::percent_decode(k.trim());
+        if k.is_empty() {
+            return Err(format!("{entry:?} has an empty key"));
+        }
+        out.push((k, crate::config::env::percent_decode(v.trim())));
+    }
+    Ok(out)
+}
+
+/// Resource attributes, later ones winning: the defaults — `service.name` `codex-sentinel`,
+/// `service.version` (the agent's), `service.instance.id` (pod name, else host name), `k8s.*`
+/// from the downward API —, then Datadog's unified service tags (`DD_ENV` →
+/// `deployment.environment.name`, `DD_SERVICE` → `service.name`, `DD_VERSION` →
+/// `service.version`), then `OTEL_RESOURCE_ATTRIBUTES`, then `OTEL_SERVICE_NAME`.
 pub fn resource_attributes(config: &Config) -> Vec<(String, String)> {
     let c = &config.export.otlp;
     let k8s = &config.export.kubernetes;
@@ -561,8 +650,19 @@ pub fn resource_attributes(config: &Config) -> Vec<(String, String)> {
             set(key, v.clone());
         }
     }
+    let dd = &config.export.statsd;
+    for (key, value) in [
+        ("deployment.environment.name", &dd.env),
+        ("service.name", &dd.service),
+        ("service.version", &dd.version),
+    ] {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            set(key, v.to_string());
+        }
+    }
     if let Some(raw) = &c.resource_attributes {
-        for (k, v) in crate::config::env::parse_pairs(raw) {
+        // Validated by `Settings::resolve`.
+        for (k, v) in parse_resource_attributes(raw).unwrap_or_default() {
             set(&k, v);
         }
     }
@@ -763,7 +863,6 @@ pub struct Instruments {
     current: Arc<RwLock<Option<Arc<Snapshot>>>>,
     /// By OpenTelemetry name.
     histograms: HashMap<&'static str, Histogram<f64>>,
-    deltas: Deltas,
 }
 
 fn attributes(sample: &Sample) -> Vec<KeyValue> {
@@ -809,7 +908,7 @@ impl Instruments {
         let provider = SdkMeterProvider::builder()
             .with_resource(resource)
             .with_reader(reader.clone())
-            .with_view(histogram_view)
+            .with_view(histogram_view(settings.histograms))
             .build();
         let meter = provider.meter("codex-sentinel");
         let current: Arc<RwLock<Option<Arc<Snapshot>>>> = Arc::new(RwLock::new(None));
@@ -818,56 +917,55 @@ impl Instruments {
             register(&meter, def, &current, &mut histograms);
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        // One instrument per semantic-convention name; several twins may feed it (e.g. the
-        // Codex processes with `process.executable.name=codex`, the agent itself without).
-        let mut names: Vec<&'static str> = SEMCONV_TWINS.iter().map(|t| t.name).collect();
-        names.dedup();
-        for name in names {
-            let group: Vec<(&'static SemconvTwin, &'static MetricDef)> = SEMCONV_TWINS
-                .iter()
-                .filter(|t| t.name == name)
-                .filter_map(|t| Some((t, CATALOG.iter().copied().find(|d| d.name == t.source)?)))
-                .collect();
-            let Some(&(first, def)) = group.first() else {
+        for twin in SEMCONV_TWINS {
+            let Some(def) = CATALOG.iter().copied().find(|d| d.name == twin.source) else {
                 continue;
             };
             let cur = current.clone();
-            let observe_all = move |f: &mut dyn FnMut(f64, &[KeyValue])| {
-                for &(twin, def) in &group {
-                    for_samples(&cur, def, |s| {
-                        let v = match s.value {
-                            SampleValue::Gauge(v) | SampleValue::Counter(v) => v,
-                            SampleValue::Histogram { .. } => return,
-                        };
-                        let v = match twin.convert {
-                            Convert::Same => v,
-                            Convert::PercentOfCoreToUtilization => v / 100.0 / cores,
-                        };
-                        let mut attrs = attributes(s);
-                        attrs.extend(twin.attributes.iter().map(|(k, v)| KeyValue::new(*k, *v)));
-                        f(v, &attrs);
-                    })
-                }
+            let observe = move |f: &mut dyn FnMut(f64, &[KeyValue])| {
+                for_samples(&cur, def, |s| {
+                    let v = match s.value {
+                        SampleValue::Gauge(v) | SampleValue::Counter(v) => v,
+                        SampleValue::Histogram { .. } => return,
+                    };
+                    let v = match twin.convert {
+                        Convert::Same => v,
+                        Convert::PercentOfCoreToUtilization => v / 100.0 / cores,
+                    };
+                    let attrs: Vec<KeyValue> = twin
+                        .attribute_keys
+                        .iter()
+                        .zip(&s.labels)
+                        .map(|(k, v)| KeyValue::new(*k, v.clone()))
+                        .collect();
+                    f(v, &attrs);
+                })
             };
-            match def.kind {
-                MetricKind::Gauge => {
+            match twin.kind {
+                TwinKind::Gauge => {
                     meter
-                        .f64_observable_gauge(first.name)
-                        .with_unit(first.unit)
-                        .with_description(first.help)
-                        .with_callback(move |obs| observe_all(&mut |v, a| obs.observe(v, a)))
+                        .f64_observable_gauge(twin.name)
+                        .with_unit(twin.unit)
+                        .with_description(twin.help)
+                        .with_callback(move |obs| observe(&mut |v, a| obs.observe(v, a)))
                         .build();
                 }
-                MetricKind::Counter => {
+                TwinKind::Counter => {
                     meter
-                        .f64_observable_counter(first.name)
-                        .with_unit(first.unit)
-                        .with_description(first.help)
-                        .with_callback(move |obs| observe_all(&mut |v, a| obs.observe(v, a)))
+                        .f64_observable_counter(twin.name)
+                        .with_unit(twin.unit)
+                        .with_description(twin.help)
+                        .with_callback(move |obs| observe(&mut |v, a| obs.observe(v, a)))
                         .build();
                 }
-                // Histogram twins would need their own feeding; none is defined.
-                MetricKind::Histogram => {}
+                TwinKind::UpDownCounter => {
+                    meter
+                        .f64_observable_up_down_counter(twin.name)
+                        .with_unit(twin.unit)
+                        .with_description(twin.help)
+                        .with_callback(move |obs| observe(&mut |v, a| obs.observe(v, a)))
+                        .build();
+                }
             }
         }
         Instruments {
@@ -875,30 +973,32 @@ impl Instruments {
             reader,
             current,
             histograms,
-            deltas: Deltas::default(),
         }
     }
 
-    /// Feeds the instruments from `snapshot` and collects what the next export sends.
+    /// Records every observed value in its histogram (the SDK aggregates in bounded memory).
+    pub fn record(&self, observed: &Observed) {
+        for series in &observed.series {
+            let Some(hist) = self.histograms.get(series.def.name) else {
+                continue;
+            };
+            let attrs: Vec<KeyValue> = series
+                .def
+                .labels
+                .iter()
+                .zip(&series.labels)
+                .map(|(k, v)| KeyValue::new(*k, v.clone()))
+                .collect();
+            for &v in &series.values {
+                hist.record(v, &attrs);
+            }
+        }
+    }
+
+    /// Lets the gauges and counters observe `snapshot` and collects what the next export sends.
     pub fn collect(&mut self, snapshot: &Arc<Snapshot>) -> Result<ResourceMetrics, String> {
         if let Ok(mut cur) = self.current.write() {
             *cur = Some(snapshot.clone());
-        }
-        for sample in &snapshot.samples {
-            if sample.def.kind != MetricKind::Histogram {
-                continue;
-            }
-            let Some(hist) = self.histograms.get(sample.def.name) else {
-                continue;
-            };
-            if let Some(Delta::Histogram { counts, sum }) = self.deltas.of(sample) {
-                let attrs = attributes(sample);
-                for r in representatives(sample.def.buckets, &counts, sum) {
-                    for _ in 0..r.count {
-                        hist.record(r.value, &attrs);
-                    }
-                }
-            }
         }
         let mut rm = ResourceMetrics::default();
         self.reader.collect(&mut rm).map_err(|e| e.to_string())?;
@@ -913,19 +1013,28 @@ impl Drop for Instruments {
     }
 }
 
-/// Histograms keep the catalog's bounds and record no min/max (they would be estimates).
-fn histogram_view(inst: &Instrument) -> Option<Stream> {
-    if inst.kind() != InstrumentKind::Histogram {
-        return None;
+/// Histograms: base-2 exponential or the catalog's bounds, with min and max (real values).
+fn histogram_view(
+    aggregation: HistogramAggregation,
+) -> impl Fn(&Instrument) -> Option<Stream> + Send + Sync + 'static {
+    move |inst: &Instrument| {
+        if inst.kind() != InstrumentKind::Histogram {
+            return None;
+        }
+        let def = CATALOG.iter().find(|d| d.name == inst.name())?;
+        let aggregation = match aggregation {
+            HistogramAggregation::Base2Exponential => Aggregation::Base2ExponentialHistogram {
+                max_size: EXPONENTIAL_MAX_SIZE,
+                max_scale: 20,
+                record_min_max: true,
+            },
+            HistogramAggregation::ExplicitBuckets => Aggregation::ExplicitBucketHistogram {
+                boundaries: def.buckets.to_vec(),
+                record_min_max: true,
+            },
+        };
+        Stream::builder().with_aggregation(aggregation).build().ok()
     }
-    let def = CATALOG.iter().find(|d| d.name == inst.name())?;
-    Stream::builder()
-        .with_aggregation(Aggregation::ExplicitBucketHistogram {
-            boundaries: def.buckets.to_vec(),
-            record_min_max: false,
-        })
-        .build()
-        .ok()
 }
 
 fn register(
@@ -976,73 +1085,81 @@ fn register(
     }
 }
 
-/// The export loop. Runs until `shutdown`, then tries one last export.
-pub async fn run(
+/// The OTLP exporter: the SDK side, and the connection built on the first export.
+pub struct OtlpExporter {
     settings: Settings,
-    snapshots: watch::Receiver<Arc<Snapshot>>,
-    errors: Arc<ExportErrors>,
-    shutdown: CancellationToken,
-) {
-    let exporter = match build_exporter(&settings) {
-        Ok(e) => e,
-        Err(e) => {
-            errors.increment(EXPORTER);
-            tracing::error!(exporter = EXPORTER, error = %e, "cannot build the OTLP exporter; OTLP export is off");
-            return;
+    instruments: Instruments,
+    exporter: Option<Exporter>,
+}
+
+/// The registry's constructor ([`super::REGISTRY`]).
+pub fn configure(config: &Config) -> Result<Option<Box<dyn PushExporter>>, Problem> {
+    Ok(Settings::resolve(config)?.map(|settings| {
+        Box::new(OtlpExporter {
+            instruments: Instruments::new(&settings),
+            settings,
+            exporter: None,
+        }) as Box<dyn PushExporter>
+    }))
+}
+
+impl OtlpExporter {
+    async fn export_within(
+        &mut self,
+        snapshot: &Arc<Snapshot>,
+        timeout: Duration,
+    ) -> Result<(), ExportError> {
+        if self.exporter.is_none() {
+            // Builds inside the runtime (tonic channels bind to it).
+            self.exporter = Some(
+                build_exporter(&self.settings)
+                    .map_err(|e| format!("cannot build the OTLP exporter: {e}"))?,
+            );
         }
-    };
-    tracing::info!(
-        exporter = EXPORTER,
-        endpoint = %crate::logging::redact_urls(&settings.endpoint),
-        protocol = settings.protocol.as_str(),
-        preset = settings.preset.as_str(),
-        temporality = temporality_name(settings.temporality),
-        compression = settings.compression(),
-        interval_ms = settings.interval.as_millis() as u64,
-        "OTLP export on"
-    );
-    let mut instruments = Instruments::new(&settings);
-    let mut log = FailureLog::new(EXPORTER);
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + settings.interval,
-        settings.interval,
-    );
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut skip = 0u64;
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        if skip > 0 {
-            skip -= 1;
-            continue;
-        }
-        let snapshot = snapshots.borrow().clone();
-        let attempt = export_once(&mut instruments, &exporter, &snapshot, settings.timeout);
-        let result = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            r = attempt => r,
-        };
-        match result {
-            Ok(()) => log.success(),
-            Err(e) => {
-                errors.increment(EXPORTER);
-                log.failure(&e);
-                skip = log.backoff_skips(MAX_BACKOFF_SKIPS);
-            }
-        }
+        let exporter = self.exporter.as_ref().expect("built");
+        Ok(export_once(&mut self.instruments, exporter, snapshot, timeout).await?)
     }
-    let snapshot = snapshots.borrow().clone();
-    let deadline = settings.timeout.min(FINAL_FLUSH_TIMEOUT);
-    match export_once(&mut instruments, &exporter, &snapshot, deadline).await {
-        Ok(()) => tracing::debug!(exporter = EXPORTER, "final export sent"),
-        Err(e) => {
-            errors.increment(EXPORTER);
-            tracing::warn!(exporter = EXPORTER, error = %e, "final export failed");
-        }
+}
+
+#[async_trait::async_trait]
+impl PushExporter for OtlpExporter {
+    fn name(&self) -> &'static str {
+        EXPORTER
+    }
+
+    fn interval(&self) -> Duration {
+        self.settings.interval
+    }
+
+    fn log_start(&self) {
+        let s = &self.settings;
+        tracing::info!(
+            exporter = EXPORTER,
+            endpoint = %crate::logging::redact_urls(&s.endpoint),
+            protocol = s.protocol.as_str(),
+            preset = s.preset.as_str(),
+            temporality = temporality_name(s.temporality),
+            histograms = s.histograms.as_str(),
+            compression = s.compression(),
+            interval_ms = s.interval.as_millis() as u64,
+            "OTLP export on"
+        );
+    }
+
+    fn observe(&mut self, observed: &Observed) {
+        self.instruments.record(observed);
+    }
+
+    /// May be abandoned at any `.await`: the values stay in the SDK's aggregation (cumulative)
+    /// or are the failed batch (delta).
+    async fn export(&mut self, snapshot: &Arc<Snapshot>) -> Result<(), ExportError> {
+        let timeout = self.settings.timeout;
+        self.export_within(snapshot, timeout).await
+    }
+
+    async fn final_export(&mut self, snapshot: &Arc<Snapshot>) -> Result<(), ExportError> {
+        let timeout = self.settings.timeout.min(FINAL_FLUSH_TIMEOUT);
+        self.export_within(snapshot, timeout).await
     }
 }
 
@@ -1160,36 +1277,71 @@ mod tests {
     }
 
     #[test]
-    fn every_twin_names_a_catalog_gauge_or_counter() {
+    fn datadog_unified_service_tags_become_resource_attributes_and_otel_wins() {
+        let mut c = Config::default();
+        c.export.statsd.env = Some("prod".into());
+        c.export.statsd.service = Some("reviews".into());
+        c.export.statsd.version = Some("2.1.0".into());
+        let attrs = resource_attributes(&c);
+        let get = |attrs: &[(String, String)], k: &str| {
+            attrs.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            get(&attrs, "deployment.environment.name").as_deref(),
+            Some("prod")
+        );
+        assert_eq!(get(&attrs, "service.name").as_deref(), Some("reviews"));
+        assert_eq!(get(&attrs, "service.version").as_deref(), Some("2.1.0"));
+        c.export.otlp.resource_attributes = Some("service.version=3".into());
+        c.export.otlp.service_name = Some("svc".into());
+        let attrs = resource_attributes(&c);
+        assert_eq!(get(&attrs, "service.version").as_deref(), Some("3"));
+        assert_eq!(get(&attrs, "service.name").as_deref(), Some("svc"));
+    }
+
+    #[test]
+    fn malformed_resource_attributes_are_refused() {
+        assert_eq!(
+            parse_resource_attributes(" a=1, b=x%3Dy ,").unwrap(),
+            vec![("a".into(), "1".into()), ("b".into(), "x=y".into())]
+        );
+        assert!(parse_resource_attributes("team").is_err());
+        assert!(parse_resource_attributes("=v").is_err());
+        let e = resolve(|c| {
+            c.export.otlp.endpoint = Some("http://col:4318".into());
+            c.export.otlp.resource_attributes = Some("env=prod,broken".into());
+        })
+        .unwrap_err();
+        assert_eq!(e.0, "export.otlp.resourceAttributes");
+    }
+
+    #[test]
+    fn every_twin_names_an_agent_gauge_or_counter_once() {
+        let mut names: Vec<_> = SEMCONV_TWINS.iter().map(|t| t.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), SEMCONV_TWINS.len(), "one source per name");
         for twin in SEMCONV_TWINS {
             let def = CATALOG
                 .iter()
                 .find(|d| d.name == twin.source)
                 .unwrap_or_else(|| panic!("{} is not in the catalog", twin.source));
             assert_ne!(def.kind, MetricKind::Histogram, "{}", twin.source);
-            // Twins sharing a name share an instrument: same kind and unit, listed together.
-            for other in SEMCONV_TWINS.iter().filter(|o| o.name == twin.name) {
-                let other_def = CATALOG.iter().find(|d| d.name == other.source).unwrap();
-                assert_eq!(
-                    (other_def.kind, other.unit),
-                    (def.kind, twin.unit),
-                    "{}",
-                    twin.name
-                );
-            }
+            // `process.*` is the resource's process: the agent's own metrics only.
+            assert!(
+                twin.source.starts_with("codex_sentinel."),
+                "{}",
+                twin.source
+            );
+            assert_eq!(twin.attribute_keys.len(), def.labels.len(), "{}", twin.name);
+            // A monotonic sum only from a counter.
+            assert_eq!(
+                twin.kind == TwinKind::Counter,
+                def.kind == MetricKind::Counter,
+                "{}",
+                twin.name
+            );
         }
-        let mut names: Vec<_> = SEMCONV_TWINS.iter().map(|t| t.name).collect();
-        let listed = names.len();
-        names.dedup();
-        let mut unique = names.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(
-            names.len(),
-            unique.len(),
-            "twins of one name must be adjacent"
-        );
-        assert!(listed >= unique.len());
     }
 
     /// TLS set-up happens when the exporter is built: an https preset must build (both
@@ -1235,93 +1387,100 @@ mod collect_tests {
         );
     }
 
-    fn execution_histogram(counts: Vec<u64>, sum: f64) -> Sample {
-        Sample {
-            def: &crate::catalog::EXECUTION_TIME,
-            labels: vec!["review".into()],
-            value: SampleValue::Histogram {
-                count: counts.iter().sum(),
-                counts,
-                sum,
-            },
-        }
+    fn settings(temporality: &str, histograms: Option<&str>) -> Settings {
+        let mut c = Config::default();
+        c.export.otlp.endpoint = Some("http://127.0.0.1:1".into());
+        c.export.otlp.temporality = Some(temporality.into());
+        c.export.otlp.histogram_aggregation = histograms.map(str::to_string);
+        Settings::resolve(&c).unwrap().unwrap()
     }
 
-    fn snapshot_with(samples: Vec<Sample>) -> Arc<Snapshot> {
+    fn observed(values: &[f64]) -> Observed {
+        let mut o = Observed::default();
+        for &v in values {
+            o.push(&crate::catalog::EXECUTION_TIME, &["review".into()], v);
+        }
+        o
+    }
+
+    fn empty_snapshot() -> Arc<Snapshot> {
         let config = Arc::new(Config::default());
         let specs = crate::monitor::probes::specs(&config);
         let (_tx, _rx, dropped) = crate::monitor::channel();
-        let base = crate::monitor::Monitor::new(config, specs, dropped).snapshot(0);
-        Arc::new(Snapshot::new(
-            base.report.clone(),
-            base.metrics.clone(),
-            samples,
-            true,
-            0,
-        ))
+        Arc::new(crate::monitor::Monitor::new(config, specs, dropped).snapshot(0))
     }
 
-    /// (bounds, bucket counts, count, sum, temporality) of `codex.execution_time`.
-    fn exported(rm: &ResourceMetrics) -> (Vec<f64>, Vec<u64>, u64, f64, Temporality) {
-        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
-        let m = rm
-            .scope_metrics()
+    fn execution_time(rm: &ResourceMetrics) -> Option<&opentelemetry_sdk::metrics::data::Metric> {
+        rm.scope_metrics()
             .flat_map(|s| s.metrics())
             .find(|m| m.name() == "codex.execution_time")
-            .expect("execution time exported");
-        assert_eq!(m.unit(), "s");
-        let AggregatedMetrics::F64(MetricData::Histogram(h)) = m.data() else {
-            panic!("not an f64 histogram");
-        };
-        let p = h.data_points().next().expect("one point");
-        assert_eq!(p.min(), None);
-        assert_eq!(p.max(), None);
-        (
-            p.bounds().collect(),
-            p.bucket_counts().collect(),
-            p.count(),
-            p.sum(),
-            h.temporality(),
-        )
     }
 
-    /// The snapshot's histogram goes through the real SDK with the catalog's bounds, and the
-    /// exported buckets, count and sum are the snapshot's, cumulative or delta.
+    /// Every observed value goes into a base-2 exponential histogram with count, sum, min and
+    /// max exact, cumulative or delta.
     #[test]
-    fn execution_histogram_is_exact_in_both_temporalities() {
-        for (temporality, second) in [
-            (
-                "cumulative",
-                (vec![1, 1, 0, 3, 0, 0], 5, 0.5 + 2.0 + 25.0 * 3.0),
-            ),
-            ("delta", (vec![0, 0, 0, 1, 0, 0], 1, 25.0)),
-        ] {
-            let mut c = Config::default();
-            c.export.otlp.endpoint = Some("http://127.0.0.1:1".into());
-            c.export.otlp.temporality = Some(temporality.into());
-            let s = Settings::resolve(&c).unwrap().unwrap();
+    fn observed_values_become_exact_exponential_histograms() {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+        for (temporality, second) in [("cumulative", (5, 0.1, 40.0)), ("delta", (2, 3.0, 40.0))] {
+            let s = settings(temporality, None);
             let mut inst = Instruments::new(&s);
-            let rm = inst
-                .collect(&snapshot_with(vec![execution_histogram(
-                    vec![1, 1, 0, 2, 0, 0],
-                    0.5 + 2.0 + 50.0,
-                )]))
-                .unwrap();
-            let (bounds, counts, count, sum, _) = exported(&rm);
-            assert_eq!(bounds, vec![1.0, 5.0, 10.0, 30.0, 60.0]);
-            assert_eq!(counts, vec![1, 1, 0, 2, 0, 0]);
-            assert_eq!(count, 4);
-            assert!((sum - 52.5).abs() < 1e-9, "{sum}");
-            let rm = inst
-                .collect(&snapshot_with(vec![execution_histogram(
-                    vec![1, 1, 0, 3, 0, 0],
-                    0.5 + 2.0 + 75.0,
-                )]))
-                .unwrap();
-            let (_, counts, count, sum, t) = exported(&rm);
-            assert_eq!((counts, count), (second.0, second.1), "{temporality}");
-            assert!((sum - second.2).abs() < 1e-9, "{temporality}: {sum}");
-            assert_eq!(t, s.temporality);
+            inst.record(&observed(&[0.1, 2.0, 30.0]));
+            let rm = inst.collect(&empty_snapshot()).unwrap();
+            let m = execution_time(&rm).expect("execution time exported");
+            assert_eq!(m.unit(), "s");
+            let AggregatedMetrics::F64(MetricData::ExponentialHistogram(h)) = m.data() else {
+                panic!("not an exponential histogram: {:?}", m.data());
+            };
+            let p = h.data_points().next().expect("one point");
+            assert_eq!(p.count(), 3);
+            assert!((p.sum() - 32.1).abs() < 1e-9);
+            assert_eq!((p.min(), p.max()), (Some(0.1), Some(30.0)));
+            assert!(p.scale() >= 6, "scale {}", p.scale());
+            inst.record(&observed(&[3.0, 40.0]));
+            let rm = inst.collect(&empty_snapshot()).unwrap();
+            let AggregatedMetrics::F64(MetricData::ExponentialHistogram(h)) =
+                execution_time(&rm).unwrap().data()
+            else {
+                panic!("not an exponential histogram");
+            };
+            let p = h.data_points().next().unwrap();
+            assert_eq!(
+                (p.count(), p.min(), p.max()),
+                (second.0, Some(second.1), Some(second.2)),
+                "{temporality}"
+            );
+            assert_eq!(h.temporality(), s.temporality);
         }
+    }
+
+    /// The explicit option keeps the catalog's bounds (and min/max, which are real values now).
+    #[test]
+    fn explicit_buckets_on_request() {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+        let mut inst = Instruments::new(&settings("cumulative", Some("explicit_bucket_histogram")));
+        inst.record(&observed(&[0.5, 2.0, 25.0, 25.0]));
+        let rm = inst.collect(&empty_snapshot()).unwrap();
+        let AggregatedMetrics::F64(MetricData::Histogram(h)) = execution_time(&rm).unwrap().data()
+        else {
+            panic!("not an explicit histogram");
+        };
+        let p = h.data_points().next().unwrap();
+        assert_eq!(
+            p.bounds().collect::<Vec<_>>(),
+            vec![1.0, 5.0, 10.0, 30.0, 60.0]
+        );
+        assert_eq!(
+            p.bucket_counts().collect::<Vec<_>>(),
+            vec![1, 1, 0, 2, 0, 0]
+        );
+        assert_eq!((p.min(), p.max()), (Some(0.5), Some(25.0)));
+        assert!(resolve_aggregation("linear").is_err());
+    }
+
+    fn resolve_aggregation(name: &str) -> Result<Option<Settings>, Problem> {
+        let mut c = Config::default();
+        c.export.otlp.endpoint = Some("http://127.0.0.1:1".into());
+        c.export.otlp.histogram_aggregation = Some(name.into());
+        Settings::resolve(&c)
     }
 }

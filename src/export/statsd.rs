@@ -5,9 +5,13 @@
 //!
 //! * gauges → `name:value|g`;
 //! * counters → `name:increase|c` (only when it grew since the last flush);
-//! * histograms (execution times) → the new observations, in seconds, as a DogStatsD
-//!   distribution (`|d`, default) or histogram (`|h`), several values a line (DogStatsD 1.1);
-//!   in plain StatsD as timers in milliseconds (`|ms`), the unit StatsD daemons expect;
+//! * execution times → every execution's own duration, in seconds, as a DogStatsD distribution
+//!   (`|d`, default) or histogram (`|h`); several values a line (DogStatsD 1.1) unless
+//!   `packValues` is off (the OpenTelemetry Collector's statsd receiver parses one value a
+//!   line); in plain StatsD as timers in milliseconds (`|ms`), the unit StatsD daemons expect.
+//!   Past `maxValuesPerInterval` values of one series in one flush, a uniform sample of that
+//!   many goes out with its true sample rate (`|@0.25`), so the platform's counts stay exact
+//!   ([`Sampled`]);
 //! * DogStatsD only: the availability probe as the service check `_sc|codex.can_execute|0..3`.
 //!
 //! DogStatsD lines carry tags (`env`, `service`, `version`, pod, `DD_TAGS`,
@@ -16,6 +20,8 @@
 //!
 //! Sockets are non-blocking: a full or missing receiver fails the send (counted as an export
 //! error, logged rate-limited) instead of stalling. A host that does not resolve is retried.
+//! A batch is sent without awaiting, so shutdown never cuts one in half (see
+//! [`super::PushExporter`]).
 
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
@@ -24,14 +30,13 @@ use std::time::Duration;
 
 use cadence::prelude::*;
 use cadence::{BufferedUdpMetricSink, BufferedUnixMetricSink, MetricSink, StatsdClient};
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
-use super::histogram::{representatives, Delta, Deltas};
-use super::{Effective, ExportErrors, FailureLog, Origin, MAX_BACKOFF_SKIPS};
+use super::deltas::Deltas;
+use super::{Effective, ExportError, Origin, Problem, PushExporter};
 use crate::catalog::MetricDef;
 use crate::config::Config;
 use crate::monitor::health::AVAILABILITY_CHECK;
+use crate::monitor::observed::Observed;
 use crate::monitor::snapshot::{SampleValue, Snapshot, Status};
 
 /// The `exporter` label value.
@@ -44,8 +49,6 @@ pub const UDS_PAYLOAD: usize = 8192;
 pub const SERVICE_CHECK: &str = "codex.can_execute";
 /// At most this many values on one DogStatsD line.
 const VALUES_PER_LINE: usize = 64;
-/// Beyond this many plain-StatsD timer values in one bucket, one line with a sample rate.
-const PLAIN_VALUES_MAX: u64 = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -83,6 +86,10 @@ pub struct Settings {
     /// Why export is on, and where the destination came from.
     pub enabled_origin: Origin,
     pub target_origin: Origin,
+    /// Several values on one line (DogStatsD 1.1).
+    pub pack_values: bool,
+    /// Values per histogram series and flush before sampling.
+    pub max_values: usize,
 }
 
 /// Whether StatsD export is on, and why: `enabled`, or — unset — whether `DD_AGENT_HOST` or
@@ -120,8 +127,6 @@ pub fn effective(config: &Config) -> Result<Vec<Effective>, Problem> {
     }
     Ok(out)
 }
-
-type Problem = (&'static str, String, String);
 
 impl Settings {
     /// `Ok(None)` when StatsD export is off. On when `enabled` says so, or — unset — when
@@ -186,6 +191,13 @@ impl Settings {
                 tags.push(clean_tag(t));
             }
         }
+        if c.max_values_per_interval == 0 {
+            return Err((
+                "export.statsd.maxValuesPerInterval",
+                "0".into(),
+                "must be > 0".into(),
+            ));
+        }
         Ok(Some(Settings {
             target,
             dogstatsd: c.tags,
@@ -195,6 +207,8 @@ impl Settings {
             tags,
             enabled_origin,
             target_origin,
+            pack_values: c.pack_values,
+            max_values: usize::try_from(c.max_values_per_interval).unwrap_or(usize::MAX),
         }))
     }
 
@@ -321,55 +335,63 @@ impl Sender {
         })
     }
 
-    /// Sends one batch for `snapshot` and flushes. Returns the first error, if any (the rest of
-    /// the batch is still attempted).
-    pub fn send(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+    /// Sends one batch — `snapshot`'s gauges and counter increases, the values in `values`
+    /// (taken; they are gone afterwards whatever happens), the service check — and flushes.
+    /// Returns the first error, if any (the rest of the batch is still attempted).
+    pub fn send(&mut self, snapshot: &Snapshot, values: &mut Sampled) -> Result<(), String> {
         let mut first_error: Option<String> = None;
         let mut note = |r: Result<(), String>| {
             if let Err(e) = r {
                 first_error.get_or_insert(e);
             }
         };
+        let dog = self.settings.dogstatsd;
         for sample in &snapshot.samples {
             let Some(name) = sample.def.statsd else {
                 continue;
             };
-            let delta = self.deltas.of(sample);
-            let dog = self.settings.dogstatsd;
+            let increase = self.deltas.of(sample);
             let key = if dog {
                 name.to_string()
             } else {
                 plain_name(name, &sample.labels)
             };
-            let tags: Vec<(&str, &str)> = if dog {
+            let tags = if dog {
                 label_tags(sample.def, &sample.labels)
             } else {
                 Vec::new()
             };
-            match (&sample.value, delta) {
+            let result = match (&sample.value, increase) {
                 (SampleValue::Gauge(v), _) => {
                     let mut b = self.client.gauge_with_tags(&key, *v);
                     for (k, v) in &tags {
                         b = b.with_tag(k, v);
                     }
-                    note(b.try_send().map(drop).map_err(|e| e.to_string()));
+                    b.try_send().map(drop)
                 }
-                (SampleValue::Counter(_), Some(Delta::Counter(d))) if d >= 1.0 => {
+                (SampleValue::Counter(_), Some(d)) if d >= 1.0 => {
                     let mut b = self.client.count_with_tags(&key, d.round() as i64);
                     for (k, v) in &tags {
                         b = b.with_tag(k, v);
                     }
-                    note(b.try_send().map(drop).map_err(|e| e.to_string()));
+                    b.try_send().map(drop)
                 }
-                (SampleValue::Histogram { .. }, Some(Delta::Histogram { counts, sum })) => {
-                    for r in representatives(sample.def.buckets, &counts, sum) {
-                        note(self.send_values(&key, &tags, r.value, r.count));
-                    }
-                }
-                _ => {}
-            }
+                _ => Ok(()),
+            };
+            note(result.map_err(|e| e.to_string()));
         }
-        if self.settings.dogstatsd {
+        for series in values.take() {
+            let Some(name) = series.def.statsd else {
+                continue;
+            };
+            let (key, tags) = if dog {
+                (name.to_string(), label_tags(series.def, &series.labels))
+            } else {
+                (plain_name(name, &series.labels), Vec::new())
+            };
+            note(self.send_values(&key, &tags, &series.kept, series.rate()));
+        }
+        if dog {
             let line = service_check_line(snapshot, &self.settings.tags);
             note(self.sink.emit(&line).map(drop).map_err(|e| e.to_string()));
         }
@@ -380,23 +402,18 @@ impl Sender {
         }
     }
 
-    /// `count` observations of `value` (seconds) of a histogram metric.
+    /// Observations of a histogram metric (seconds), each standing for `1 / rate` executions.
     fn send_values(
         &self,
         key: &str,
         tags: &[(&str, &str)],
-        value: f64,
-        count: u64,
+        values: &[f64],
+        rate: Option<f64>,
     ) -> Result<(), String> {
         if !self.settings.dogstatsd {
-            // Plain StatsD timers, in whole milliseconds.
-            let ms = (value * 1000.0).round().max(0.0) as u64;
-            let (lines, rate) = if count > PLAIN_VALUES_MAX {
-                (1, Some(1.0 / count as f64))
-            } else {
-                (count, None)
-            };
-            for _ in 0..lines {
+            // Plain StatsD timers, in whole milliseconds, one a line.
+            for v in values {
+                let ms = (v * 1000.0).round().max(0.0) as u64;
                 let mut b = self.client.time_with_tags(key, ms);
                 if let Some(rate) = rate {
                     b = b.with_sampling_rate(rate);
@@ -405,14 +422,19 @@ impl Sender {
             }
             return Ok(());
         }
-        let mut left = count as usize;
-        while left > 0 {
-            let n = left.min(VALUES_PER_LINE);
-            left -= n;
-            let values = vec![value; n];
+        let per_line = if self.settings.pack_values {
+            VALUES_PER_LINE
+        } else {
+            1
+        };
+        for chunk in values.chunks(per_line) {
+            let values = chunk.to_vec();
             let result = match self.settings.timing {
                 TimingKind::Distribution => {
                     let mut b = self.client.distribution_with_tags(key, values);
+                    if let Some(rate) = rate {
+                        b = b.with_sampling_rate(rate);
+                    }
                     for (k, v) in tags {
                         b = b.with_tag(k, v);
                     }
@@ -420,6 +442,9 @@ impl Sender {
                 }
                 TimingKind::Histogram => {
                     let mut b = self.client.histogram_with_tags(key, values);
+                    if let Some(rate) = rate {
+                        b = b.with_sampling_rate(rate);
+                    }
                     for (k, v) in tags {
                         b = b.with_tag(k, v);
                     }
@@ -429,6 +454,98 @@ impl Sender {
             result.map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+}
+
+/// The values of one histogram series since the last flush.
+#[derive(Debug)]
+pub struct SampledSeries {
+    pub def: &'static MetricDef,
+    pub labels: Vec<String>,
+    /// All values seen, or a uniform sample of them.
+    pub kept: Vec<f64>,
+    /// How many values were seen.
+    pub seen: u64,
+}
+
+impl SampledSeries {
+    /// `None` when every value is kept; else the fraction kept, the `|@rate` that makes each
+    /// sent value count for `seen / kept` executions.
+    pub fn rate(&self) -> Option<f64> {
+        let kept = self.kept.len() as u64;
+        (kept < self.seen && kept > 0).then(|| kept as f64 / self.seen as f64)
+    }
+}
+
+/// Observed values waiting for the next flush, bounded per series: reservoir sampling keeps a
+/// uniform sample of `max` values however many arrive, and counts them all.
+#[derive(Debug)]
+pub struct Sampled {
+    max: usize,
+    series: Vec<SampledSeries>,
+    /// xorshift64 state: the sample needs uniformity, not unpredictability.
+    rng: u64,
+}
+
+impl Sampled {
+    pub fn new(max: usize) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9E37_79B9_7F4A_7C15, |d| d.as_nanos() as u64);
+        Sampled {
+            max: max.max(1),
+            series: Vec::new(),
+            rng: seed | 1,
+        }
+    }
+
+    fn next_below(&mut self, n: u64) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x % n
+    }
+
+    /// Adds every value of the series StatsD sends.
+    pub fn observe(&mut self, observed: &Observed) {
+        for o in observed.series.iter().filter(|o| o.def.statsd.is_some()) {
+            let i = match self
+                .series
+                .iter()
+                .position(|s| s.def.name == o.def.name && s.labels == o.labels)
+            {
+                Some(i) => i,
+                None => {
+                    self.series.push(SampledSeries {
+                        def: o.def,
+                        labels: o.labels.clone(),
+                        kept: Vec::new(),
+                        seen: 0,
+                    });
+                    self.series.len() - 1
+                }
+            };
+            for &v in &o.values {
+                let seen = self.series[i].seen;
+                self.series[i].seen += 1;
+                if self.series[i].kept.len() < self.max {
+                    self.series[i].kept.push(v);
+                } else {
+                    // Algorithm R: the new value replaces a kept one with probability max/seen.
+                    let j = self.next_below(seen + 1) as usize;
+                    if j < self.max {
+                        self.series[i].kept[j] = v;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Everything waiting, emptied.
+    pub fn take(&mut self) -> Vec<SampledSeries> {
+        std::mem::take(&mut self.series)
     }
 }
 
@@ -497,63 +614,68 @@ pub fn service_check_line(snapshot: &Snapshot, tags: &[String]) -> String {
     line
 }
 
-/// The export loop: one batch every interval, one last batch on shutdown.
-pub async fn run(
+/// The StatsD exporter: a lazily connected [`Sender`] and the values waiting for it.
+pub struct StatsdExporter {
     settings: Settings,
-    snapshots: watch::Receiver<Arc<Snapshot>>,
-    errors: Arc<ExportErrors>,
-    shutdown: CancellationToken,
-) {
-    tracing::info!(
-        exporter = EXPORTER,
-        destination = %settings.target,
-        dogstatsd = settings.dogstatsd,
-        interval_ms = settings.interval.as_millis() as u64,
-        "StatsD export on"
-    );
-    let mut sender: Option<Sender> = None;
-    let mut log = FailureLog::new(EXPORTER);
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + settings.interval,
-        settings.interval,
-    );
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut skip = 0u64;
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        if skip > 0 {
-            skip -= 1;
-            continue;
-        }
-        match cycle(&settings, &mut sender, &snapshots).await {
-            Ok(()) => log.success(),
-            Err(e) => {
-                errors.increment(EXPORTER);
-                log.failure(&e);
-                skip = log.backoff_skips(MAX_BACKOFF_SKIPS);
-            }
-        }
+    sender: Option<Sender>,
+    values: Sampled,
+}
+
+/// The registry's constructor ([`super::REGISTRY`]).
+pub fn configure(config: &Config) -> Result<Option<Box<dyn PushExporter>>, Problem> {
+    Ok(Settings::resolve(config)?.map(|settings| {
+        Box::new(StatsdExporter {
+            values: Sampled::new(settings.max_values),
+            settings,
+            sender: None,
+        }) as Box<dyn PushExporter>
+    }))
+}
+
+#[async_trait::async_trait]
+impl PushExporter for StatsdExporter {
+    fn name(&self) -> &'static str {
+        EXPORTER
     }
-    if let Err(e) = cycle(&settings, &mut sender, &snapshots).await {
-        errors.increment(EXPORTER);
-        tracing::warn!(exporter = EXPORTER, error = %e, "final StatsD flush failed");
+
+    fn interval(&self) -> Duration {
+        self.settings.interval
+    }
+
+    fn log_start(&self) {
+        tracing::info!(
+            exporter = EXPORTER,
+            destination = %self.settings.target,
+            dogstatsd = self.settings.dogstatsd,
+            pack_values = self.settings.pack_values,
+            interval_ms = self.settings.interval.as_millis() as u64,
+            "StatsD export on"
+        );
+    }
+
+    fn observe(&mut self, observed: &Observed) {
+        self.values.observe(observed);
+    }
+
+    /// Connecting may await (and be abandoned at shutdown); the batch itself is sent without
+    /// awaiting, so it is never cut in half.
+    async fn export(&mut self, snapshot: &Arc<Snapshot>) -> Result<(), ExportError> {
+        connect(&self.settings, &mut self.sender).await?;
+        let sender = self.sender.as_mut().expect("connected");
+        Ok(sender.send(snapshot, &mut self.values)?)
+    }
+
+    async fn final_export(&mut self, snapshot: &Arc<Snapshot>) -> Result<(), ExportError> {
+        self.export(snapshot).await
     }
 }
 
 /// How long opening the target (a DNS lookup for UDP) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One flush; connects first if needed. The connect resolves the host name, which blocks, so it
-/// runs on the blocking pool under [`CONNECT_TIMEOUT`]: a slow resolver never holds a worker.
-async fn cycle(
-    settings: &Settings,
-    sender: &mut Option<Sender>,
-    snapshots: &watch::Receiver<Arc<Snapshot>>,
-) -> Result<(), String> {
+/// Connects if needed. The connect resolves the host name, which blocks, so it runs on the
+/// blocking pool under [`CONNECT_TIMEOUT`]: a slow resolver never holds a worker.
+async fn connect(settings: &Settings, sender: &mut Option<Sender>) -> Result<(), String> {
     if sender.is_none() {
         let s = settings.clone();
         let connect = tokio::task::spawn_blocking(move || Sender::connect(&s));
@@ -570,8 +692,7 @@ async fn cycle(
             })?;
         *sender = Some(connected);
     }
-    let snapshot = snapshots.borrow().clone();
-    sender.as_mut().expect("connected").send(&snapshot)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -638,5 +759,36 @@ mod tests {
             plain_name("codex.execution_time", &["all".into()]),
             "codex.execution_time"
         );
+    }
+
+    /// Past the bound a uniform sample goes out whose rate makes the counts exact; below it
+    /// every value goes out as itself, without a rate.
+    #[test]
+    fn sampling_keeps_counts_exact_and_the_sample_uniform() {
+        let labels = ["review".to_string()];
+        let mut sampled = Sampled::new(1000);
+        let mut observed = Observed::default();
+        for i in 0..10_000 {
+            observed.push(&crate::catalog::EXECUTION_TIME, &labels, f64::from(i));
+        }
+        // Probe durations have no StatsD name: not kept.
+        observed.push(&crate::catalog::PROBE_DURATION, &labels, 1.0);
+        sampled.observe(&observed);
+        let series = sampled.take();
+        assert_eq!(series.len(), 1);
+        let s = &series[0];
+        assert_eq!((s.kept.len(), s.seen), (1000, 10_000));
+        let rate = s.rate().unwrap();
+        assert_eq!(rate, 0.1);
+        assert_eq!((s.kept.len() as f64 / rate).round(), 10_000.0);
+        // Uniform: the sample's mean is near the population's (4999.5; sd of the mean ≈ 91).
+        let mean = s.kept.iter().sum::<f64>() / 1000.0;
+        assert!((mean - 4999.5).abs() < 500.0, "mean {mean}");
+        assert!(sampled.take().is_empty(), "taken");
+        let mut few = Observed::default();
+        few.push(&crate::catalog::EXECUTION_TIME, &labels, 2.5);
+        sampled.observe(&few);
+        let s = sampled.take();
+        assert_eq!((s[0].kept.clone(), s[0].rate()), (vec![2.5], None));
     }
 }

@@ -6,6 +6,7 @@ pub mod availability;
 pub mod executions;
 pub mod health;
 pub mod history;
+pub mod observed;
 pub mod probes;
 pub mod resources;
 pub mod snapshot;
@@ -138,6 +139,8 @@ pub struct Monitor {
     history: history::History,
     /// The thread that writes the checkpoint and the history: no fsync on this task.
     persister: Persister,
+    /// Individual values for push exporters ([`observed`]).
+    observed: observed::ObservedSender,
 }
 
 impl Monitor {
@@ -173,7 +176,14 @@ impl Monitor {
             updates: None,
             history,
             persister,
+            observed: Default::default(),
         }
+    }
+
+    /// Publishes every execution and probe duration on `sender` as it is applied.
+    pub fn with_observed(mut self, sender: observed::ObservedSender) -> Self {
+        self.observed = sender;
+        self
     }
 
     /// Takes new thresholds and probe lists from configuration reloads.
@@ -224,7 +234,11 @@ impl Monitor {
             Observation::Executions(batch) => {
                 let now = now_ms();
                 self.history.record_executions(&batch.executions, now);
-                self.executions.apply(batch, now);
+                let mut observed = observed::Observed::default();
+                let listening = self.observed.has_listeners();
+                self.executions
+                    .apply(batch, now, listening.then_some(&mut observed));
+                self.observed.publish(observed);
             }
         }
     }
@@ -257,8 +271,14 @@ impl Monitor {
             Ending::SpawnFailed { .. } | Ending::AgentFault { .. } => stats.errors += 1,
             _ => s.failures += 1,
         }
+        let mut observed = observed::Observed::default();
         for attempt in &run.attempts {
             let secs = attempt.duration.as_secs_f64();
+            observed.push(
+                &catalog::PROBE_DURATION,
+                std::slice::from_ref(&spec.name),
+                secs,
+            );
             let bucket = catalog::PROBE_DURATION
                 .buckets
                 .iter()
@@ -268,6 +288,7 @@ impl Monitor {
             stats.duration_sum += secs;
             stats.duration_count += 1;
         }
+        self.observed.publish(observed);
         self.checks.insert(spec.name.clone(), verdict.evaluated);
     }
 
@@ -360,6 +381,18 @@ impl Monitor {
         }
         for s in self.executions.samples() {
             push(s.def, s.labels, s.value);
+        }
+        // The exact windowed percentiles (the spec's codex_execution_time_p95): a recording rule
+        // over the classic buckets could only interpolate between 1, 5, 10, 30 and 60 s.
+        let m = &report.performance.execution_metrics;
+        if m.total_executions > 0 {
+            for (def, ms) in [
+                (&catalog::EXECUTION_TIME_P50, m.median_execution_time),
+                (&catalog::EXECUTION_TIME_P95, m.p95_execution_time),
+                (&catalog::EXECUTION_TIME_P99, m.p99_execution_time),
+            ] {
+                push(def, vec![], SampleValue::Gauge(ms / 1000.0));
+            }
         }
         push(
             &catalog::SUCCESS_RATE,

@@ -49,8 +49,10 @@ pub struct AgentFootprint {
     pub rss_bytes: u64,
     /// Percent of one core since the previous sample.
     pub cpu_percent: f64,
-    /// CPU seconds (user + system) since the agent started.
-    pub cpu_seconds: f64,
+    /// CPU seconds in user mode since the agent started.
+    pub cpu_user_seconds: f64,
+    /// CPU seconds in kernel mode since the agent started.
+    pub cpu_system_seconds: f64,
     pub threads: u64,
     pub open_fds: u64,
 }
@@ -417,7 +419,16 @@ impl ResourceStats {
             vec![],
             last.counters.executions_started as f64,
         );
-        counter(&catalog::AGENT_CPU_TIME, vec![], a.cpu_seconds);
+        counter(
+            &catalog::AGENT_CPU_TIME,
+            vec!["user".into()],
+            a.cpu_user_seconds,
+        );
+        counter(
+            &catalog::AGENT_CPU_TIME,
+            vec!["system".into()],
+            a.cpu_system_seconds,
+        );
         counter(
             &catalog::AGENT_PROCESS_SAMPLES,
             vec![],

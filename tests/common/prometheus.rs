@@ -39,14 +39,17 @@ impl Prometheus {
 
     /// As [`Prometheus::start`], with extra command-line flags (e.g.
     /// `--enable-feature=native-histograms`).
+    /// The project's recording rules (`prometheus/rules.yml`) are loaded.
     pub fn start_with(job: &str, target_port: u16, flags: &[&str]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
+        let rules = super::root().join("prometheus/rules.yml");
+        let rules = rules.display();
         let port = free_port();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 500ms\n  scrape_timeout: 500ms\n  evaluation_interval: 500ms\nscrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+                "global:\n  scrape_interval: 500ms\n  scrape_timeout: 500ms\n  evaluation_interval: 500ms\nrule_files:\n  - {rules}\nscrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
             ),
         )
         .unwrap();

@@ -54,7 +54,6 @@ COMBINATIONS = [
         "datadog-dogstatsd",
         {
             "export": {"preset": "datadog", "datadog": {"env": "prod", "service": "audit-api", "version": "1.4.2"}},
-            "secrets": {"datadogApiKey": "dd-api-key-0123456789"},
         },
         None,
     ),
@@ -78,7 +77,6 @@ COMBINATIONS = [
                 "alertmanagerUrl": "http://alertmanager.monitoring:9093",
                 "alertMaintenanceToken": "maintenance-token-0123456789",
                 "alertWebhookHeaders": "X-Receiver-Key=receiver-key-0123456789",
-                "datadogApiKey": "dd-api-key-0123456789",
                 "newRelicLicenseKey": "nr-license-0123456789",
             },
         },
@@ -280,7 +278,7 @@ def test_presets_configure_the_exporters(sentinel_bin, tmp_path):
     assert (cfg["export.statsd.enabled"], cfg["export.statsd.host"], cfg["export.statsd.port"]) == (True, "192.0.2.10", 8125)
     assert (cfg["export.statsd.env"], cfg["export.statsd.service"], cfg["export.statsd.version"]) == ("prod", "audit-api", "1.4.2")
     assert cfg["export.statsd.entityId"] == FIELD_VALUES["metadata.uid"]
-    assert cfg["export.statsd.apiKey"] == "***redacted***"
+    assert "export.statsd.apiKey" not in cfg, "no Datadog API key setting: the agent sends through the node's agent"
     assert cfg["export.otlp.enabled"] is False
 
     cfg, env = cfg_of("datadog-otlp")
@@ -405,7 +403,6 @@ def test_secrets_stay_out_of_the_configmap(case):
             "alertMaintenanceToken": "CODEX_ALERT_MAINTENANCE_TOKEN",
             "alertWebhookHeaders": "CODEX_ALERT_WEBHOOK_HEADERS",
             "newRelicLicenseKey": "NEW_RELIC_LICENSE_KEY",
-            "datadogApiKey": "DD_API_KEY",
         }
         assert data == {expected[k]: v for k, v in given.items()}
 

@@ -94,8 +94,7 @@ the README list come from it.
   (list "alertmanagerUrl" "CODEX_ALERTMANAGER_URL")
   (list "alertMaintenanceToken" "CODEX_ALERT_MAINTENANCE_TOKEN")
   (list "alertWebhookHeaders" "CODEX_ALERT_WEBHOOK_HEADERS")
-  (list "newRelicLicenseKey" "NEW_RELIC_LICENSE_KEY")
-  (list "datadogApiKey" "DD_API_KEY")) }}
+  (list "newRelicLicenseKey" "NEW_RELIC_LICENSE_KEY")) }}
 {{- end }}
 
 {{/* True ("true") when the chart creates a Secret: some value given and no existingSecret. */}}
@@ -144,8 +143,7 @@ the README list come from it.
   (list "alerting" "alertmanager" "url" "alertmanagerUrl")
   (list "alerting" "maintenance" "token" "alertMaintenanceToken")
   (list "alerting" "webhook" "headers" "alertWebhookHeaders")
-  (list "export" "otlp" "apiKey" "newRelicLicenseKey")
-  (list "export" "statsd" "apiKey" "datadogApiKey") }}
+  (list "export" "otlp" "apiKey" "newRelicLicenseKey") }}
 {{- $section := index $cfg (index $secret 0) | default dict }}
 {{- $sub := index $section (index $secret 1) | default dict }}
 {{- if index $sub (index $secret 2) }}

@@ -142,8 +142,14 @@ impl ExecutionStats {
         self.baselines = config.baselines.clone();
     }
 
-    /// Folds a batch in. `now` (epoch ms) places timestamps from the future at now.
-    pub fn apply(&mut self, batch: ExecutionBatch, now: u64) {
+    /// Folds a batch in. `now` (epoch ms) places timestamps from the future at now. Each
+    /// execution's duration also goes to `observed` (per operation type, in seconds) when given.
+    pub fn apply(
+        &mut self,
+        batch: ExecutionBatch,
+        now: u64,
+        mut observed: Option<&mut crate::monitor::observed::Observed>,
+    ) {
         self.reader.seen = true;
         self.reader.dir_exists = batch.dir_exists;
         let map: Vec<u16> = batch
@@ -156,6 +162,14 @@ impl ExecutionStats {
             let t = map.get(usize::from(e.operation)).copied().unwrap_or(0);
             let at = Placement::of(e.duration);
             self.state.totals[usize::from(t)].record(e, at);
+            if let Some(observed) = observed.as_deref_mut() {
+                let name = &self.state.operation_types[usize::from(t)];
+                observed.push(
+                    &catalog::EXECUTION_TIME,
+                    std::slice::from_ref(name),
+                    e.duration / 1000.0,
+                );
+            }
             let ts = e.timestamp.min(now);
             if ts >= horizon {
                 self.slot(ts).aggregate(t).record(e, at);
@@ -426,7 +440,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        s.apply(batch, now);
+        s.apply(batch, now, None);
         let m = s.metrics(now);
         assert_eq!(
             (
@@ -491,6 +505,7 @@ mod tests {
                 ..Default::default()
             },
             now,
+            None,
         );
         let q = s.queue_metrics(now);
         assert_eq!(q.current_size, 2.0);
@@ -525,6 +540,7 @@ mod tests {
                 ..Default::default()
             },
             now,
+            None,
         );
         s.flush();
         persister.writer().wait_idle();
@@ -567,6 +583,7 @@ mod tests {
                 ..Default::default()
             },
             now,
+            None,
         );
         persister.writer().wait_idle();
         s.tick(now);
@@ -586,7 +603,7 @@ mod tests {
             operation_types: names,
             ..Default::default()
         };
-        s.apply(batch, 2000);
+        s.apply(batch, 2000, None);
         assert_eq!(s.state.operation_types.len(), MAX_OPERATION_TYPES);
         assert_eq!(
             s.state.operation_types.last().map(String::as_str),
@@ -615,6 +632,7 @@ mod tests {
                 ..Default::default()
             },
             now,
+            None,
         );
         let checks = s.checks(now);
         let by = |n: &str| checks.iter().find(|c| c.check.name == n).unwrap();
@@ -628,6 +646,7 @@ mod tests {
                 ..Default::default()
             },
             now,
+            None,
         );
         assert_eq!(
             s.checks(now)[0].check.status,

@@ -163,7 +163,8 @@ impl SelfMeter {
         Ok(AgentFootprint {
             rss_bytes: num(21) * self.kernel.page_size,
             cpu_percent,
-            cpu_seconds: ticks as f64 / self.kernel.ticks_per_sec as f64,
+            cpu_user_seconds: num(11) as f64 / self.kernel.ticks_per_sec as f64,
+            cpu_system_seconds: num(12) as f64 / self.kernel.ticks_per_sec as f64,
             threads: num(17),
             open_fds,
         })
