@@ -304,10 +304,12 @@ fn maintenance_endpoint_needs_the_token_and_silences() {
         r.iter().filter(|r| r.accepted()).count() == 2
     });
     assert_eq!(got[1].header("X-Codex-Sentinel-Status"), Some("resolved"));
-    assert!(got[1].json()["title"]
-        .as_str()
-        .unwrap()
-        .starts_with("Resolved: "));
+    assert_eq!(got[1].json()["title"], got[0].json()["title"]);
+    assert_eq!(got[1].json()["details"]["status"], "resolved");
+    assert_eq!(
+        got[1].json()["details"]["fingerprint"],
+        got[0].json()["details"]["fingerprint"]
+    );
     let (_, list) = agent.get_json("/health/codex/alerts");
     assert!(list["maintenance"].is_null());
 }

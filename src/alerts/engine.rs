@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::fingerprint::fingerprint;
 use super::notify::{self, Notifier};
 use super::rules::{self, Finding, Rule, RuleContext};
 pub use super::state::{EngineState, Series};
@@ -521,8 +522,10 @@ impl Engine {
 
     fn resolved_event(&self, s: &Series, now: u64) -> AlertEvent {
         let mut body = body_of(&self.settings, &s.finding, now);
+        // The severity and title the receiver was told: a resolved notification names the
+        // alert exactly as its firing one did (the status says it ended).
         body.severity = s.notified_severity.unwrap_or(body.severity);
-        body.title = format!("Resolved: {}", s.finding.title);
+        body.details.insert("status".into(), json!("resolved"));
         body.message = format!(
             "Resolved after {}. Last condition: {}",
             human_duration(now.saturating_sub(s.since)),
@@ -602,15 +605,20 @@ fn maintenance_finding(m: &MaintenanceStatus) -> Finding {
     }
 }
 
-/// The specification's body for a finding.
+/// The specification's body for a finding, with the alert's identity in `details`: `alertKey`
+/// (the series) and `fingerprint` (see [`super::fingerprint`]), the same in every notification
+/// of the alert — firing, escalated, resolved — and on every sink.
 pub fn body_of(settings: &EngineSettings, f: &Finding, timestamp: u64) -> AlertBody {
+    let mut details = f.details.clone();
+    details.insert("alertKey".into(), json!(f.key));
+    details.insert("fingerprint".into(), json!(fingerprint(&f.key)));
     AlertBody {
         timestamp,
         severity: f.severity,
         title: f.title.clone(),
         message: f.message.clone(),
         category: f.category,
-        details: f.details.clone(),
+        details,
         recommendations: f.recommendations.clone(),
         runbook: format!("{}{}", settings.runbook_base, f.runbook),
     }

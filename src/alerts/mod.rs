@@ -15,6 +15,7 @@
 
 pub mod delivery;
 pub mod engine;
+pub mod fingerprint;
 pub mod http;
 pub mod notify;
 pub mod rules;
@@ -121,6 +122,13 @@ pub struct AlertEvent {
     /// Epoch ms when it resolved.
     pub ends_at: Option<u64>,
     pub body: AlertBody,
+}
+
+impl AlertEvent {
+    /// The alert's identity, the same in every notification about it (see [`fingerprint`]).
+    pub fn fingerprint(&self) -> String {
+        fingerprint::fingerprint(&self.key)
+    }
 }
 
 /// What the sinks deliver: one event, or several raised within one aggregation window.
