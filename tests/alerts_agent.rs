@@ -122,7 +122,16 @@ fn generic_webhook_body_is_the_specification_example_and_secrets_stay_hidden() {
         b["details"].as_object().unwrap(),
         s["details"].as_object().unwrap(),
     );
-    let mut bdk: Vec<_> = bd.keys().collect();
+    // The specification's details, plus the alert's identity (docs/alerting.md).
+    assert_eq!(bd["alertKey"], "codex-unavailable");
+    assert_eq!(
+        bd["fingerprint"],
+        codex_sentinel::alerts::fingerprint::fingerprint("codex-unavailable")
+    );
+    let mut bdk: Vec<_> = bd
+        .keys()
+        .filter(|k| !["alertKey", "fingerprint"].contains(&k.as_str()))
+        .collect();
     let mut sdk: Vec<_> = sd.keys().collect();
     bdk.sort();
     sdk.sort();
