@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use codex_sentinel::alerts::engine::{Engine, EngineSettings, EngineState};
+use codex_sentinel::alerts::engine::{Engine, EngineSettings, EngineState, INFO_EVENT_TTL_MS};
 use codex_sentinel::alerts::rules::{self, builtin_rules, Finding, Rule, RuleContext};
 use codex_sentinel::alerts::store::Store;
 use codex_sentinel::alerts::{AlertStatus, Category, Notification, Severity, SinkKind};
@@ -969,6 +969,39 @@ fn an_alert_keeps_its_title_and_fingerprint_through_escalation_resolution_and_lo
     let again = amnesiac.evaluate(&at(800), now + 20_000);
     assert_eq!(again[0].events[0].body.details["fingerprint"], fp);
     assert_eq!(again[0].events[0].fingerprint(), fp.as_str().unwrap());
+}
+
+/// An info event without a series (configuration changed) is listed by the endpoints for an
+/// hour whether or not a sink exists, then expires; nothing is left pending.
+#[test]
+fn info_events_are_listed_with_an_expiry_without_any_sink() {
+    let mut engine = Engine::new(settings(), vec![], EngineState::default());
+    let config = |v: &str| [("healthMonitoring.checkInterval".to_string(), v.to_string())].into();
+    assert!(engine
+        .config_changed(config("30000"), true, 1_000)
+        .is_empty());
+    let raised = engine.config_changed(config("10000"), true, 2_000);
+    assert_eq!(
+        events(&raised),
+        vec![("configuration-changed".to_string(), AlertStatus::Firing)]
+    );
+    let listed = |engine: &Engine| {
+        let v = engine.view(&[], Default::default());
+        let json = v.to_json();
+        assert_eq!(json["pending"], 0, "{json}");
+        json["alerts"].as_array().unwrap().clone()
+    };
+    engine.evaluate(&snapshot(3_000, |_| {}), 3_000);
+    let alerts = listed(&engine);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["id"], "configuration-changed");
+    assert_eq!(alerts[0]["severity"], "info");
+    assert_eq!(alerts[0]["notified"], false, "no sink: nothing was sent");
+    assert_eq!(alerts[0]["expiresAt"], 2_000 + INFO_EVENT_TTL_MS);
+    engine.evaluate(&snapshot(3_000, |_| {}), 2_000 + INFO_EVENT_TTL_MS - 1);
+    assert_eq!(listed(&engine).len(), 1);
+    engine.evaluate(&snapshot(3_000, |_| {}), 2_000 + INFO_EVENT_TTL_MS);
+    assert!(listed(&engine).is_empty());
 }
 
 #[test]

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::fingerprint::fingerprint;
 use super::notify::{self, Notifier};
 use super::rules::{self, Finding, Rule, RuleContext};
-pub use super::state::{EngineState, Series};
+pub use super::state::{EngineState, Series, INFO_EVENT_TTL_MS};
 use super::store::Store;
 use super::{
     delivery, ActiveAlert, AlertBody, AlertEvent, AlertStatus, AlertsView, Category, Command,
@@ -115,6 +115,9 @@ impl Engine {
         self.evaluations += 1;
         self.evaluated_at = now;
         let eval = self.evaluations;
+        self.state
+            .recent_info
+            .retain(|e| now < e.starts_at.saturating_add(INFO_EVENT_TTL_MS));
         self.update_maintenance(now, &mut out);
         let silenced = self.state.maintenance.is_some();
 
@@ -402,6 +405,8 @@ impl Engine {
             ends_at: None,
             body: body_of(&self.settings, &finding, now),
         };
+        self.state.recent_info.retain(|e| e.key != event.key);
+        self.state.recent_info.push(event.clone());
         self.emit(event, now, &mut out);
         self.flush_group(now, &mut out);
         out
@@ -419,9 +424,18 @@ impl Engine {
                 status: AlertStatus::Firing,
                 starts_at: s.since,
                 notified: s.notified,
+                expires_at: None,
                 body: body_of(&self.settings, &s.finding, s.fired_at),
             })
             .collect();
+        active.extend(self.state.recent_info.iter().map(|e| ActiveAlert {
+            id: e.key.clone(),
+            status: AlertStatus::Firing,
+            starts_at: e.starts_at,
+            notified: !sinks.is_empty(),
+            expires_at: Some(e.starts_at.saturating_add(INFO_EVENT_TTL_MS)),
+            body: e.body.clone(),
+        }));
         active.sort_by(|a, b| {
             b.body
                 .severity

@@ -289,8 +289,13 @@ pub struct ActiveAlert {
     pub status: AlertStatus,
     /// Epoch ms when the condition was first seen.
     pub starts_at: u64,
-    /// A firing notification went out (false while silenced by cooldown or maintenance).
+    /// A firing notification went out (false while silenced by cooldown or maintenance, and
+    /// when no sink is configured).
     pub notified: bool,
+    /// Epoch ms after which an info event is no longer listed (info events only: they have no
+    /// condition that resolves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
     #[serde(flatten)]
     pub body: AlertBody,
 }
