@@ -68,6 +68,7 @@ fn settings() -> EngineSettings {
         aggregation_window: None,
         runbook_base: "https://runbooks.example/".into(),
         windows: vec![],
+        maintenance_events: true,
     }
 }
 
@@ -1002,6 +1003,32 @@ fn info_events_are_listed_with_an_expiry_without_any_sink() {
     assert_eq!(listed(&engine).len(), 1);
     engine.evaluate(&snapshot(3_000, |_| {}), 2_000 + INFO_EVENT_TTL_MS);
     assert!(listed(&engine).is_empty());
+}
+
+/// `CODEX_ALERT_DISABLED_RULES=maintenance` is accepted (the id docs/alerting.md lists) and
+/// drops the maintenance start/end notifications; the window still silences.
+#[test]
+fn disabling_the_maintenance_rule_keeps_silencing_without_its_events() {
+    let cfg = codex_sentinel::cli::load(&codex_sentinel::config::Sources {
+        file: None,
+        env: [(
+            "CODEX_ALERT_DISABLED_RULES",
+            "maintenance,performance-degradation",
+        )]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    })
+    .expect("maintenance is a known rule id");
+    let s = EngineSettings::from_config(&cfg.alerting);
+    assert!(!s.maintenance_events);
+    let mut engine = Engine::new(s, vec![], EngineState::default());
+    assert!(engine
+        .start_maintenance(10_000, "deploy".into(), 1_000)
+        .is_empty());
+    assert!(engine.maintenance().is_some());
+    assert!(engine.end_maintenance(2_000).is_empty());
+    assert!(engine.maintenance().is_none());
 }
 
 #[test]

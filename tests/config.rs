@@ -226,6 +226,16 @@ fn bad_values_exit_2_with_one_line_naming_key_value_and_source() {
             vec!["CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "120"],
         ),
         (
+            vec![("CODEX_PERF_BASELINE_SUCCESS_RATE", "101")],
+            None,
+            vec!["CODEX_PERF_BASELINE_SUCCESS_RATE", "101"],
+        ),
+        (
+            vec![("CODEX_ALERT_FAILURE_RATE_CRITICAL", "150")],
+            None,
+            vec!["CODEX_ALERT_FAILURE_RATE_CRITICAL", "150"],
+        ),
+        (
             vec![],
             Some(r#"{"healthMonitoring":{"checkInterval":"fast"}}"#),
             vec!["healthMonitoring.checkInterval", "fast", "monitoring.json"],

@@ -52,6 +52,8 @@ pub struct EngineSettings {
     pub runbook_base: String,
     /// Planned maintenance windows: (start, end, reason), epoch ms.
     pub windows: Vec<(u64, u64, String)>,
+    /// The `maintenance` info event is raised at a window's start and end (rule not disabled).
+    pub maintenance_events: bool,
 }
 
 impl EngineSettings {
@@ -77,6 +79,7 @@ impl EngineSettings {
                     ))
                 })
                 .collect(),
+            maintenance_events: !a.rules.disabled.iter().any(|r| r == rules::MAINTENANCE),
         }
     }
 }
@@ -479,6 +482,9 @@ impl Engine {
     fn update_maintenance(&mut self, now: u64, out: &mut Vec<Notification>) {
         let current = self.current_maintenance(now);
         match (&self.state.maintenance, &current) {
+            (None, Some(m)) if !self.settings.maintenance_events => {
+                tracing::info!(until = m.until, reason = %m.reason, source = %m.source, "maintenance started: new alert notifications are silenced (the maintenance event is disabled)");
+            }
             (None, Some(m)) => {
                 let finding = maintenance_finding(m);
                 let event = AlertEvent {

@@ -31,6 +31,7 @@ pub const RULE_IDS: &[&str] = &[
     QUEUE_BACKLOG,
     PERFORMANCE_DEGRADATION,
     CONFIGURATION_CHANGED,
+    MAINTENANCE,
 ];
 
 /// The rule ids named in `alerting.rules.disabled` must exist: a typo would silently leave the
@@ -60,7 +61,8 @@ pub const QUEUE_BACKLOG: &str = "queue-backlog";
 pub const PERFORMANCE_DEGRADATION: &str = "performance-degradation";
 /// Raised by the engine when the configuration differs from the previous run's.
 pub const CONFIGURATION_CHANGED: &str = "configuration-changed";
-/// Raised by the engine when a maintenance window starts (resolved when it ends).
+/// Raised by the engine when a maintenance window starts (resolved when it ends). Disabling
+/// it keeps the silencing and drops only the start/end notifications.
 pub const MAINTENANCE: &str = "maintenance";
 
 /// A series in an alerting condition, with everything a notification says about it.
