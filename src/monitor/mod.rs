@@ -383,6 +383,25 @@ impl Monitor {
         for s in self.executions.samples() {
             push(s.def, s.labels, s.value);
         }
+        if self.config.operations_log.enabled {
+            let p = &report.performance;
+            let q = &p.resource_metrics.queue_metrics;
+            push(
+                &catalog::APP_QUEUE_SIZE,
+                vec![],
+                SampleValue::Gauge(q.current_size),
+            );
+            push(
+                &catalog::APP_QUEUE_WAIT,
+                vec![],
+                SampleValue::Gauge(q.average_wait_time / 1000.0),
+            );
+            push(
+                &catalog::APP_RETRY_RATE,
+                vec![],
+                SampleValue::Gauge(p.reliability_metrics.retry_rate / 100.0),
+            );
+        }
         push(
             &catalog::SUCCESS_RATE,
             vec![],
@@ -651,5 +670,52 @@ mod reload_tests {
         assert!(!defs.contains(&catalog::PROBE_RUNS.name));
         assert!(defs.contains(&catalog::ACTIVE_PROCESSES.name));
         assert_eq!(snap.report.overall, Status::Healthy);
+    }
+
+    /// The application's queue and retries reach every exporter as catalog samples, named
+    /// apart from the agent's notification queue.
+    #[test]
+    fn application_queue_and_retry_rate_are_exported() {
+        let state = tempfile::tempdir().unwrap();
+        let mut cfg = Config::default();
+        cfg.history.enabled = false;
+        cfg.state_dir = state.path().to_path_buf();
+        let cfg = Arc::new(cfg);
+        let (_, _, telemetry) = channel();
+        let mut m = Monitor::new(cfg.clone(), probes::specs(&cfg), telemetry);
+        let now = now_ms();
+        let exec = |retry_count| executions::Execution {
+            timestamp: now,
+            operation: 0,
+            duration: 1_000.0,
+            outcome: executions::Outcome::Success,
+            retry_count,
+            queue_wait: Some(2_000.0),
+            error: None,
+        };
+        m.apply(Observation::Executions(ExecutionBatch {
+            operation_types: vec!["audit".into()],
+            executions: (0..20).map(|i| exec(i % 2)).collect(),
+            ..Default::default()
+        }));
+        let snap = m.snapshot(now);
+        let value = |def: &MetricDef| {
+            snap.samples
+                .iter()
+                .find(|s| s.def.name == def.name)
+                .map(|s| match s.value {
+                    SampleValue::Gauge(v) => v,
+                    _ => panic!("{} is a gauge", def.name),
+                })
+                .unwrap_or_else(|| panic!("{} missing", def.name))
+        };
+        assert_eq!(value(&catalog::APP_QUEUE_WAIT), 2.0);
+        assert_eq!(value(&catalog::APP_RETRY_RATE), 0.5);
+        let q = &snap.report.performance.resource_metrics.queue_metrics;
+        assert_eq!(value(&catalog::APP_QUEUE_SIZE), q.current_size);
+        assert_eq!(
+            catalog::APP_QUEUE_WAIT.prometheus_name(),
+            "codex_operations_queue_wait_seconds"
+        );
     }
 }
