@@ -247,6 +247,15 @@ fn bad_values_exit_2_with_one_line_naming_key_value_and_source() {
         ),
         (
             vec![],
+            Some(r#"{"healthMonitoring":{"checkIntervall":1}}"#),
+            vec![
+                "unknown key `healthMonitoring.checkIntervall` in",
+                "monitoring.json",
+                "did you mean `checkInterval`?",
+            ],
+        ),
+        (
+            vec![],
             Some(r#"{"healthMonitoring":{"checkInterval":-1}}"#),
             vec!["healthMonitoring.checkInterval", "-1", "monitoring.json"],
         ),
@@ -263,6 +272,10 @@ fn bad_values_exit_2_with_one_line_naming_key_value_and_source() {
         let (code, _, stderr) = run_cli(&args, &env, cwd);
         assert_eq!(code, 2, "{env:?} {file:?}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(
+            !stderr.contains("bogus.bogus") && !stderr.contains("Intervall.checkIntervall"),
+            "an unknown key is named once: {stderr}"
+        );
         for n in needles {
             assert!(
                 stderr.contains(n),

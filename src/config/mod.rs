@@ -186,13 +186,19 @@ fn describe_figment_error(fig: &Figment, err: figment::Error) -> ConfigError {
         None => "configuration".into(),
     };
     let what = match &e.kind {
-        figment::error::Kind::UnknownField(field, _) => {
+        figment::error::Kind::UnknownField(field, expected) => {
+            // figment's path sometimes already ends with the field: name it once.
             let full = if key.is_empty() {
                 field.clone()
+            } else if e.path.last() == Some(field) {
+                key.clone()
             } else {
                 format!("{key}.{field}")
             };
-            return ConfigError(format!("unknown key `{full}` in {source}"));
+            let hint = closest(field, expected)
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            return ConfigError(format!("unknown key `{full}` in {source}{hint}"));
         }
         kind => kind.to_string(),
     };
@@ -201,6 +207,31 @@ fn describe_figment_error(fig: &Figment, err: figment::Error) -> ConfigError {
     } else {
         ConfigError(format!("invalid value for `{key}` from {source}: {what}"))
     }
+}
+
+/// The expected key nearest to a misspelt one (case-insensitive edit distance at most 2, or
+/// a case-only difference), for "did you mean".
+fn closest<'a>(field: &str, expected: &[&'a str]) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                let cost = usize::from(ca != *cb);
+                cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    let lower = field.to_lowercase();
+    expected
+        .iter()
+        .map(|k| (distance(&lower, &k.to_lowercase()), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
 }
 
 fn describe_source(
