@@ -259,6 +259,18 @@ fn bad_values_exit_2_with_one_line_naming_key_value_and_source() {
             Some(r#"{"healthMonitoring":{"checkInterval":-1}}"#),
             vec!["healthMonitoring.checkInterval", "-1", "monitoring.json"],
         ),
+        (
+            vec![],
+            Some(r#"{"codex":{"probes":[{"name":"x","command":[]}]}}"#),
+            vec!["codex.probes.0", "monitoring.json"],
+        ),
+        (
+            vec![],
+            Some(
+                r#"{"alerting":{"maintenance":{"windows":[{"start":"2026-01-02T00:00:00Z","end":"2026-01-01T00:00:00Z"}]}}}"#,
+            ),
+            vec!["alerting.maintenance.windows.0", "monitoring.json"],
+        ),
         (vec![], Some("{not json"), vec!["monitoring.json"]),
     ];
     for (env, file, needles) in cases {

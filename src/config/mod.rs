@@ -253,9 +253,17 @@ fn describe_source(
 
 /// Where the value at `key` came from, in words.
 pub fn source_of(fig: &Figment, key: &str) -> String {
-    match fig.find_metadata(key) {
+    // figment does not index into arrays (`codex.probes.0.command`): an element comes from
+    // wherever its array came from, so look up the nearest enclosing key that it knows.
+    let parts: Vec<&str> = key.split('.').collect();
+    let array = parts
+        .iter()
+        .position(|p| p.parse::<usize>().is_ok())
+        .map_or(parts.len(), |i| i);
+    let known = parts[..array].join(".");
+    match fig.find_metadata(&known) {
         Some(md) => {
-            let path: Vec<String> = key.split('.').map(str::to_string).collect();
+            let path: Vec<String> = known.split('.').map(str::to_string).collect();
             describe_source(md, &None, &path)
         }
         None => "defaults".into(),
