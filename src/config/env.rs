@@ -37,7 +37,7 @@ pub enum Kind {
 #[rustfmt::skip]
 pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     // — the specification's health-check variables
-    ("ENABLE_CODEX_HEALTH_MONITORING", "healthMonitoring.enabled", Kind::Bool, "Run the probes."),
+    ("ENABLE_CODEX_HEALTH_MONITORING", "healthMonitoring.enabled", Kind::Bool, "Run the probes. false: no probe runs (check included); the availability check says so, availability and probe series are absent, the other checks go on."),
     ("CODEX_HEALTH_CHECK_INTERVAL", "healthMonitoring.checkInterval", Kind::Int, "ms between availability probes."),
     ("CODEX_HEALTH_CHECK_TIMEOUT", "healthMonitoring.healthCheckTimeout", Kind::Int, "ms one probe attempt may take."),
     ("CODEX_HEALTH_CHECK_RETRIES", "healthMonitoring.retries", Kind::Int, "Extra attempts after a failed probe."),
