@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use codex_sentinel::alerts::engine::{Engine, EngineSettings, EngineState};
-use codex_sentinel::alerts::rules::{builtin_rules, Finding, Rule, RuleContext};
+use codex_sentinel::alerts::rules::{
+    self, builtin_rules, Finding, ProbeFailing, Rule, RuleContext,
+};
 use codex_sentinel::alerts::{Category, Severity};
 use codex_sentinel::config::Config;
 use codex_sentinel::monitor::snapshot::{HealthCheck, Snapshot, Status};
@@ -55,13 +57,20 @@ fn snapshot(now: u64, failing_checks: usize) -> Snapshot {
             timestamp: now,
             duration: 120,
             details,
+            recommendations: vec!["Run the probe's command by hand".into()],
+            raises_alert: true,
         });
     }
     Snapshot::new(report, base.metrics.clone(), vec![], true, 0)
 }
 
+/// The built-in rules with `probe-failing` watching the 1,000 probes of [`snapshot`].
 fn rules(config: &Config) -> Vec<Box<dyn Rule>> {
     let mut rules = builtin_rules(config);
+    rules.retain(|r| r.id() != rules::PROBE_FAILING);
+    rules.push(Box::new(ProbeFailing {
+        probes: (0..1_000).map(|i| format!("probe-{i:04}")).collect(),
+    }));
     let mut t = 10_000;
     while rules.len() < 100 {
         rules.push(Box::new(SlowCheck(t)));

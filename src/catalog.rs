@@ -457,6 +457,40 @@ metric!(
     &[]
 );
 
+// — The application's own queue and retries, from the operations log (`timing.queueWait`,
+//   `retryCount`): the specification's secondary metrics. Named `codex.operations.*`, apart
+//   from the agent's notification queue (`codex_sentinel_alert_notification_queue_*`).
+metric!(
+    APP_QUEUE_SIZE,
+    "codex.operations.queue_size",
+    Gauge,
+    "{operation}",
+    "Operations waiting in the application's queue (queueMetrics.currentSize: average wait x arrival rate over the window)",
+    [],
+    Some("codex.operations.queue_size"),
+    &[]
+);
+metric!(
+    APP_QUEUE_WAIT,
+    "codex.operations.queue_wait",
+    Gauge,
+    "s",
+    "Average time operations waited in the application's queue over the window (queueMetrics.averageWaitTime)",
+    [],
+    Some("codex.operations.queue_wait"),
+    &[]
+);
+metric!(
+    APP_RETRY_RATE,
+    "codex.operations.retry_rate",
+    Gauge,
+    "1",
+    "Share of executions in the window the application retried at least once (0..1; reliabilityMetrics.retryRate / 100)",
+    [],
+    Some("codex.operations.retry_rate"),
+    &[]
+);
+
 /// Every metric, in exposition order.
 pub const CATALOG: &[&MetricDef] = &[
     &AVAILABILITY,
@@ -498,6 +532,9 @@ pub const CATALOG: &[&MetricDef] = &[
     &AGENT_SAMPLE_DURATION,
     &AGENT_SAMPLER_EVENTS,
     &AGENT_EXPORT_ERRORS,
+    &APP_QUEUE_SIZE,
+    &APP_QUEUE_WAIT,
+    &APP_RETRY_RATE,
 ];
 
 #[cfg(test)]

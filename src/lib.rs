@@ -281,7 +281,13 @@ pub async fn check_once(
     probe::become_subreaper();
     let on_attempt = Arc::new(on_attempt);
     let config = Arc::new(config);
-    let specs = probe_specs(&config);
+    // `check` honours ENABLE_CODEX_HEALTH_MONITORING=false: no probe runs, and the availability
+    // check says the probes are disabled.
+    let specs = if config.health_monitoring.enabled {
+        probe_specs(&config)
+    } else {
+        Vec::new()
+    };
     let (_sender, _rx, telemetry) = monitor::channel();
     let mut monitor = Monitor::new(config, specs.clone(), telemetry);
     let token = CancellationToken::new();

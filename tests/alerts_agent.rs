@@ -122,7 +122,16 @@ fn generic_webhook_body_is_the_specification_example_and_secrets_stay_hidden() {
         b["details"].as_object().unwrap(),
         s["details"].as_object().unwrap(),
     );
-    let mut bdk: Vec<_> = bd.keys().collect();
+    // The specification's details, plus the alert's identity (docs/alerting.md).
+    assert_eq!(bd["alertKey"], "codex-unavailable");
+    assert_eq!(
+        bd["fingerprint"],
+        codex_sentinel::alerts::fingerprint::fingerprint("codex-unavailable")
+    );
+    let mut bdk: Vec<_> = bd
+        .keys()
+        .filter(|k| !["alertKey", "fingerprint"].contains(&k.as_str()))
+        .collect();
     let mut sdk: Vec<_> = sd.keys().collect();
     bdk.sort();
     sdk.sort();
@@ -304,10 +313,12 @@ fn maintenance_endpoint_needs_the_token_and_silences() {
         r.iter().filter(|r| r.accepted()).count() == 2
     });
     assert_eq!(got[1].header("X-Codex-Sentinel-Status"), Some("resolved"));
-    assert!(got[1].json()["title"]
-        .as_str()
-        .unwrap()
-        .starts_with("Resolved: "));
+    assert_eq!(got[1].json()["title"], got[0].json()["title"]);
+    assert_eq!(got[1].json()["details"]["status"], "resolved");
+    assert_eq!(
+        got[1].json()["details"]["fingerprint"],
+        got[0].json()["details"]["fingerprint"]
+    );
     let (_, list) = agent.get_json("/health/codex/alerts");
     assert!(list["maintenance"].is_null());
 }

@@ -5,14 +5,18 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use codex_sentinel::alerts::engine::{Engine, EngineSettings, EngineState};
+use codex_sentinel::alerts::engine::{Engine, EngineSettings, EngineState, INFO_EVENT_TTL_MS};
 use codex_sentinel::alerts::rules::{self, builtin_rules, Finding, Rule, RuleContext};
 use codex_sentinel::alerts::store::Store;
 use codex_sentinel::alerts::{AlertStatus, Category, Notification, Severity, SinkKind};
 use codex_sentinel::config::flatten as flatten_config;
 use codex_sentinel::config::Config;
+use codex_sentinel::monitor::executions::{Execution, ExecutionBatch, Outcome};
+use codex_sentinel::monitor::probes::{Attempt, Ending, ProbeRun};
+use codex_sentinel::monitor::resources::ResourceSample;
 use codex_sentinel::monitor::snapshot::{HealthCheck, HealthReport, Snapshot, Status};
-use codex_sentinel::monitor::{self, Monitor};
+use codex_sentinel::monitor::{self, Monitor, Observation};
+use std::time::Duration;
 
 /// A snapshot as the monitor makes it, changed by `f`, stamped `now`.
 fn snapshot(now: u64, f: impl FnOnce(&mut HealthReport)) -> Snapshot {
@@ -64,6 +68,7 @@ fn settings() -> EngineSettings {
         aggregation_window: None,
         runbook_base: "https://runbooks.example/".into(),
         windows: vec![],
+        maintenance_events: true,
     }
 }
 
@@ -146,7 +151,9 @@ fn fires_after_hold_and_resolves_after_clear() {
     );
     let r = &resolved[0].events[0];
     assert_eq!(r.ends_at, Some(12_000));
-    assert_eq!(r.body.title, "Resolved: Condition storm:00");
+    // Named as when it fired; the status and `details.status` say it ended.
+    assert_eq!(r.body.title, "Condition storm:00");
+    assert_eq!(r.body.details["status"], "resolved");
     assert!(engine.view(&[], Default::default()).active.is_empty());
 }
 
@@ -511,12 +518,13 @@ fn codex_unavailable_matches_the_specification_example() {
             timestamp: 5_000,
             duration: 5,
             details,
+            recommendations: vec![
+                "Verify Codex CLI installation".into(),
+                "Check PATH environment variable".into(),
+                "Restart the service if necessary".into(),
+            ],
+            raises_alert: true,
         }];
-        r.recommendations = vec![
-            "Verify Codex CLI installation".into(),
-            "Check PATH environment variable".into(),
-            "Restart the service if necessary".into(),
-        ];
     });
     let found = fired(&rules, &snap, 5_000);
     assert_eq!(found.len(), 1, "{found:?}");
@@ -532,82 +540,505 @@ fn codex_unavailable_matches_the_specification_example() {
     assert_eq!(f.recommendations.len(), 3);
 }
 
+/// The monitor of `cfg` after `observations`, snapshot at `now` (its own state directory, no
+/// history).
+fn monitored(cfg: &Config, now: u64, observations: Vec<Observation>) -> Snapshot {
+    let state = tempfile::tempdir().unwrap();
+    let mut cfg = cfg.clone();
+    cfg.state_dir = state.path().to_path_buf();
+    cfg.history.enabled = false;
+    let cfg = Arc::new(cfg);
+    let (_, _, dropped) = monitor::channel();
+    let mut m = Monitor::new(cfg.clone(), codex_sentinel::probe_specs(&cfg), dropped);
+    for o in observations {
+        m.apply(o);
+    }
+    m.snapshot(now)
+}
+
+/// The monitor stamps executions with the wall clock when it folds them in: the tests that
+/// feed it executions take their "now" from the same clock.
+fn wall_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn probe(name: &str, now: u64, duration_ms: u64, ending: Ending, stdout: &str) -> Observation {
+    Observation::Probe {
+        run: ProbeRun {
+            spec_name: name.into(),
+            attempts: vec![Attempt {
+                started: now,
+                duration: Duration::from_millis(duration_ms),
+                ending,
+                stdout: stdout.into(),
+                stderr_tail: String::new(),
+                pid: 1,
+            }],
+        },
+        start_delay: Duration::ZERO,
+    }
+}
+
+/// 100 executions of `ms` each, `failed` of them failures and `timed_out` timeouts.
+fn executions(now: u64, ms: f64, failed: usize, timed_out: usize) -> Observation {
+    let exec = |outcome| Execution {
+        timestamp: now,
+        operation: 0,
+        duration: ms,
+        outcome,
+        retry_count: 0,
+        queue_wait: None,
+        error: None,
+    };
+    let mut executions: Vec<Execution> = (0..failed).map(|_| exec(Outcome::Failure)).collect();
+    executions.extend((0..timed_out).map(|_| exec(Outcome::Timeout)));
+    executions.extend((failed + timed_out..100).map(|_| exec(Outcome::Success)));
+    Observation::Executions(ExecutionBatch {
+        operation_types: vec!["audit".into()],
+        executions,
+        ..Default::default()
+    })
+}
+
+fn processes(now: u64, mb: u64, count: u64) -> Observation {
+    Observation::Resources(ResourceSample {
+        timestamp: now,
+        processes: count,
+        os_processes: count,
+        rss_bytes: mb * 1_048_576,
+        ..Default::default()
+    })
+}
+
+/// Every health check driven to each level it has: the snapshot says that level, and the rules
+/// raise exactly one alert, of the rule that owns the check, with that severity and the rule's
+/// category, title and runbook — never `probe-failing` for a built-in check.
 #[test]
-fn rate_and_resource_rules_follow_their_thresholds() {
+fn every_check_raises_exactly_one_alert_at_its_level() {
+    let now = wall_clock();
+    let mut cfg = Config::default();
+    cfg.codex.probes = serde_json::from_value(serde_json::json!([
+        {"name": "codex-login", "command": ["codex", "login", "status"]},
+        {"name": "codex-exec", "command": ["codex", "exec", "hi"], "failureStatus": "critical"}
+    ]))
+    .unwrap();
+    let healthy = || {
+        vec![
+            probe(
+                "codex-availability",
+                now,
+                50,
+                Ending::Exited(0),
+                "codex-cli 0.63.0",
+            ),
+            probe("codex-login", now, 50, Ending::Exited(0), ""),
+            probe("codex-exec", now, 50, Ending::Exited(0), ""),
+            executions(now, 1_000.0, 0, 0),
+            processes(now, 100, 2),
+        ]
+    };
+    let rules = builtin_rules(&cfg);
+    assert!(
+        fired(&rules, &monitored(&cfg, now, healthy()), now).is_empty(),
+        "a healthy snapshot raises nothing"
+    );
+    // (what is changed, the check, its status, rule, category, title, runbook)
+    type Case = (
+        Observation,
+        &'static str,
+        Status,
+        &'static str,
+        Category,
+        &'static str,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            probe(
+                "codex-availability",
+                now,
+                6_000,
+                Ending::Exited(0),
+                "codex-cli 0.63.0",
+            ),
+            "codex-availability",
+            Status::Warning,
+            "codex-unavailable",
+            Category::Availability,
+            "Codex CLI Unavailable",
+            "codex-cli-unavailable",
+        ),
+        (
+            probe("codex-availability", now, 10_000, Ending::TimedOut, ""),
+            "codex-availability",
+            Status::Critical,
+            "codex-unavailable",
+            Category::Availability,
+            "Codex CLI Unavailable",
+            "codex-cli-unavailable",
+        ),
+        // 3 failed + 3 timed out: 6 % > maxErrorRate 5 % (timeouts count).
+        (
+            executions(now, 1_000.0, 3, 3),
+            "error-rate",
+            Status::Warning,
+            "failure-rate",
+            Category::Reliability,
+            "High Codex failure rate",
+            "high-failure-rate",
+        ),
+        // 21 % > 100 − minSuccessRate 80.
+        (
+            executions(now, 1_000.0, 11, 10),
+            "error-rate",
+            Status::Critical,
+            "failure-rate",
+            Category::Reliability,
+            "High Codex failure rate",
+            "high-failure-rate",
+        ),
+        (
+            executions(now, 31_000.0, 0, 0),
+            "execution-time",
+            Status::Warning,
+            "slow-responses",
+            Category::Performance,
+            "Slow Codex responses",
+            "slow-responses",
+        ),
+        (
+            processes(now, 600, 2),
+            "memory-usage",
+            Status::Warning,
+            "memory-usage",
+            Category::Resources,
+            "High Codex memory usage",
+            "memory-usage",
+        ),
+        (
+            processes(now, 800, 2),
+            "memory-usage",
+            Status::Critical,
+            "memory-usage",
+            Category::Resources,
+            "High Codex memory usage",
+            "memory-usage",
+        ),
+        (
+            processes(now, 100, 11),
+            "process-count",
+            Status::Warning,
+            "process-count",
+            Category::Resources,
+            "High Codex process count",
+            "high-process-count",
+        ),
+        (
+            processes(now, 100, 16),
+            "process-count",
+            Status::Critical,
+            "process-count",
+            Category::Resources,
+            "High Codex process count",
+            "high-process-count",
+        ),
+        (
+            probe("codex-login", now, 50, Ending::Exited(1), ""),
+            "codex-login",
+            Status::Warning,
+            "probe-failing",
+            Category::Availability,
+            "Codex probe codex-login failing",
+            "codex-probe-failing",
+        ),
+        (
+            probe("codex-exec", now, 50, Ending::Exited(1), ""),
+            "codex-exec",
+            Status::Critical,
+            "probe-failing",
+            Category::Availability,
+            "Codex probe codex-exec failing",
+            "codex-probe-failing",
+        ),
+    ];
+    for (change, check, status, rule, category, title, runbook) in cases {
+        let mut obs = healthy();
+        obs.push(change);
+        // The executions of `healthy()` and of the change share one window: start it afresh.
+        if matches!(obs.last(), Some(Observation::Executions(_))) {
+            obs.remove(3);
+        }
+        let snap = monitored(&cfg, now, obs);
+        let unhealthy: Vec<_> = snap
+            .report
+            .checks
+            .iter()
+            .filter(|c| c.status != Status::Healthy)
+            .map(|c| (c.name.as_str(), c.status))
+            .collect();
+        let expected_checks: Vec<(&str, Status)> = if check == "error-rate" {
+            // The success-rate check shows the same verdict from the success side.
+            vec![("success-rate", status), ("error-rate", status)]
+        } else {
+            vec![(check, status)]
+        };
+        assert_eq!(unhealthy, expected_checks, "{check} at {status:?}");
+        assert_eq!(snap.report.overall, status);
+        let found = fired(&rules, &snap, now);
+        assert_eq!(found.len(), 1, "{check} at {status:?}: {found:#?}");
+        let f = &found[0];
+        let severity = if status == Status::Warning {
+            Severity::Warning
+        } else {
+            Severity::Critical
+        };
+        assert_eq!(
+            (
+                f.rule.as_str(),
+                f.severity,
+                f.category,
+                f.title.as_str(),
+                f.runbook.as_str()
+            ),
+            (rule, severity, category, title, runbook),
+            "{check} at {status:?}"
+        );
+        let c = snap.report.checks.iter().find(|c| c.name == check).unwrap();
+        assert_eq!(f.message, c.message, "the alert says what the check says");
+        assert!(!f.recommendations.is_empty(), "{check}");
+        assert_eq!(f.recommendations, c.recommendations);
+    }
+}
+
+/// The specification's answer to "High Alert Volume": loosening the health thresholds loosens
+/// the failure-rate alert; an alert-specific override wins over both for check and alert.
+#[test]
+fn health_thresholds_drive_the_failure_rate_alert_unless_overridden() {
+    let now = wall_clock();
+    let level = |cfg: &Config, failed: usize| {
+        let snap = monitored(cfg, now, vec![executions(now, 1_000.0, failed, 0)]);
+        let check = snap
+            .report
+            .checks
+            .iter()
+            .find(|c| c.name == "error-rate")
+            .unwrap()
+            .status;
+        let alert = fired(&builtin_rules(cfg), &snap, now)
+            .into_iter()
+            .find(|f| f.rule == "failure-rate")
+            .map(|f| f.severity);
+        (check, alert)
+    };
+    let defaults = Config::default();
+    assert_eq!(level(&defaults, 5), (Status::Healthy, None));
+    assert_eq!(
+        level(&defaults, 8),
+        (Status::Warning, Some(Severity::Warning))
+    );
+    assert_eq!(
+        level(&defaults, 21),
+        (Status::Critical, Some(Severity::Critical))
+    );
+
+    let loose = codex_sentinel::cli::load(&codex_sentinel::config::Sources {
+        file: None,
+        env: [
+            ("CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "85"),
+            ("CODEX_HEALTH_THRESHOLD_MAX_ERROR_RATE", "10"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    })
+    .unwrap();
+    assert_eq!(level(&loose, 8), (Status::Healthy, None));
+    assert_eq!(
+        level(&loose, 12),
+        (Status::Warning, Some(Severity::Warning))
+    );
+    assert_eq!(
+        level(&loose, 16),
+        (Status::Critical, Some(Severity::Critical))
+    );
+
+    let mut overridden = loose.clone();
+    overridden.alerting.rules.failure_rate_warning = Some(20.0);
+    overridden.alerting.rules.failure_rate_critical = Some(40.0);
+    assert_eq!(level(&overridden, 16), (Status::Healthy, None));
+    assert_eq!(
+        level(&overridden, 30),
+        (Status::Warning, Some(Severity::Warning))
+    );
+    assert_eq!(
+        level(&overridden, 41),
+        (Status::Critical, Some(Severity::Critical))
+    );
+}
+
+/// Rules without a health check compare their own thresholds.
+#[test]
+fn cpu_queue_and_baseline_rules_follow_their_thresholds() {
     let mut cfg = Config::default();
     cfg.baselines.avg_time = Some(2_500);
-    cfg.baselines.p95_time = Some(8_000);
     let rules = builtin_rules(&cfg);
-    let sev_of = |snap: &Snapshot, key: &str| {
+    let keys = |snap: &Snapshot| {
         fired(&rules, snap, snap.report.timestamp)
             .into_iter()
-            .find(|f| f.key == key)
-            .map(|f| f.severity)
+            .map(|f| (f.key, f.severity))
+            .collect::<Vec<_>>()
     };
-    let with = |total: u64, success: f64| {
-        snapshot(1, move |r| {
-            r.performance.execution_metrics.total_executions = total;
-            r.performance.reliability_metrics.success_rate = success;
-            r.performance.reliability_metrics.failure_rate = 100.0 - success;
-        })
-    };
-    assert_eq!(
-        sev_of(&with(100, 75.0), "failure-rate"),
-        Some(Severity::Critical)
-    );
-    assert_eq!(
-        sev_of(&with(100, 85.0), "failure-rate"),
-        Some(Severity::Warning)
-    );
-    assert_eq!(
-        sev_of(&with(100, 90.0), "failure-rate"),
-        None,
-        "exactly 10% is not above 10%"
-    );
-    assert_eq!(
-        sev_of(&with(5, 0.0), "failure-rate"),
-        None,
-        "too few executions"
-    );
-
-    let mem = |mb: f64| {
-        snapshot(1, move |r| {
-            r.performance.resource_metrics.memory_usage.current = mb
-        })
-    };
-    assert_eq!(sev_of(&mem(400.0), "memory-usage"), None);
-    assert_eq!(sev_of(&mem(600.0), "memory-usage"), Some(Severity::Warning));
-    assert_eq!(
-        sev_of(&mem(1200.0), "memory-usage"),
-        Some(Severity::Critical)
-    );
-
     let slow = snapshot(1, |r| {
         let m = &mut r.performance.execution_metrics;
         m.total_executions = 50;
-        m.p95_execution_time = 9_000.0;
         m.average_execution_time = 3_000.0;
     });
-    assert_eq!(sev_of(&slow, "slow-responses"), Some(Severity::Warning));
     assert_eq!(
-        sev_of(&slow, "performance-degradation:avg-time"),
-        Some(Severity::Info)
+        keys(&slow),
+        vec![(
+            "performance-degradation:avg-time".to_string(),
+            Severity::Info
+        )]
     );
-
-    let procs = snapshot(1, |r| {
-        r.performance.resource_metrics.process_count.current = 11.0
-    });
-    assert_eq!(sev_of(&procs, "process-count"), Some(Severity::Warning));
     let queue = snapshot(1, |r| {
         r.performance.resource_metrics.queue_metrics.current_size = 25.0
     });
-    assert_eq!(sev_of(&queue, "queue-backlog"), Some(Severity::Warning));
+    assert_eq!(
+        keys(&queue),
+        vec![("queue-backlog".to_string(), Severity::Warning)]
+    );
     let cpu = snapshot(1, |r| {
         r.performance.resource_metrics.cpu_usage.current = 95.0
     });
-    assert_eq!(sev_of(&cpu, "cpu-usage"), Some(Severity::Warning));
+    assert_eq!(
+        keys(&cpu),
+        vec![("cpu-usage".to_string(), Severity::Warning)]
+    );
     // A healthy, fresh snapshot raises nothing.
     assert!(fired(&rules, &snapshot(1, |_| {}), 1).is_empty());
+}
+
+/// One alert, one identity: the memory alert warns, escalates to exhaustion and resolves under
+/// one title and one fingerprint; an engine that lost its state raises the same fingerprint.
+#[test]
+fn an_alert_keeps_its_title_and_fingerprint_through_escalation_resolution_and_lost_state() {
+    let now = wall_clock();
+    let cfg = Config::default();
+    let at = |mb: u64| monitored(&cfg, now, vec![processes(now, mb, 1)]);
+    let mut s = settings();
+    s.hold = 1;
+    s.clear = 1;
+    let mut engine = Engine::new(s.clone(), builtin_rules(&cfg), EngineState::default());
+    let mut sent = Vec::new();
+    sent.extend(engine.evaluate(&at(600), now));
+    sent.extend(engine.evaluate(&at(800), now + 5_000));
+    sent.extend(engine.evaluate(&at(100), now + 10_000));
+    let seen: Vec<_> = sent
+        .iter()
+        .flat_map(|n| &n.events)
+        .map(|e| {
+            (
+                e.status,
+                e.body.severity,
+                e.body.title.clone(),
+                e.body.details["fingerprint"].clone(),
+            )
+        })
+        .collect();
+    let fp = serde_json::json!(codex_sentinel::alerts::fingerprint::fingerprint(
+        "memory-usage"
+    ));
+    let title = "High Codex memory usage".to_string();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                AlertStatus::Firing,
+                Severity::Warning,
+                title.clone(),
+                fp.clone()
+            ),
+            (
+                AlertStatus::Firing,
+                Severity::Critical,
+                title.clone(),
+                fp.clone()
+            ),
+            (
+                AlertStatus::Resolved,
+                Severity::Critical,
+                title.clone(),
+                fp.clone()
+            ),
+        ]
+    );
+    assert_eq!(sent[2].events[0].body.details["alertKey"], "memory-usage");
+    let mut amnesiac = Engine::new(s, builtin_rules(&cfg), EngineState::default());
+    let again = amnesiac.evaluate(&at(800), now + 20_000);
+    assert_eq!(again[0].events[0].body.details["fingerprint"], fp);
+    assert_eq!(again[0].events[0].fingerprint(), fp.as_str().unwrap());
+}
+
+/// An info event without a series (configuration changed) is listed by the endpoints for an
+/// hour whether or not a sink exists, then expires; nothing is left pending.
+#[test]
+fn info_events_are_listed_with_an_expiry_without_any_sink() {
+    let mut engine = Engine::new(settings(), vec![], EngineState::default());
+    let config = |v: &str| [("healthMonitoring.checkInterval".to_string(), v.to_string())].into();
+    assert!(engine
+        .config_changed(config("30000"), true, 1_000)
+        .is_empty());
+    let raised = engine.config_changed(config("10000"), true, 2_000);
+    assert_eq!(
+        events(&raised),
+        vec![("configuration-changed".to_string(), AlertStatus::Firing)]
+    );
+    let listed = |engine: &Engine| {
+        let v = engine.view(&[], Default::default());
+        let json = v.to_json();
+        assert_eq!(json["pending"], 0, "{json}");
+        json["alerts"].as_array().unwrap().clone()
+    };
+    engine.evaluate(&snapshot(3_000, |_| {}), 3_000);
+    let alerts = listed(&engine);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["id"], "configuration-changed");
+    assert_eq!(alerts[0]["severity"], "info");
+    assert_eq!(alerts[0]["notified"], false, "no sink: nothing was sent");
+    assert_eq!(alerts[0]["expiresAt"], 2_000 + INFO_EVENT_TTL_MS);
+    engine.evaluate(&snapshot(3_000, |_| {}), 2_000 + INFO_EVENT_TTL_MS - 1);
+    assert_eq!(listed(&engine).len(), 1);
+    engine.evaluate(&snapshot(3_000, |_| {}), 2_000 + INFO_EVENT_TTL_MS);
+    assert!(listed(&engine).is_empty());
+}
+
+/// `CODEX_ALERT_DISABLED_RULES=maintenance` is accepted (the id docs/alerting.md lists) and
+/// drops the maintenance start/end notifications; the window still silences.
+#[test]
+fn disabling_the_maintenance_rule_keeps_silencing_without_its_events() {
+    let cfg = codex_sentinel::cli::load(&codex_sentinel::config::Sources {
+        file: None,
+        env: [(
+            "CODEX_ALERT_DISABLED_RULES",
+            "maintenance,performance-degradation",
+        )]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    })
+    .expect("maintenance is a known rule id");
+    let s = EngineSettings::from_config(&cfg.alerting);
+    assert!(!s.maintenance_events);
+    let mut engine = Engine::new(s, vec![], EngineState::default());
+    assert!(engine
+        .start_maintenance(10_000, "deploy".into(), 1_000)
+        .is_empty());
+    assert!(engine.maintenance().is_some());
+    assert!(engine.end_maintenance(2_000).is_empty());
+    assert!(engine.maintenance().is_none());
 }
 
 #[test]

@@ -105,6 +105,13 @@ fn email_through_real_smtp_server_down_then_up_is_delivered_once() {
     );
     assert!(m.contains("Codex CLI executable not found"), "{m}");
     assert!(
+        m.contains(&format!(
+            "Alert: codex-unavailable (fingerprint {})",
+            codex_sentinel::alerts::fingerprint::fingerprint("codex-unavailable")
+        )),
+        "{m}"
+    );
+    assert!(
         m.contains("Recommendations:\n  - Verify Codex CLI installation"),
         "{m}"
     );
@@ -147,6 +154,11 @@ fn alertmanager_shows_the_firing_alert_then_resolves_it() {
     assert_eq!(alert["labels"]["severity"], "critical");
     assert_eq!(alert["labels"]["category"], "availability");
     assert_eq!(alert["labels"]["job"], "codex-sentinel");
+    assert_eq!(
+        alert["labels"]["fingerprint"],
+        codex_sentinel::alerts::fingerprint::fingerprint("codex-unavailable"),
+        "the alert's stable identity, as in every sink"
+    );
     assert_eq!(alert["annotations"]["summary"], "Codex CLI Unavailable");
     assert_eq!(alert["status"]["state"], "active");
     assert_eq!(

@@ -234,6 +234,16 @@ fn bad_values_exit_2_with_one_line_naming_key_value_and_source() {
             vec!["CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "120"],
         ),
         (
+            vec![("CODEX_PERF_BASELINE_SUCCESS_RATE", "101")],
+            None,
+            vec!["CODEX_PERF_BASELINE_SUCCESS_RATE", "101"],
+        ),
+        (
+            vec![("CODEX_ALERT_FAILURE_RATE_CRITICAL", "150")],
+            None,
+            vec!["CODEX_ALERT_FAILURE_RATE_CRITICAL", "150"],
+        ),
+        (
             vec![],
             Some(r#"{"healthMonitoring":{"checkInterval":"fast"}}"#),
             vec!["healthMonitoring.checkInterval", "fast", "monitoring.json"],
@@ -245,8 +255,29 @@ fn bad_values_exit_2_with_one_line_naming_key_value_and_source() {
         ),
         (
             vec![],
+            Some(r#"{"healthMonitoring":{"checkIntervall":1}}"#),
+            vec![
+                "unknown key `healthMonitoring.checkIntervall` in",
+                "monitoring.json",
+                "did you mean `checkInterval`?",
+            ],
+        ),
+        (
+            vec![],
             Some(r#"{"healthMonitoring":{"checkInterval":-1}}"#),
             vec!["healthMonitoring.checkInterval", "-1", "monitoring.json"],
+        ),
+        (
+            vec![],
+            Some(r#"{"codex":{"probes":[{"name":"x","command":[]}]}}"#),
+            vec!["codex.probes.0", "monitoring.json"],
+        ),
+        (
+            vec![],
+            Some(
+                r#"{"alerting":{"maintenance":{"windows":[{"start":"2026-01-02T00:00:00Z","end":"2026-01-01T00:00:00Z"}]}}}"#,
+            ),
+            vec!["alerting.maintenance.windows.0", "monitoring.json"],
         ),
         (vec![], Some("{not json"), vec!["monitoring.json"]),
     ];
@@ -261,6 +292,10 @@ fn bad_values_exit_2_with_one_line_naming_key_value_and_source() {
         let (code, _, stderr) = run_cli(&args, &env, cwd);
         assert_eq!(code, 2, "{env:?} {file:?}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(
+            !stderr.contains("bogus.bogus") && !stderr.contains("Intervall.checkIntervall"),
+            "an unknown key is named once: {stderr}"
+        );
         for n in needles {
             assert!(
                 stderr.contains(n),

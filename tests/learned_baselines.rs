@@ -7,9 +7,10 @@ use codex_sentinel::alerts::rules::{builtin_rules, Finding, Rule, RuleContext};
 use codex_sentinel::cli;
 use codex_sentinel::config::{Config, Sources};
 use codex_sentinel::monitor::executions::sketch::Sketch;
+use codex_sentinel::monitor::executions::{Execution, ExecutionBatch, Outcome};
 use codex_sentinel::monitor::history::{apply_learned, Hour};
 use codex_sentinel::monitor::snapshot::Snapshot;
-use codex_sentinel::monitor::{self, Monitor};
+use codex_sentinel::monitor::{self, Monitor, Observation};
 
 const T0: u64 = 1_764_115_200_000;
 const DAY: u64 = 86_400_000;
@@ -42,18 +43,34 @@ fn config(env: &[(&str, &str)]) -> Config {
     .unwrap()
 }
 
-/// Executions three times slower than the history.
+/// Executions three times slower than the history, as the monitor judges them.
 fn slow_snapshot(cfg: &Arc<Config>) -> Snapshot {
+    let state = tempfile::tempdir().unwrap();
+    let mut cfg = (**cfg).clone();
+    cfg.state_dir = state.path().to_path_buf();
+    cfg.history.enabled = false;
+    let cfg = Arc::new(cfg);
     let (_, _, dropped) = monitor::channel();
-    let base = Monitor::new(cfg.clone(), codex_sentinel::probe_specs(cfg), dropped).snapshot(T0);
-    let mut report = base.report.clone();
-    let m = &mut report.performance.execution_metrics;
-    m.total_executions = 50;
-    m.successful_executions = 50;
-    m.average_execution_time = 3_000.0;
-    m.p95_execution_time = 3_000.0;
-    m.p99_execution_time = 3_000.0;
-    Snapshot::new(report, base.metrics.clone(), vec![], true, 0)
+    let mut m = Monitor::new(cfg.clone(), codex_sentinel::probe_specs(&cfg), dropped);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let slow = Execution {
+        timestamp: now,
+        operation: 0,
+        duration: 3_000.0,
+        outcome: Outcome::Success,
+        retry_count: 0,
+        queue_wait: None,
+        error: None,
+    };
+    m.apply(Observation::Executions(ExecutionBatch {
+        operation_types: vec!["audit".into()],
+        executions: vec![slow; 50],
+        ..Default::default()
+    }));
+    m.snapshot(now)
 }
 
 fn fired(cfg: Config) -> Vec<String> {

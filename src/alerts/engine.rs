@@ -25,9 +25,10 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::fingerprint::fingerprint;
 use super::notify::{self, Notifier};
 use super::rules::{self, Finding, Rule, RuleContext};
-pub use super::state::{EngineState, Series};
+pub use super::state::{EngineState, Series, INFO_EVENT_TTL_MS};
 use super::store::Store;
 use super::{
     delivery, ActiveAlert, AlertBody, AlertEvent, AlertStatus, AlertsView, Category, Command,
@@ -51,6 +52,8 @@ pub struct EngineSettings {
     pub runbook_base: String,
     /// Planned maintenance windows: (start, end, reason), epoch ms.
     pub windows: Vec<(u64, u64, String)>,
+    /// The `maintenance` info event is raised at a window's start and end (rule not disabled).
+    pub maintenance_events: bool,
 }
 
 impl EngineSettings {
@@ -76,6 +79,7 @@ impl EngineSettings {
                     ))
                 })
                 .collect(),
+            maintenance_events: !a.rules.disabled.iter().any(|r| r == rules::MAINTENANCE),
         }
     }
 }
@@ -114,6 +118,9 @@ impl Engine {
         self.evaluations += 1;
         self.evaluated_at = now;
         let eval = self.evaluations;
+        self.state
+            .recent_info
+            .retain(|e| now < e.starts_at.saturating_add(INFO_EVENT_TTL_MS));
         self.update_maintenance(now, &mut out);
         let silenced = self.state.maintenance.is_some();
 
@@ -401,6 +408,8 @@ impl Engine {
             ends_at: None,
             body: body_of(&self.settings, &finding, now),
         };
+        self.state.recent_info.retain(|e| e.key != event.key);
+        self.state.recent_info.push(event.clone());
         self.emit(event, now, &mut out);
         self.flush_group(now, &mut out);
         out
@@ -418,9 +427,18 @@ impl Engine {
                 status: AlertStatus::Firing,
                 starts_at: s.since,
                 notified: s.notified,
+                expires_at: None,
                 body: body_of(&self.settings, &s.finding, s.fired_at),
             })
             .collect();
+        active.extend(self.state.recent_info.iter().map(|e| ActiveAlert {
+            id: e.key.clone(),
+            status: AlertStatus::Firing,
+            starts_at: e.starts_at,
+            notified: !sinks.is_empty(),
+            expires_at: Some(e.starts_at.saturating_add(INFO_EVENT_TTL_MS)),
+            body: e.body.clone(),
+        }));
         active.sort_by(|a, b| {
             b.body
                 .severity
@@ -464,6 +482,9 @@ impl Engine {
     fn update_maintenance(&mut self, now: u64, out: &mut Vec<Notification>) {
         let current = self.current_maintenance(now);
         match (&self.state.maintenance, &current) {
+            (None, Some(m)) if !self.settings.maintenance_events => {
+                tracing::info!(until = m.until, reason = %m.reason, source = %m.source, "maintenance started: new alert notifications are silenced (the maintenance event is disabled)");
+            }
             (None, Some(m)) => {
                 let finding = maintenance_finding(m);
                 let event = AlertEvent {
@@ -521,8 +542,10 @@ impl Engine {
 
     fn resolved_event(&self, s: &Series, now: u64) -> AlertEvent {
         let mut body = body_of(&self.settings, &s.finding, now);
+        // The severity and title the receiver was told: a resolved notification names the
+        // alert exactly as its firing one did (the status says it ended).
         body.severity = s.notified_severity.unwrap_or(body.severity);
-        body.title = format!("Resolved: {}", s.finding.title);
+        body.details.insert("status".into(), json!("resolved"));
         body.message = format!(
             "Resolved after {}. Last condition: {}",
             human_duration(now.saturating_sub(s.since)),
@@ -604,15 +627,20 @@ fn maintenance_finding(m: &MaintenanceStatus) -> Finding {
     }
 }
 
-/// The specification's body for a finding.
+/// The specification's body for a finding, with the alert's identity in `details`: `alertKey`
+/// (the series) and `fingerprint` (see [`super::fingerprint`]), the same in every notification
+/// of the alert — firing, escalated, resolved — and on every sink.
 pub fn body_of(settings: &EngineSettings, f: &Finding, timestamp: u64) -> AlertBody {
+    let mut details = f.details.clone();
+    details.insert("alertKey".into(), json!(f.key));
+    details.insert("fingerprint".into(), json!(fingerprint(&f.key)));
     AlertBody {
         timestamp,
         severity: f.severity,
         title: f.title.clone(),
         message: f.message.clone(),
         category: f.category,
-        details: f.details.clone(),
+        details,
         recommendations: f.recommendations.clone(),
         runbook: format!("{}{}", settings.runbook_base, f.runbook),
     }

@@ -1,4 +1,4 @@
-//! Identity of notifications and alerts — the one place both are made.
+//! Identity of notifications (the per-alert fingerprint is [`super::fingerprint`]).
 //!
 //! - **A notification** (one message to the sinks) is identified by
 //!   [`notification_key`]: `codex-sentinel-<host>-<instance>-<id>`. `<instance>` is this agent's
@@ -8,9 +8,8 @@
 //!   `Idempotency-Key` and in the email `Message-ID`; a re-send of the same notification after
 //!   a restart keeps it (it is stored with the notification).
 //! - **An alert** (one rule's series, firing then resolved) is identified by
-//!   [`alert_fingerprint`]: a hash of the rule id and the series key only, so a resolve matches
-//!   its firing even when every state file was lost in between. Use it wherever an alert needs
-//!   a stable external id (Alertmanager labels, ticket de-duplication).
+//!   [`super::fingerprint::fingerprint`] of its series key: a hash of the rule id and subject
+//!   only, so a resolve matches its firing even when every state file was lost in between.
 
 use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
@@ -60,17 +59,6 @@ pub fn notification_key(n: &Notification) -> String {
     )
 }
 
-/// A stable id of one alert (rule and series), independent of any saved state: 16 hex digits
-/// of FNV-1a over `rule`, a NUL and `series_key`.
-pub fn alert_fingerprint(rule: &str, series_key: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in rule.bytes().chain([0u8]).chain(series_key.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
 fn random_u64() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(crate::util::now_ms());
@@ -111,7 +99,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_unique_and_fingerprints_stable() {
+    fn keys_are_unique_per_instance_and_id() {
         let n = |instance: &str, id| Notification {
             id,
             instance: instance.into(),
@@ -120,13 +108,5 @@ mod tests {
         };
         assert_ne!(notification_key(&n("a", 1)), notification_key(&n("b", 1)));
         assert_ne!(notification_key(&n("a", 1)), notification_key(&n("a", 2)));
-        assert_eq!(
-            alert_fingerprint("codex-unavailable", "codex-unavailable"),
-            alert_fingerprint("codex-unavailable", "codex-unavailable")
-        );
-        assert_ne!(
-            alert_fingerprint("high-memory", "a:b"),
-            alert_fingerprint("high-memory:a", "b")
-        );
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod delivery;
 pub mod engine;
+pub mod fingerprint;
 pub mod http;
 pub mod identity;
 pub mod notify;
@@ -122,6 +123,13 @@ pub struct AlertEvent {
     /// Epoch ms when it resolved.
     pub ends_at: Option<u64>,
     pub body: AlertBody,
+}
+
+impl AlertEvent {
+    /// The alert's identity, the same in every notification about it (see [`fingerprint`]).
+    pub fn fingerprint(&self) -> String {
+        fingerprint::fingerprint(&self.key)
+    }
 }
 
 /// What the sinks deliver: one event, or several raised within one aggregation window.
@@ -286,8 +294,13 @@ pub struct ActiveAlert {
     pub status: AlertStatus,
     /// Epoch ms when the condition was first seen.
     pub starts_at: u64,
-    /// A firing notification went out (false while silenced by cooldown or maintenance).
+    /// A firing notification went out (false while silenced by cooldown or maintenance, and
+    /// when no sink is configured).
     pub notified: bool,
+    /// Epoch ms after which an info event is no longer listed (info events only: they have no
+    /// condition that resolves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
     #[serde(flatten)]
     pub body: AlertBody,
 }

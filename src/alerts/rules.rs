@@ -1,7 +1,13 @@
 //! Alert rules: pure functions of a snapshot. Each yields zero or more [`Finding`]s, one per
 //! series that is in an alerting condition *now*; hysteresis, cooldown and the rest are the
-//! engine's business. Thresholds come from the configuration (health thresholds, performance
-//! baselines, `alerting.rules`).
+//! engine's business.
+//!
+//! One judgement per condition: a condition that has a health check (availability, error rate,
+//! execution time, memory, process count, extra probes) is judged by that check alone
+//! (`monitor::limits` says where each threshold comes from) and its rule raises the check's
+//! status as the alert's severity, with the check's message, details and recommendations. So
+//! `/health/codex`, `check`, the metrics and the alerts cannot disagree. Only conditions without
+//! a check (CPU, queue backlog, baselines, the agent's own probing) compare thresholds here.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -9,7 +15,8 @@ use serde_json::{json, Map, Value};
 use super::{Category, Severity};
 use crate::config::{AlertingConfig, Config};
 use crate::monitor::health::AVAILABILITY_CHECK;
-use crate::monitor::snapshot::{Snapshot, Status};
+use crate::monitor::resources::{MEMORY_CHECK, PROCESS_COUNT_CHECK};
+use crate::monitor::snapshot::{HealthCheck, Snapshot, Status};
 
 /// Every rule id, for `alerting.rules.disabled` and the documentation.
 pub const RULE_IDS: &[&str] = &[
@@ -24,6 +31,7 @@ pub const RULE_IDS: &[&str] = &[
     QUEUE_BACKLOG,
     PERFORMANCE_DEGRADATION,
     CONFIGURATION_CHANGED,
+    MAINTENANCE,
 ];
 
 /// The rule ids named in `alerting.rules.disabled` must exist: a typo would silently leave the
@@ -53,7 +61,8 @@ pub const QUEUE_BACKLOG: &str = "queue-backlog";
 pub const PERFORMANCE_DEGRADATION: &str = "performance-degradation";
 /// Raised by the engine when the configuration differs from the previous run's.
 pub const CONFIGURATION_CHANGED: &str = "configuration-changed";
-/// Raised by the engine when a maintenance window starts (resolved when it ends).
+/// Raised by the engine when a maintenance window starts (resolved when it ends). Disabling
+/// it keeps the silencing and drops only the start/end notifications.
 pub const MAINTENANCE: &str = "maintenance";
 
 /// A series in an alerting condition, with everything a notification says about it.
@@ -106,45 +115,36 @@ fn round1(x: f64) -> f64 {
 pub fn builtin_rules(config: &Config) -> Vec<Box<dyn Rule>> {
     let hm = &config.health_monitoring;
     let ar = &config.alerting.rules;
-    let probe_gaps = if hm.enabled {
+    let specs = if hm.enabled {
         crate::monitor::probes::specs(config)
-            .iter()
-            .map(|s| {
-                let attempts = u64::from(s.retries) + 1;
-                let per_run = attempts * s.timeout.as_millis() as u64
-                    + u64::from(s.retries) * s.retry_delay.as_millis() as u64;
-                (s.name.clone(), s.interval.as_millis() as u64 + per_run)
-            })
-            .collect()
     } else {
         Vec::new()
     };
-    let all: Vec<Box<dyn Rule>> = vec![
-        Box::new(CodexUnavailable),
-        Box::new(ProbeFailing),
+    let probe_gaps = specs
+        .iter()
+        .map(|s| {
+            let attempts = u64::from(s.retries) + 1;
+            let per_run = attempts * s.timeout.as_millis() as u64
+                + u64::from(s.retries) * s.retry_delay.as_millis() as u64;
+            (s.name.clone(), s.interval.as_millis() as u64 + per_run)
+        })
+        .collect();
+    let extra_probes = specs
+        .iter()
+        .filter(|s| !s.is_availability)
+        .map(|s| s.name.clone())
+        .collect();
+    let mut all: Vec<Box<dyn Rule>> = CHECK_RULES
+        .iter()
+        .map(|r| Box::new(*r) as Box<dyn Rule>)
+        .collect();
+    all.extend([
+        Box::new(ProbeFailing {
+            probes: extra_probes,
+        }) as Box<dyn Rule>,
         Box::new(ProbeMachinery { probe_gaps }),
-        Box::new(FailureRate {
-            warning: ar.failure_rate_warning,
-            critical: ar.failure_rate_critical,
-            min_executions: ar.min_executions,
-        }),
-        Box::new(SlowResponses {
-            max_execution_time: hm.thresholds.max_execution_time as f64,
-            baseline_p95: config.baselines.p95_time.map(|v| v as f64),
-            baseline_p99: config.baselines.p99_time.map(|v| v as f64),
-            min_executions: ar.min_executions,
-        }),
-        Box::new(MemoryUsage {
-            warning_mb: hm.thresholds.max_memory_usage as f64,
-            critical_mb: ar
-                .memory_critical_mb
-                .unwrap_or(hm.thresholds.max_memory_usage * 2) as f64,
-        }),
         Box::new(CpuUsage {
             warning_percent: ar.cpu_warning_percent,
-        }),
-        Box::new(ProcessCount {
-            max: hm.thresholds.max_concurrent_processes as f64,
         }),
         Box::new(QueueBacklog {
             size: ar.queue_backlog,
@@ -154,72 +154,140 @@ pub fn builtin_rules(config: &Config) -> Vec<Box<dyn Rule>> {
             baselines: config.baselines.clone(),
             min_executions: ar.min_executions,
         }),
-    ];
+    ]);
     all.into_iter()
         .filter(|r| !ar.disabled.iter().any(|d| d == r.id()))
         .collect()
 }
 
-/// Critical: the availability probe finds Codex unusable (not found, crashing, hanging).
-pub struct CodexUnavailable;
-
-impl Rule for CodexUnavailable {
-    fn id(&self) -> &'static str {
-        CODEX_UNAVAILABLE
-    }
-
-    fn evaluate(&self, ctx: &RuleContext<'_>, out: &mut Vec<Finding>) {
-        let report = &ctx.snapshot.report;
-        let Some(check) = report
-            .checks
-            .iter()
-            .find(|c| c.name == AVAILABILITY_CHECK && c.status >= Status::Critical)
-        else {
-            return;
-        };
-        let mut d = Map::new();
-        for key in [
-            "executable",
-            "error",
-            "exitCode",
-            "signal",
-            "timedOut",
-            "stderr",
-        ] {
-            if let Some(v) = check.details.get(key) {
-                d.insert(key.into(), v.clone());
-            }
-        }
-        d.insert("duration".into(), json!(check.duration));
-        d.insert(
-            "retryCount".into(),
-            check.details.get("retryCount").cloned().unwrap_or(json!(0)),
-        );
-        let mut recommendations = report.recommendations.clone();
-        if recommendations.is_empty() {
-            recommendations = strings(&[
-                "Verify Codex CLI installation",
-                "Restart the service if necessary",
-            ]);
-        } else if !recommendations.iter().any(|r| r.starts_with("Restart")) {
-            recommendations.push("Restart the service if necessary".into());
-        }
-        out.push(Finding {
-            key: CODEX_UNAVAILABLE.into(),
-            rule: CODEX_UNAVAILABLE.into(),
-            severity: Severity::Critical,
-            category: Category::Availability,
-            title: "Codex CLI Unavailable".into(),
-            message: check.message.clone(),
-            details: d,
-            recommendations,
-            runbook: "codex-cli-unavailable".into(),
-        });
+/// The severity an unhealthy check raises: its status (unavailable pages as critical).
+fn severity_of(status: Status) -> Option<Severity> {
+    match status {
+        Status::Healthy => None,
+        Status::Warning => Some(Severity::Warning),
+        Status::Critical | Status::Unavailable => Some(Severity::Critical),
     }
 }
 
-/// Warning or critical (the probe's `failureStatus`): an extra probe fails.
-pub struct ProbeFailing;
+/// What a check says, as a finding of `rule`: the check's status, message, details (plus its
+/// duration) and recommendations.
+fn finding_from_check(
+    check: &HealthCheck,
+    key: String,
+    rule: &str,
+    category: Category,
+    title: String,
+    runbook: &str,
+) -> Option<Finding> {
+    if !check.raises_alert {
+        return None;
+    }
+    let severity = severity_of(check.status)?;
+    let mut details = check.details.clone();
+    details.insert("duration".into(), json!(check.duration));
+    Some(Finding {
+        key,
+        rule: rule.into(),
+        severity,
+        category,
+        title,
+        message: check.message.clone(),
+        details,
+        recommendations: check.recommendations.clone(),
+        runbook: runbook.into(),
+    })
+}
+
+/// A condition judged by one health check, and the alert it raises. The rule adds only what a
+/// notification needs besides the check: category, a title (one per rule, whatever the
+/// severity, so a receiver matching on it sees the alert resolve) and a runbook.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckRule {
+    pub id: &'static str,
+    /// The check whose status this rule raises.
+    pub check: &'static str,
+    pub category: Category,
+    pub title: &'static str,
+    pub runbook: &'static str,
+}
+
+/// Name of the operations-log check the `failure-rate` rule raises. The `success-rate` check
+/// carries the same verdict from the success side and raises nothing of its own.
+pub const ERROR_RATE_CHECK: &str = "error-rate";
+/// Name of the operations-log check the `slow-responses` rule raises.
+pub const EXECUTION_TIME_CHECK: &str = "execution-time";
+
+/// The rules that raise a health check, one each.
+pub const CHECK_RULES: [CheckRule; 5] = [
+    CheckRule {
+        id: CODEX_UNAVAILABLE,
+        check: AVAILABILITY_CHECK,
+        category: Category::Availability,
+        title: "Codex CLI Unavailable",
+        runbook: "codex-cli-unavailable",
+    },
+    CheckRule {
+        id: FAILURE_RATE,
+        check: ERROR_RATE_CHECK,
+        category: Category::Reliability,
+        title: "High Codex failure rate",
+        runbook: "high-failure-rate",
+    },
+    CheckRule {
+        id: SLOW_RESPONSES,
+        check: EXECUTION_TIME_CHECK,
+        category: Category::Performance,
+        title: "Slow Codex responses",
+        runbook: "slow-responses",
+    },
+    CheckRule {
+        id: MEMORY_USAGE,
+        check: MEMORY_CHECK,
+        category: Category::Resources,
+        title: "High Codex memory usage",
+        runbook: "memory-usage",
+    },
+    CheckRule {
+        id: PROCESS_COUNT,
+        check: PROCESS_COUNT_CHECK,
+        category: Category::Resources,
+        title: "High Codex process count",
+        runbook: "high-process-count",
+    },
+];
+
+impl Rule for CheckRule {
+    fn id(&self) -> &'static str {
+        self.id
+    }
+
+    fn evaluate(&self, ctx: &RuleContext<'_>, out: &mut Vec<Finding>) {
+        let Some(check) = ctx
+            .snapshot
+            .report
+            .checks
+            .iter()
+            .find(|c| c.name == self.check)
+        else {
+            return;
+        };
+        out.extend(finding_from_check(
+            check,
+            self.id.into(),
+            self.id,
+            self.category,
+            self.title.into(),
+            self.runbook,
+        ));
+    }
+}
+
+/// Raises the checks of the extra probes (`codex.probes`), one series per probe, at the
+/// probe's `failureStatus`. Never the availability probe or the other checks: they have their
+/// own rules.
+pub struct ProbeFailing {
+    pub probes: Vec<String>,
+}
 
 impl Rule for ProbeFailing {
     fn id(&self) -> &'static str {
@@ -228,31 +296,17 @@ impl Rule for ProbeFailing {
 
     fn evaluate(&self, ctx: &RuleContext<'_>, out: &mut Vec<Finding>) {
         for check in &ctx.snapshot.report.checks {
-            if check.name == AVAILABILITY_CHECK || check.status == Status::Healthy {
+            if !self.probes.contains(&check.name) {
                 continue;
             }
-            let severity = if check.status >= Status::Critical {
-                Severity::Critical
-            } else {
-                Severity::Warning
-            };
-            let mut d = check.details.clone();
-            d.insert("check".into(), json!(check.name));
-            d.insert("duration".into(), json!(check.duration));
-            out.push(Finding {
-                key: format!("{PROBE_FAILING}:{}", check.name),
-                rule: PROBE_FAILING.into(),
-                severity,
-                category: Category::Availability,
-                title: format!("Codex probe {} failing", check.name),
-                message: check.message.clone(),
-                details: d,
-                recommendations: strings(&[
-                    "Run the probe's command by hand to see the error",
-                    "Check the Codex CLI's login and configuration",
-                ]),
-                runbook: "codex-probe-failing".into(),
-            });
+            out.extend(finding_from_check(
+                check,
+                format!("{PROBE_FAILING}:{}", check.name),
+                PROBE_FAILING,
+                Category::Availability,
+                format!("Codex probe {} failing", check.name),
+                "codex-probe-failing",
+            ));
         }
     }
 }
@@ -320,202 +374,6 @@ impl Rule for ProbeMachinery {
     }
 }
 
-/// Critical above `failureRateCritical`, warning above `failureRateWarning` (one series that
-/// escalates, so a worsening rate does not resolve one alert to raise another).
-pub struct FailureRate {
-    pub warning: f64,
-    pub critical: f64,
-    pub min_executions: u64,
-}
-
-impl Rule for FailureRate {
-    fn id(&self) -> &'static str {
-        FAILURE_RATE
-    }
-
-    fn evaluate(&self, ctx: &RuleContext<'_>, out: &mut Vec<Finding>) {
-        let perf = &ctx.snapshot.report.performance;
-        let total = perf.execution_metrics.total_executions;
-        if total < self.min_executions || total == 0 {
-            return;
-        }
-        let r = &perf.reliability_metrics;
-        let rate = (100.0 - r.success_rate).max(r.failure_rate);
-        let (severity, title, threshold) = if rate > self.critical {
-            (Severity::Critical, "High Codex failure rate", self.critical)
-        } else if rate > self.warning {
-            (
-                Severity::Warning,
-                "Moderate Codex failure rate",
-                self.warning,
-            )
-        } else {
-            return;
-        };
-        out.push(Finding {
-            key: FAILURE_RATE.into(),
-            rule: FAILURE_RATE.into(),
-            severity,
-            category: Category::Reliability,
-            title: title.into(),
-            message: format!(
-                "{}% of Codex executions failed in the window (threshold {threshold}%)",
-                round1(rate)
-            ),
-            details: details(&[
-                ("failureRate", json!(round1(rate))),
-                ("threshold", json!(threshold)),
-                ("totalExecutions", json!(total)),
-                (
-                    "failedExecutions",
-                    json!(perf.execution_metrics.failed_executions),
-                ),
-                (
-                    "timedOutExecutions",
-                    json!(perf.execution_metrics.timed_out_executions),
-                ),
-                (
-                    "recentFailures",
-                    json!(r.recent_failures.iter().take(5).collect::<Vec<_>>()),
-                ),
-            ]),
-            recommendations: strings(&[
-                "Look at recentFailures and the operations log for the error pattern",
-                "Increase retry attempts (CODEX_MAX_RETRIES=3)",
-                "Increase the operation timeout (CODEX_OPERATION_TIMEOUT=45000)",
-                "Enable detailed error logging (CODEX_DEBUG=true)",
-            ]),
-            runbook: "high-failure-rate".into(),
-        });
-    }
-}
-
-/// Warning: p95 above `maxExecutionTime`, or p95/p99 above their baselines.
-pub struct SlowResponses {
-    pub max_execution_time: f64,
-    pub baseline_p95: Option<f64>,
-    pub baseline_p99: Option<f64>,
-    pub min_executions: u64,
-}
-
-impl Rule for SlowResponses {
-    fn id(&self) -> &'static str {
-        SLOW_RESPONSES
-    }
-
-    fn evaluate(&self, ctx: &RuleContext<'_>, out: &mut Vec<Finding>) {
-        let m = &ctx.snapshot.report.performance.execution_metrics;
-        if m.total_executions < self.min_executions || m.total_executions == 0 {
-            return;
-        }
-        let mut reasons = Vec::new();
-        if m.p95_execution_time > self.max_execution_time {
-            reasons.push(format!(
-                "p95 {} ms > maxExecutionTime {} ms",
-                m.p95_execution_time.round(),
-                self.max_execution_time
-            ));
-        }
-        if let Some(b) = self.baseline_p95.filter(|b| m.p95_execution_time > *b) {
-            reasons.push(format!(
-                "p95 {} ms > baseline {b} ms",
-                m.p95_execution_time.round()
-            ));
-        }
-        if let Some(b) = self.baseline_p99.filter(|b| m.p99_execution_time > *b) {
-            reasons.push(format!(
-                "p99 {} ms > baseline {b} ms",
-                m.p99_execution_time.round()
-            ));
-        }
-        if reasons.is_empty() {
-            return;
-        }
-        out.push(Finding {
-            key: SLOW_RESPONSES.into(),
-            rule: SLOW_RESPONSES.into(),
-            severity: Severity::Warning,
-            category: Category::Performance,
-            title: "Slow Codex responses".into(),
-            message: format!("Codex executions are slow: {}", reasons.join(", ")),
-            details: details(&[
-                ("p95ExecutionTime", json!(m.p95_execution_time)),
-                ("p99ExecutionTime", json!(m.p99_execution_time)),
-                ("averageExecutionTime", json!(m.average_execution_time)),
-                ("maxExecutionTime", json!(self.max_execution_time)),
-                ("baselineP95", json!(self.baseline_p95)),
-                ("baselineP99", json!(self.baseline_p99)),
-                ("totalExecutions", json!(m.total_executions)),
-            ]),
-            recommendations: strings(&[
-                "Check system load (CPU, memory) on the node",
-                "Reduce concurrency to avoid resource contention (MAX_CONCURRENT_AUDITS=3)",
-                "Enable caching to reduce repeated work (ENABLE_AUDIT_CACHING=true)",
-            ]),
-            runbook: "slow-responses".into(),
-        });
-    }
-}
-
-/// Warning above `maxMemoryUsage`, critical (exhaustion) above `memoryCriticalMb`.
-pub struct MemoryUsage {
-    pub warning_mb: f64,
-    pub critical_mb: f64,
-}
-
-impl Rule for MemoryUsage {
-    fn id(&self) -> &'static str {
-        MEMORY_USAGE
-    }
-
-    fn evaluate(&self, ctx: &RuleContext<'_>, out: &mut Vec<Finding>) {
-        let mem = ctx
-            .snapshot
-            .report
-            .performance
-            .resource_metrics
-            .memory_usage;
-        let (severity, title, threshold) = if mem.current > self.critical_mb {
-            (
-                Severity::Critical,
-                "Codex memory exhaustion",
-                self.critical_mb,
-            )
-        } else if mem.current > self.warning_mb {
-            (
-                Severity::Warning,
-                "High Codex memory usage",
-                self.warning_mb,
-            )
-        } else {
-            return;
-        };
-        out.push(Finding {
-            key: MEMORY_USAGE.into(),
-            rule: MEMORY_USAGE.into(),
-            severity,
-            category: Category::Resources,
-            title: title.into(),
-            message: format!(
-                "Codex processes use {} MB of memory (threshold {threshold} MB)",
-                round1(mem.current)
-            ),
-            details: details(&[
-                ("currentMb", json!(round1(mem.current))),
-                ("peakMb", json!(round1(mem.peak))),
-                ("averageMb", json!(round1(mem.average))),
-                ("thresholdMb", json!(threshold)),
-            ]),
-            recommendations: strings(&[
-                "Reduce session history size (MAX_SESSION_HISTORY=500)",
-                "Enable more aggressive cleanup (SESSION_CLEANUP_INTERVAL=1800000)",
-                "Reduce concurrent sessions (MAX_CONCURRENT_SESSIONS=25)",
-            ]),
-            runbook: "memory-usage".into(),
-        });
-    }
-}
-
 /// Warning: Codex processes use more CPU than `cpuWarningPercent`.
 pub struct CpuUsage {
     pub warning_percent: f64,
@@ -553,50 +411,6 @@ impl Rule for CpuUsage {
                 "Check for runaway Codex processes in the detailed metrics",
             ]),
             runbook: "high-cpu".into(),
-        });
-    }
-}
-
-/// Warning: more Codex processes than `maxConcurrentProcesses`.
-pub struct ProcessCount {
-    pub max: f64,
-}
-
-impl Rule for ProcessCount {
-    fn id(&self) -> &'static str {
-        PROCESS_COUNT
-    }
-
-    fn evaluate(&self, ctx: &RuleContext<'_>, out: &mut Vec<Finding>) {
-        let p = ctx
-            .snapshot
-            .report
-            .performance
-            .resource_metrics
-            .process_count;
-        if p.current <= self.max {
-            return;
-        }
-        out.push(Finding {
-            key: PROCESS_COUNT.into(),
-            rule: PROCESS_COUNT.into(),
-            severity: Severity::Warning,
-            category: Category::Resources,
-            title: "High Codex process count".into(),
-            message: format!(
-                "{} Codex processes are running (threshold {})",
-                p.current, self.max
-            ),
-            details: details(&[
-                ("current", json!(p.current)),
-                ("peak", json!(p.peak)),
-                ("threshold", json!(self.max)),
-            ]),
-            recommendations: strings(&[
-                "Reduce concurrency (MAX_CONCURRENT_AUDITS, MAX_CONCURRENT_SESSIONS)",
-                "Look for Codex processes that never exit (hung executions)",
-            ]),
-            runbook: "high-process-count".into(),
         });
     }
 }

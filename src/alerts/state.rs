@@ -68,4 +68,10 @@ pub struct EngineState {
     pub group: Vec<AlertEvent>,
     /// Epoch ms the current aggregation window opened.
     pub group_opened: Option<u64>,
+    /// Info events that are not series (`configuration-changed`), the latest per key, shown
+    /// by the endpoints for [`INFO_EVENT_TTL_MS`] after they were raised, sinks or not.
+    pub recent_info: Vec<AlertEvent>,
 }
+
+/// How long an info event stays listed in `/health/codex` `alerts` (one hour).
+pub const INFO_EVENT_TTL_MS: u64 = 3_600_000;

@@ -64,13 +64,17 @@ impl Default for AlertingConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct AlertRulesConfig {
-    /// Percent of failed executions above which the failure-rate alert is a warning.
-    pub failure_rate_warning: f64,
-    /// Percent of failed executions above which the failure-rate alert is critical.
-    pub failure_rate_critical: f64,
-    /// Rate-based rules stay quiet until the window holds this many executions.
+    /// Percent of executions that did not succeed (failed or timed out) above which the
+    /// `error-rate` check and the `failure-rate` alert are a warning; unset: the health
+    /// threshold `maxErrorRate` (see `monitor::limits`).
+    pub failure_rate_warning: Option<f64>,
+    /// Percent above which they are critical; unset: `100 − minSuccessRate`.
+    pub failure_rate_critical: Option<f64>,
+    /// Rates are not judged (checks healthy, rules quiet) until the window holds this many
+    /// executions.
     pub min_executions: u64,
-    /// MB of Codex memory that counts as exhaustion (critical); default twice `maxMemoryUsage`.
+    /// MB of Codex memory that counts as exhaustion (critical, for the `memory-usage` check and
+    /// alert); unset: 1.5 × `maxMemoryUsage`.
     pub memory_critical_mb: Option<u64>,
     /// Percent of one core (summed over Codex processes) above which CPU is a warning.
     pub cpu_warning_percent: f64,
@@ -85,8 +89,8 @@ pub struct AlertRulesConfig {
 impl Default for AlertRulesConfig {
     fn default() -> Self {
         AlertRulesConfig {
-            failure_rate_warning: 10.0,
-            failure_rate_critical: 20.0,
+            failure_rate_warning: None,
+            failure_rate_critical: None,
             min_executions: 10,
             memory_critical_mb: None,
             cpu_warning_percent: 80.0,
@@ -254,7 +258,7 @@ impl AlertingConfig {
                 a.rules.failure_rate_critical,
             ),
         ] {
-            if !(0.0..=100.0).contains(&v) {
+            if let Some(v) = v.filter(|v| !(0.0..=100.0).contains(v)) {
                 return bad(key, v.to_string(), "a percentage must be within 0..100");
             }
         }

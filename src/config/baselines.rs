@@ -49,6 +49,14 @@ impl Baselines {
                 "must be at least 1 day",
             );
         }
+        for (key, v) in [
+            ("baselines.successRate", self.success_rate),
+            ("baselines.availability", self.availability),
+        ] {
+            if let Some(v) = v.filter(|v| !(0.0..=100.0).contains(v)) {
+                return bad(key, v.to_string(), "a percentage must be within 0..100");
+            }
+        }
         Ok(())
     }
 }

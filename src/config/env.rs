@@ -37,7 +37,7 @@ pub enum Kind {
 #[rustfmt::skip]
 pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     // — the specification's health-check variables
-    ("ENABLE_CODEX_HEALTH_MONITORING", "healthMonitoring.enabled", Kind::Bool, "Run the probes."),
+    ("ENABLE_CODEX_HEALTH_MONITORING", "healthMonitoring.enabled", Kind::Bool, "Run the probes. false: no probe runs (check included); the availability check says so, availability and probe series are absent, the other checks go on."),
     ("CODEX_HEALTH_CHECK_INTERVAL", "healthMonitoring.checkInterval", Kind::Int, "ms between availability probes."),
     ("CODEX_HEALTH_CHECK_TIMEOUT", "healthMonitoring.healthCheckTimeout", Kind::Int, "ms one probe attempt may take."),
     ("CODEX_HEALTH_CHECK_RETRIES", "healthMonitoring.retries", Kind::Int, "Extra attempts after a failed probe."),
@@ -50,8 +50,8 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("CODEX_HEALTH_HEADER_TIMEOUT", "healthMonitoring.endpoints.headerReadTimeout", Kind::Int, "ms a client has to send a request's headers, and the keep-alive idle limit (new)."),
     ("CODEX_HEALTH_THRESHOLD_AVAILABILITY_TIMEOUT", "healthMonitoring.thresholds.availabilityTimeout", Kind::Int, "ms; a slower probe is a warning."),
     ("CODEX_HEALTH_THRESHOLD_MAX_EXECUTION_TIME", "healthMonitoring.thresholds.maxExecutionTime", Kind::Int, "ms; p95 above it is a warning."),
-    ("CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "healthMonitoring.thresholds.minSuccessRate", Kind::Float, "Percent; below it the success-rate check is critical."),
-    ("CODEX_HEALTH_THRESHOLD_MAX_ERROR_RATE", "healthMonitoring.thresholds.maxErrorRate", Kind::Float, "Percent; above it is a warning."),
+    ("CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "healthMonitoring.thresholds.minSuccessRate", Kind::Float, "Percent; success below it (error rate above 100 − it) makes the success-rate and error-rate checks and the failure-rate alert critical."),
+    ("CODEX_HEALTH_THRESHOLD_MAX_ERROR_RATE", "healthMonitoring.thresholds.maxErrorRate", Kind::Float, "Percent of executions failed or timed out; above it the error-rate check and the failure-rate alert are a warning."),
     ("CODEX_HEALTH_THRESHOLD_MAX_MEMORY_USAGE", "healthMonitoring.thresholds.maxMemoryUsage", Kind::Int, "MB across Codex processes."),
     ("CODEX_HEALTH_THRESHOLD_MAX_CONCURRENT_PROCESSES", "healthMonitoring.thresholds.maxConcurrentProcesses", Kind::Int, "Codex processes at once."),
     // — how Codex is run
@@ -124,10 +124,10 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("CODEX_ALERT_MAX_ATTEMPTS", "alerting.delivery.maxAttempts", Kind::Int, "Attempts per notification and sink (new)."),
     ("CODEX_ALERT_RETRY_BACKOFF", "alerting.delivery.initialBackoff", Kind::Int, "ms before the first retry, doubling (new)."),
     ("CODEX_ALERT_RETRY_MAX_BACKOFF", "alerting.delivery.maxBackoff", Kind::Int, "ms; longest wait between retries (new)."),
-    ("CODEX_ALERT_FAILURE_RATE_WARNING", "alerting.rules.failureRateWarning", Kind::Float, "Percent of failed executions for a warning (new)."),
-    ("CODEX_ALERT_FAILURE_RATE_CRITICAL", "alerting.rules.failureRateCritical", Kind::Float, "Percent of failed executions for a critical alert (new)."),
-    ("CODEX_ALERT_MIN_EXECUTIONS", "alerting.rules.minExecutions", Kind::Int, "Executions in the window before rate rules apply (new)."),
-    ("CODEX_ALERT_MEMORY_CRITICAL_MB", "alerting.rules.memoryCriticalMb", Kind::Int, "MB that counts as memory exhaustion (new)."),
+    ("CODEX_ALERT_FAILURE_RATE_WARNING", "alerting.rules.failureRateWarning", Kind::Float, "Overrides CODEX_HEALTH_THRESHOLD_MAX_ERROR_RATE for the error-rate check and failure-rate alert (new)."),
+    ("CODEX_ALERT_FAILURE_RATE_CRITICAL", "alerting.rules.failureRateCritical", Kind::Float, "Overrides 100 − CODEX_HEALTH_THRESHOLD_SUCCESS_RATE as the critical error rate (new)."),
+    ("CODEX_ALERT_MIN_EXECUTIONS", "alerting.rules.minExecutions", Kind::Int, "Executions in the window before rates are judged by checks and rules (new)."),
+    ("CODEX_ALERT_MEMORY_CRITICAL_MB", "alerting.rules.memoryCriticalMb", Kind::Int, "MB that counts as memory exhaustion, for check and alert; default 1.5 × max memory (new)."),
     ("CODEX_ALERT_CPU_WARNING_PERCENT", "alerting.rules.cpuWarningPercent", Kind::Float, "Percent of one core for a CPU warning (new)."),
     ("CODEX_ALERT_QUEUE_BACKLOG", "alerting.rules.queueBacklog", Kind::Float, "Queued operations for a backlog warning (new)."),
     ("CODEX_ALERT_QUEUE_WAIT", "alerting.rules.queueWait", Kind::Float, "ms of average queue wait for a backlog warning (new)."),

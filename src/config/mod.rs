@@ -216,13 +216,19 @@ fn describe_figment_error(fig: &Figment, err: figment::Error) -> ConfigError {
         None => "configuration".into(),
     };
     let what = match &e.kind {
-        figment::error::Kind::UnknownField(field, _) => {
+        figment::error::Kind::UnknownField(field, expected) => {
+            // figment's path sometimes already ends with the field: name it once.
             let full = if key.is_empty() {
                 field.clone()
+            } else if e.path.last() == Some(field) {
+                key.clone()
             } else {
                 format!("{key}.{field}")
             };
-            return ConfigError(format!("unknown key `{full}` in {source}"));
+            let hint = closest(field, expected)
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            return ConfigError(format!("unknown key `{full}` in {source}{hint}"));
         }
         kind => kind.to_string(),
     };
@@ -231,6 +237,31 @@ fn describe_figment_error(fig: &Figment, err: figment::Error) -> ConfigError {
     } else {
         ConfigError(format!("invalid value for `{key}` from {source}: {what}"))
     }
+}
+
+/// The expected key nearest to a misspelt one (case-insensitive edit distance at most 2, or
+/// a case-only difference), for "did you mean".
+fn closest<'a>(field: &str, expected: &[&'a str]) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                let cost = usize::from(ca != *cb);
+                cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    let lower = field.to_lowercase();
+    expected
+        .iter()
+        .map(|k| (distance(&lower, &k.to_lowercase()), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
 }
 
 fn describe_source(
@@ -252,9 +283,17 @@ fn describe_source(
 
 /// Where the value at `key` came from, in words.
 pub fn source_of(fig: &Figment, key: &str) -> String {
-    match fig.find_metadata(key) {
+    // figment does not index into arrays (`codex.probes.0.command`): an element comes from
+    // wherever its array came from, so look up the nearest enclosing key that it knows.
+    let parts: Vec<&str> = key.split('.').collect();
+    let array = parts
+        .iter()
+        .position(|p| p.parse::<usize>().is_ok())
+        .map_or(parts.len(), |i| i);
+    let known = parts[..array].join(".");
+    match fig.find_metadata(&known) {
         Some(md) => {
-            let path: Vec<String> = key.split('.').map(str::to_string).collect();
+            let path: Vec<String> = known.split('.').map(str::to_string).collect();
             describe_source(md, &None, &path)
         }
         None => "defaults".into(),

@@ -163,6 +163,8 @@ pub fn evaluate_probe(spec: &ProbeSpec, run: &ProbeRun, thresholds: &Thresholds)
                 timestamp: last.started,
                 duration: duration_ms,
                 details,
+                recommendations: Vec::new(),
+                raises_alert: true,
             },
             recommendations,
         },
@@ -230,7 +232,8 @@ fn truncate(text: &str, max: usize) -> String {
     format!("…{}", &text[start..])
 }
 
-/// The placeholder shown before the first availability probe has finished.
+/// The placeholder shown before the first availability probe has finished: about the agent,
+/// not Codex, so it raises no alert.
 pub fn pending_check(now: u64) -> Evaluated {
     Evaluated {
         check: HealthCheck {
@@ -240,6 +243,28 @@ pub fn pending_check(now: u64) -> Evaluated {
             timestamp: now,
             duration: 0,
             details: Map::new(),
+            recommendations: Vec::new(),
+            raises_alert: false,
+        },
+        recommendations: Vec::new(),
+    }
+}
+
+/// The availability check when probes are switched off: healthy (nothing is known to be wrong),
+/// saying why nothing is probed; it raises no alert.
+pub fn probes_disabled_check(now: u64) -> Evaluated {
+    let mut details = Map::new();
+    details.insert("probes".into(), json!("disabled"));
+    Evaluated {
+        check: HealthCheck {
+            name: AVAILABILITY_CHECK.into(),
+            status: Status::Healthy,
+            message: "Probes are disabled (ENABLE_CODEX_HEALTH_MONITORING=false): Codex availability is not checked".into(),
+            timestamp: now,
+            duration: 0,
+            details,
+            recommendations: Vec::new(),
+            raises_alert: false,
         },
         recommendations: Vec::new(),
     }

@@ -6,6 +6,7 @@ pub mod availability;
 pub mod executions;
 pub mod health;
 pub mod history;
+pub mod limits;
 pub mod observed;
 pub mod probes;
 pub mod resources;
@@ -30,7 +31,8 @@ use health::Evaluated;
 use probes::{Ending, ProbeRun, ProbeSpec};
 use resources::{ResourceSample, ResourceStats};
 use snapshot::{
-    HealthReport, MetricsReport, Performance, ProbeSummary, Sample, SampleValue, Snapshot, Status,
+    HealthCheck, HealthReport, MetricsReport, Performance, ProbeSummary, Sample, SampleValue,
+    Snapshot, Status,
 };
 
 /// A monitor that has not published for this long is stuck: `/livez` fails and the
@@ -131,6 +133,8 @@ pub struct Monitor {
     executions: ExecutionStats,
     /// The agent's own counters and error lines (see [`crate::telemetry`]).
     telemetry: Telemetry,
+    /// What the checks judge against: the one place thresholds are resolved.
+    limits: limits::Limits,
     /// The alert engine's published view, when alerting is on (read, never waited for).
     alerts: Option<watch::Receiver<Arc<crate::alerts::AlertsView>>>,
     /// Applied configuration reloads.
@@ -161,9 +165,11 @@ impl Monitor {
             .collect();
         let persister = Persister::start();
         let executions = ExecutionStats::new(&config, &telemetry, persister.writer());
+        let limits = limits::Limits::from_config(&config);
         let history = history::History::new(&config, &telemetry, persister.writer());
         Monitor {
             resources: ResourceStats::new(config.processes.window),
+            limits,
             config,
             specs,
             started: Instant::now(),
@@ -215,7 +221,7 @@ impl Monitor {
                     ..Default::default()
                 });
         }
-        self.executions.reconfigure(&config);
+        self.limits = limits::Limits::from_config(&config);
         self.specs = specs;
         self.config = config;
     }
@@ -292,22 +298,28 @@ impl Monitor {
         self.checks.insert(spec.name.clone(), verdict.evaluated);
     }
 
+    /// Whether probes run (`ENABLE_CODEX_HEALTH_MONITORING`); the other sources go on either way.
+    fn probing(&self) -> bool {
+        self.config.health_monitoring.enabled
+    }
+
     /// Builds the snapshot for `now` (epoch ms).
     pub fn snapshot(&self, now: u64) -> Snapshot {
         let uptime = self.started.elapsed().as_millis() as u64;
         let mut checks: Vec<Evaluated> = Vec::new();
-        for spec in &self.specs {
-            match self.checks.get(&spec.name) {
-                Some(e) => checks.push(e.clone()),
-                None if spec.is_availability => checks.push(health::pending_check(now)),
-                None => {}
+        if self.probing() {
+            for spec in &self.specs {
+                match self.checks.get(&spec.name) {
+                    Some(e) => checks.push(e.clone()),
+                    None if spec.is_availability => checks.push(health::pending_check(now)),
+                    None => {}
+                }
             }
+        } else {
+            checks.push(health::probes_disabled_check(now));
         }
-        checks.extend(self.executions.checks(now));
-        checks.extend(
-            self.resources
-                .checks(&self.config.health_monitoring.thresholds),
-        );
+        checks.extend(self.executions.checks(now, &self.limits));
+        checks.extend(self.resources.checks(&self.limits));
         let mut reliability = snapshot::ReliabilityMetrics::default();
         self.executions.fill_reliability(&mut reliability, now);
         self.availability.fill(&mut reliability, now);
@@ -330,7 +342,13 @@ impl Monitor {
             overall: health::overall(&checks),
             timestamp: now,
             uptime,
-            checks: checks.iter().map(|e| e.check.clone()).collect(),
+            checks: checks
+                .iter()
+                .map(|e| HealthCheck {
+                    recommendations: e.recommendations.clone(),
+                    ..e.check.clone()
+                })
+                .collect(),
             performance: performance.clone(),
             alerts: self
                 .alerts
@@ -367,11 +385,15 @@ impl Monitor {
         let mut push = |def: &'static MetricDef, labels: Vec<String>, value: SampleValue| {
             out.push(Sample { def, labels, value })
         };
-        push(
-            &catalog::AVAILABILITY,
-            vec![],
-            SampleValue::Gauge(if codex_available { 1.0 } else { 0.0 }),
-        );
+        // Probes off: no availability or probe series at all — a 0 would read as "Codex down".
+        let probing = self.probing();
+        if probing {
+            push(
+                &catalog::AVAILABILITY,
+                vec![],
+                SampleValue::Gauge(if codex_available { 1.0 } else { 0.0 }),
+            );
+        }
         for check in &report.checks {
             push(
                 &catalog::HEALTH_STATUS,
@@ -394,6 +416,25 @@ impl Monitor {
                 push(def, vec![], SampleValue::Gauge(ms / 1000.0));
             }
         }
+        if self.config.operations_log.enabled {
+            let p = &report.performance;
+            let q = &p.resource_metrics.queue_metrics;
+            push(
+                &catalog::APP_QUEUE_SIZE,
+                vec![],
+                SampleValue::Gauge(q.current_size),
+            );
+            push(
+                &catalog::APP_QUEUE_WAIT,
+                vec![],
+                SampleValue::Gauge(q.average_wait_time / 1000.0),
+            );
+            push(
+                &catalog::APP_RETRY_RATE,
+                vec![],
+                SampleValue::Gauge(p.reliability_metrics.retry_rate / 100.0),
+            );
+        }
         push(
             &catalog::SUCCESS_RATE,
             vec![],
@@ -414,7 +455,7 @@ impl Monitor {
             vec![],
             SampleValue::Gauge(self.resources.active_processes() as f64),
         );
-        for (name, p) in &self.probes {
+        for (name, p) in self.probes.iter().filter(|_| probing) {
             push(
                 &catalog::PROBE_DURATION,
                 vec![name.clone()],
@@ -425,7 +466,7 @@ impl Monitor {
                 },
             );
         }
-        for (name, p) in &self.probes {
+        for (name, p) in self.probes.iter().filter(|_| probing) {
             for (result, n) in [
                 ("success", p.summary.successes),
                 ("failure", p.summary.failures),
@@ -623,5 +664,91 @@ mod reload_tests {
         assert_eq!(snap.metrics.probes[0].runs, 4);
         assert_eq!(snap.report.checks[0].status, Status::Warning);
         assert_eq!(snap.report.checks.len(), 1);
+    }
+
+    /// `ENABLE_CODEX_HEALTH_MONITORING=false`: the availability check says the probes are off
+    /// (not "waiting"), no availability or probe series exist, process checks go on.
+    #[test]
+    fn probes_switched_off_are_off_not_waiting_and_not_zero() {
+        let mut cfg = Config::default();
+        cfg.operations_log.enabled = false;
+        cfg.history.enabled = false;
+        cfg.health_monitoring.enabled = false;
+        let cfg = Arc::new(cfg);
+        let (_, _, dropped) = channel();
+        let mut m = Monitor::new(cfg.clone(), probes::specs(&cfg), dropped);
+        m.apply(Observation::Resources(ResourceSample {
+            timestamp: now_ms(),
+            processes: 2,
+            rss_bytes: 1 << 20,
+            ..Default::default()
+        }));
+        let snap = m.snapshot(now_ms());
+        let a = &snap.report.checks[0];
+        assert_eq!(a.name, health::AVAILABILITY_CHECK);
+        assert_eq!(a.status, Status::Healthy);
+        assert!(
+            a.message.starts_with("Probes are disabled"),
+            "{}",
+            a.message
+        );
+        assert!(!a.raises_alert);
+        let names: Vec<&str> = snap.report.checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![health::AVAILABILITY_CHECK, "memory-usage", "process-count"]
+        );
+        let defs: Vec<&str> = snap.samples.iter().map(|s| s.def.name).collect();
+        assert!(!defs.contains(&catalog::AVAILABILITY.name), "{defs:?}");
+        assert!(!defs.contains(&catalog::PROBE_RUNS.name));
+        assert!(defs.contains(&catalog::ACTIVE_PROCESSES.name));
+        assert_eq!(snap.report.overall, Status::Healthy);
+    }
+
+    /// The application's queue and retries reach every exporter as catalog samples, named
+    /// apart from the agent's notification queue.
+    #[test]
+    fn application_queue_and_retry_rate_are_exported() {
+        let state = tempfile::tempdir().unwrap();
+        let mut cfg = Config::default();
+        cfg.history.enabled = false;
+        cfg.state_dir = state.path().to_path_buf();
+        let cfg = Arc::new(cfg);
+        let (_, _, telemetry) = channel();
+        let mut m = Monitor::new(cfg.clone(), probes::specs(&cfg), telemetry);
+        let now = now_ms();
+        let exec = |retry_count| executions::Execution {
+            timestamp: now,
+            operation: 0,
+            duration: 1_000.0,
+            outcome: executions::Outcome::Success,
+            retry_count,
+            queue_wait: Some(2_000.0),
+            error: None,
+        };
+        m.apply(Observation::Executions(ExecutionBatch {
+            operation_types: vec!["audit".into()],
+            executions: (0..20).map(|i| exec(i % 2)).collect(),
+            ..Default::default()
+        }));
+        let snap = m.snapshot(now);
+        let value = |def: &MetricDef| {
+            snap.samples
+                .iter()
+                .find(|s| s.def.name == def.name)
+                .map(|s| match s.value {
+                    SampleValue::Gauge(v) => v,
+                    _ => panic!("{} is a gauge", def.name),
+                })
+                .unwrap_or_else(|| panic!("{} missing", def.name))
+        };
+        assert_eq!(value(&catalog::APP_QUEUE_WAIT), 2.0);
+        assert_eq!(value(&catalog::APP_RETRY_RATE), 0.5);
+        let q = &snap.report.performance.resource_metrics.queue_metrics;
+        assert_eq!(value(&catalog::APP_QUEUE_SIZE), q.current_size);
+        assert_eq!(
+            catalog::APP_QUEUE_WAIT.prometheus_name(),
+            "codex_operations_queue_wait_seconds"
+        );
     }
 }

@@ -12,16 +12,14 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::health::Evaluated;
+use super::limits::Limits;
 use super::snapshot::{HealthCheck, ResourceMetrics, Sample, SampleValue, Stat3, Status};
 use crate::catalog;
-use crate::config::Thresholds;
 
 /// Name of the health check on the Codex processes' resident memory.
 pub const MEMORY_CHECK: &str = "memory-usage";
 /// Name of the health check on the number of Codex executions running at once.
 pub const PROCESS_COUNT_CHECK: &str = "process-count";
-/// Above this multiple of a threshold a check is `critical` (above the threshold: `warning`).
-pub const CRITICAL_FACTOR: f64 = 1.5;
 /// Bytes in the JSON's "MB".
 pub const BYTES_PER_MB: f64 = 1_048_576.0;
 
@@ -274,9 +272,9 @@ impl ResourceStats {
         extra.insert("processes".into(), section);
     }
 
-    /// The `memory-usage` and `process-count` checks against the thresholds; none before the
+    /// The `memory-usage` and `process-count` checks against the limits; none before the
     /// first sample. A threshold of 0 turns its check off.
-    pub fn checks(&self, thresholds: &Thresholds) -> Vec<Evaluated> {
+    pub fn checks(&self, limits: &Limits) -> Vec<Evaluated> {
         let Some(last) = &self.last else {
             return Vec::new();
         };
@@ -293,37 +291,45 @@ impl ResourceStats {
                     timestamp: last.timestamp,
                     duration,
                     details,
+                    recommendations: Vec::new(),
+                    raises_alert: true,
                 },
                 recommendations: recs,
             }
         };
         if let Some(e) = &last.error {
+            // About the agent, not Codex: shown, but not raised as a memory or process alert.
             return [MEMORY_CHECK, PROCESS_COUNT_CHECK]
                 .iter()
                 .map(|name| {
-                    make(
+                    let mut e = make(
                         name,
                         Status::Warning,
                         format!("Codex processes could not be sampled: {e}"),
                         json!({ "error": e }),
                         vec!["Check that /proc is mounted and readable by the agent".into()],
-                    )
+                    );
+                    e.check.raises_alert = false;
+                    e
                 })
                 .collect();
         }
         let mut out = Vec::with_capacity(2);
         let memory = self.metrics().memory_usage;
-        if thresholds.max_memory_usage > 0 {
-            let limit = thresholds.max_memory_usage as f64;
-            let status = level(memory.current, limit);
+        if let Some(bands) = limits.memory_mb {
+            let status = bands.judge(memory.current);
             let message = match status {
                 Status::Healthy => format!(
                     "Codex processes use {:.1} MB of memory (limit {} MB)",
-                    memory.current, thresholds.max_memory_usage
+                    memory.current, bands.warning
+                ),
+                Status::Warning => format!(
+                    "Codex processes use {:.1} MB of memory, above the limit of {} MB",
+                    memory.current, bands.warning
                 ),
                 _ => format!(
-                    "Codex processes use {:.1} MB of memory, above the limit of {} MB",
-                    memory.current, thresholds.max_memory_usage
+                    "Codex processes use {:.1} MB of memory, above the exhaustion level of {} MB",
+                    memory.current, bands.critical
                 ),
             };
             let recs = if status == Status::Healthy {
@@ -343,24 +349,26 @@ impl ResourceStats {
                     "currentMb": memory.current,
                     "peakMb": memory.peak,
                     "averageMb": memory.average,
-                    "thresholdMb": thresholds.max_memory_usage,
-                    "criticalMb": round2(limit * CRITICAL_FACTOR),
+                    "thresholdMb": whole(bands.warning),
+                    "criticalMb": round2(bands.critical),
                 }),
                 recs,
             ));
         }
-        if thresholds.max_concurrent_processes > 0 {
-            let limit = thresholds.max_concurrent_processes as f64;
-            let current = last.processes as f64;
-            let status = level(current, limit);
+        if let Some(bands) = limits.processes {
+            let status = bands.judge(last.processes as f64);
             let message = match status {
                 Status::Healthy => format!(
                     "{} Codex executions running (limit {})",
-                    last.processes, thresholds.max_concurrent_processes
+                    last.processes, bands.warning
+                ),
+                Status::Warning => format!(
+                    "{} Codex executions running, above the limit of {}",
+                    last.processes, bands.warning
                 ),
                 _ => format!(
-                    "{} Codex executions running, above the limit of {}",
-                    last.processes, thresholds.max_concurrent_processes
+                    "{} Codex executions running, above the critical level of {}",
+                    last.processes, bands.critical
                 ),
             };
             let recs = if status == Status::Healthy {
@@ -378,8 +386,8 @@ impl ResourceStats {
                 json!({
                     "current": last.processes,
                     "osProcesses": last.os_processes,
-                    "threshold": thresholds.max_concurrent_processes,
-                    "critical": round2(limit * CRITICAL_FACTOR),
+                    "threshold": whole(bands.warning),
+                    "critical": round2(bands.critical),
                 }),
                 recs,
             ));
@@ -452,14 +460,12 @@ impl ResourceStats {
     }
 }
 
-/// healthy ≤ limit < warning ≤ limit × [`CRITICAL_FACTOR`] < critical.
-fn level(value: f64, limit: f64) -> Status {
-    if value > limit * CRITICAL_FACTOR {
-        Status::Critical
-    } else if value > limit {
-        Status::Warning
+/// A threshold configured as an integer is shown as one (`500`, not `500.0`).
+fn whole(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 9e15 {
+        json!(x as i64)
     } else {
-        Status::Healthy
+        json!(x)
     }
 }
 
@@ -506,17 +512,16 @@ mod tests {
     #[test]
     fn no_sample_no_checks_and_zeros() {
         let s = ResourceStats::new(1000);
-        assert!(s.checks(&Thresholds::default()).is_empty());
+        assert!(s.checks(&Limits::default()).is_empty());
         assert_eq!(s.metrics(), ResourceMetrics::default());
     }
 
     #[test]
     fn check_levels_follow_thresholds() {
-        let t = Thresholds {
-            max_memory_usage: 100,
-            max_concurrent_processes: 4,
-            ..Thresholds::default()
-        };
+        let mut c = crate::config::Config::default();
+        c.health_monitoring.thresholds.max_memory_usage = 100;
+        c.health_monitoring.thresholds.max_concurrent_processes = 4;
+        let t = Limits::from_config(&c);
         let status = |mb: f64, n: u64| {
             let mut s = ResourceStats::new(1000);
             s.record(sample(0, mb, 0.0, n));
@@ -539,11 +544,10 @@ mod tests {
 
     #[test]
     fn zero_threshold_disables_the_check() {
-        let t = Thresholds {
-            max_memory_usage: 0,
-            max_concurrent_processes: 0,
-            ..Thresholds::default()
-        };
+        let mut c = crate::config::Config::default();
+        c.health_monitoring.thresholds.max_memory_usage = 0;
+        c.health_monitoring.thresholds.max_concurrent_processes = 0;
+        let t = Limits::from_config(&c);
         let mut s = ResourceStats::new(1000);
         s.record(sample(0, 10_000.0, 0.0, 100));
         assert!(s.checks(&t).is_empty());
@@ -559,7 +563,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(s.metrics().memory_usage.average, 100.0);
-        let c = s.checks(&Thresholds::default());
+        let c = s.checks(&Limits::default());
         assert!(c.iter().all(|e| e.check.status == Status::Warning));
     }
 }

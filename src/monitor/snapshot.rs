@@ -55,6 +55,19 @@ pub struct HealthCheck {
     /// ms the check took.
     pub duration: u64,
     pub details: serde_json::Map<String, serde_json::Value>,
+    /// What an operator should do about this check (the report merges them, worst first); the
+    /// alert a check raises carries the same texts. Not in the specification's JSON.
+    #[serde(skip)]
+    pub recommendations: Vec<String>,
+    /// Whether an unhealthy status is a judgement of Codex that alert rules raise. False for
+    /// placeholders about the agent itself (first probe not done yet, processes not sampled):
+    /// they show in `/health/codex` and `check` but page nobody.
+    #[serde(skip, default = "yes")]
+    pub raises_alert: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `GET /health/codex`.

@@ -58,7 +58,7 @@ COMBINATIONS = [
         None,
     ),
     ("datadog-otlp", {"export": {"preset": "datadog", "datadog": {"mode": "otlp"}}}, None),
-    ("service-monitor", {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}}, None),
+    ("service-monitor", {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}, "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}}, None),
     ("pod-monitor-no-service", {"podMonitor": {"enabled": True, "interval": "15s"}, "service": {"enabled": False}}, None),
     (
         "alerting-all-secrets",
@@ -146,7 +146,11 @@ def case(request):
 
 #: Prometheus Operator kinds: not in Kubernetes' schemas; checked against the operator's own
 #: generated models (which ignore unknown fields, so a round trip must give the input back).
-CRD_MODELS = {("monitoring.coreos.com/v1", "ServiceMonitor"): promop.ServiceMonitor, ("monitoring.coreos.com/v1", "PodMonitor"): promop.PodMonitor}
+CRD_MODELS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): promop.ServiceMonitor,
+    ("monitoring.coreos.com/v1", "PodMonitor"): promop.PodMonitor,
+    ("monitoring.coreos.com/v1", "PrometheusRule"): promop.PrometheusRule,
+}
 
 
 def test_every_manifest_validates(case):
@@ -532,3 +536,18 @@ def test_install_notes_say_how_to_push_the_local_image():
     assert "--set image.repository=REGISTRY/codex-sentinel" in notes
     pushed = render_files({"image": {"repository": "registry.example.com/tools/codex-sentinel"}})
     assert "scripts/build-image" not in pushed["codex-sentinel/templates/NOTES.txt"]
+
+
+def test_prometheus_rule_ships_the_rules_file_unchanged(case):
+    """The PrometheusRule holds exactly the groups of prometheus/alerts.yml (which promtool
+    checks and unit-tests in tests/prometheus_rules.rs), and only when enabled."""
+    name, values, _, docs = case
+    values = values or {}
+    rules = by_kind(docs, "PrometheusRule")
+    enabled = bool((values.get("prometheusRule") or {}).get("enabled"))
+    assert len(rules) == int(enabled)
+    shipped = (REPO / "prometheus" / "alerts.yml").read_text()
+    assert (CHART / "files" / "alerts.yml").read_text() == shipped, "helm/codex-sentinel/files/alerts.yml must be a copy of prometheus/alerts.yml"
+    for rule in rules:
+        assert strip_source(rule)["spec"] == yaml.safe_load(shipped)
+        assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{classify_response, request_error, SendError};
-use crate::alerts::{AlertBody, AlertStatus, AlertsView, Notification};
+use crate::alerts::{AlertBody, AlertStatus, AlertsView, Notification, Severity};
 use crate::config::Secret;
 use crate::util::now_ms;
 use crate::util::time::format_rfc3339;
@@ -49,19 +49,28 @@ impl Alertmanager {
     }
 
     pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
-        let now = now_ms();
-        let alerts: Vec<Value> = n
-            .events
-            .iter()
-            .map(|e| {
-                let ends = match e.status {
-                    AlertStatus::Resolved => e.ends_at.unwrap_or(now),
-                    AlertStatus::Firing => now + self.validity(),
-                };
-                self.alert(&e.key, &e.rule, &e.body, e.starts_at, ends)
-            })
-            .collect();
-        self.post(&alerts).await
+        self.post(&self.alerts(n, now_ms())).await
+    }
+
+    /// The alerts a notification posts. `severity` is a label, so Alertmanager sees a warning
+    /// and its escalation to critical as two alerts: a critical firing alert also ends the
+    /// warning one of the same series at once (a no-op if it never fired), so the warning does
+    /// not linger as a duplicate until its `endsAt`.
+    pub fn alerts(&self, n: &Notification, now: u64) -> Vec<Value> {
+        let mut out = Vec::new();
+        for e in &n.events {
+            let ends = match e.status {
+                AlertStatus::Resolved => e.ends_at.unwrap_or(now),
+                AlertStatus::Firing => now + self.validity(),
+            };
+            out.push(self.alert(&e.key, &e.rule, &e.body, e.starts_at, ends));
+            if e.status == AlertStatus::Firing && e.body.severity == Severity::Critical {
+                let mut warning = e.body.clone();
+                warning.severity = Severity::Warning;
+                out.push(self.alert(&e.key, &e.rule, &warning, e.starts_at, now));
+            }
+        }
+        out
     }
 
     /// One Alertmanager alert. Labels identify it (same labels = same alert there).
@@ -79,12 +88,13 @@ impl Alertmanager {
                 "severity": body.severity.as_str(),
                 "category": body.category.as_str(),
                 "series": key,
+                "fingerprint": crate::alerts::fingerprint::fingerprint(key),
                 "service": "codex",
                 "instance": crate::alerts::hostname(),
                 "job": "codex-sentinel",
             },
             "annotations": {
-                "summary": body.title.trim_start_matches("Resolved: "),
+                "summary": body.title,
                 "description": body.message,
                 "runbook_url": body.runbook,
                 "recommendations": body.recommendations.join("\n"),
@@ -170,5 +180,56 @@ pub async fn refresh_loop(
                 "re-sending firing alerts to Alertmanager timed out"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::{AlertEvent, Category};
+
+    #[test]
+    fn a_critical_alert_ends_the_warning_of_its_series() {
+        let am = Alertmanager::new(
+            reqwest::Client::new(),
+            Secret::new("http://am.example:9093"),
+            "http://agent/alerts".into(),
+            Duration::from_secs(60),
+        );
+        let event = |severity| AlertEvent {
+            key: "memory-usage".into(),
+            rule: "memory-usage".into(),
+            status: AlertStatus::Firing,
+            starts_at: 1_000,
+            ends_at: None,
+            body: AlertBody {
+                timestamp: 1_000,
+                severity,
+                title: "High Codex memory usage".into(),
+                message: "m".into(),
+                category: Category::Resources,
+                details: Default::default(),
+                recommendations: vec![],
+                runbook: "r".into(),
+            },
+        };
+        let n = |severity| Notification {
+            id: 1,
+            instance: String::new(),
+            created: 1_000,
+            events: vec![event(severity)],
+        };
+        let now = 1_795_000_000_000;
+        let warning = am.alerts(&n(Severity::Warning), now);
+        assert_eq!(warning.len(), 1);
+        let critical = am.alerts(&n(Severity::Critical), now);
+        assert_eq!(critical.len(), 2);
+        assert_eq!(critical[0]["labels"]["severity"], "critical");
+        assert_eq!(critical[1]["labels"]["severity"], "warning");
+        assert_eq!(critical[1]["endsAt"], format_rfc3339(now));
+        assert_eq!(
+            critical[0]["labels"]["fingerprint"],
+            critical[1]["labels"]["fingerprint"]
+        );
     }
 }

@@ -135,10 +135,11 @@ pub fn body(n: &Notification) -> String {
             b.message
         ));
         out.push_str(&format!(
-            "Severity: {}\nCategory: {}\nAlert: {}\nSince: {}\n",
+            "Severity: {}\nCategory: {}\nAlert: {} (fingerprint {})\nSince: {}\n",
             b.severity.as_str(),
             b.category.as_str(),
             e.key,
+            e.fingerprint(),
             format_rfc3339(e.starts_at)
         ));
         if let Some(end) = e.ends_at {

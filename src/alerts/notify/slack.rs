@@ -105,7 +105,7 @@ pub fn payload(n: &Notification, channel: Option<&str>, username: Option<&str>) 
                 "title": e.body.title,
                 "text": e.body.message,
                 "fields": fields,
-                "footer": format!("codex-sentinel · {}", e.key),
+                "footer": format!("codex-sentinel · {} · {}", e.key, e.fingerprint()),
                 "ts": e.body.timestamp / 1000,
             });
             if e.body.runbook.starts_with("http://") || e.body.runbook.starts_with("https://") {

@@ -1,15 +1,17 @@
 //! The health checks judged from the operations log: `success-rate`, `error-rate` and
-//! `execution-time`, against the thresholds and the baselines.
+//! `execution-time`, against [`crate::monitor::limits::Limits`]. Their status is the one
+//! judgement of these conditions: the alert rules raise it as it is.
 
 use serde_json::{json, Map, Value};
 
-use super::{ExecutionStats, MIN_EXECUTIONS_FOR_RATES};
+use super::ExecutionStats;
 use crate::monitor::health::Evaluated;
+use crate::monitor::limits::Limits;
 use crate::monitor::snapshot::{HealthCheck, Status};
 
 impl ExecutionStats {
     /// Health checks `success-rate`, `error-rate` and `execution-time`, once executions exist.
-    pub fn checks(&self, now: u64) -> Vec<Evaluated> {
+    pub fn checks(&self, now: u64, limits: &Limits) -> Vec<Evaluated> {
         if !self.enabled || !self.has_executions() {
             return Vec::new();
         }
@@ -29,98 +31,74 @@ impl ExecutionStats {
                         timestamp: now,
                         duration: 0,
                         details,
+                        recommendations: Vec::new(),
+                        raises_alert: true,
                     },
                     recommendations: recs.iter().map(|s| s.to_string()).collect(),
                 }
             };
-        let too_few = w.total < MIN_EXECUTIONS_FOR_RATES;
+        let too_few = w.total < limits.min_executions;
         let few_message = |what: &str| {
             format!(
-                "{} executions in the last {window_min} min: too few to judge the {what} (at least {MIN_EXECUTIONS_FOR_RATES})",
-                w.total
+                "{} executions in the last {window_min} min: too few to judge the {what} (at least {})",
+                w.total, limits.min_executions
             )
         };
         let mut out = Vec::new();
 
-        // success-rate: critical below minSuccessRate (the specification's "high failure
-        // rate"), warning below the baseline when one is set.
+        // One judgement for both rate checks: the error rate (failures and timeouts, i.e.
+        // 100 − success rate) against the error-rate bands (see `monitor::limits`). The
+        // success-rate check shows the same verdict from the success side.
         let success = w.percent(w.success);
+        let errors = w.percent(w.failed + w.timed_out);
+        let bands = limits.error_rate;
+        let status = if too_few {
+            Status::Healthy
+        } else {
+            bands.judge(errors)
+        };
+        let recs: &[&str] = &[
+            "Look at reliabilityMetrics.recentFailures in /health/codex/metrics",
+            "Increase CODEX_MAX_RETRIES if failures are transient",
+            "Increase CODEX_OPERATION_TIMEOUT if most failures are timeouts",
+            "Set CODEX_DEBUG=true in the application for detailed error logs",
+        ];
+
         let mut d = base.clone();
         d.insert("successRate".into(), json!(success));
-        d.insert("minSuccessRate".into(), json!(self.min_success_rate));
-        if let Some(b) = self.baselines.success_rate {
-            d.insert("baseline".into(), json!(b));
-        }
-        let (status, message) = if too_few {
-            (Status::Healthy, few_message("success rate"))
-        } else if success < self.min_success_rate {
-            (
-                Status::Critical,
-                format!(
-                    "Success rate {success:.1}% is below {}% over the last {window_min} min",
-                    self.min_success_rate
-                ),
-            )
-        } else if let Some(b) = self.baselines.success_rate.filter(|b| success < *b) {
-            (
-                Status::Warning,
-                format!("Success rate {success:.1}% is below the baseline {b}%"),
-            )
-        } else {
-            (
-                Status::Healthy,
-                format!("Success rate {success:.1}% over the last {window_min} min"),
-            )
+        d.insert("minSuccessRate".into(), json!(100.0 - bands.critical));
+        let message = match status {
+            _ if too_few => few_message("success rate"),
+            Status::Healthy => format!("Success rate {success:.1}% over the last {window_min} min"),
+            _ => format!(
+                "Success rate {success:.1}% over the last {window_min} min: {} ({} failed, {} timed out)",
+                band_text(status, bands.warning, bands.critical),
+                w.failed,
+                w.timed_out
+            ),
         };
-        out.push(check(
-            "success-rate",
-            status,
-            message,
-            d,
-            &[
-                "Look at reliabilityMetrics.recentFailures in /health/codex/metrics",
-                "Increase CODEX_MAX_RETRIES if failures are transient",
-                "Increase CODEX_OPERATION_TIMEOUT if most failures are timeouts",
-                "Set CODEX_DEBUG=true in the application for detailed error logs",
-            ],
-        ));
+        out.push(check("success-rate", status, message, d, recs));
 
-        // error-rate: everything that did not succeed (failures and timeouts).
-        let errors = w.percent(w.failed + w.timed_out);
         let mut d = base.clone();
         d.insert("errorRate".into(), json!(errors));
         d.insert("failureRate".into(), json!(w.percent(w.failed)));
         d.insert("timeoutRate".into(), json!(w.percent(w.timed_out)));
-        d.insert("maxErrorRate".into(), json!(self.max_error_rate));
-        let (status, message) = if too_few {
-            (Status::Healthy, few_message("error rate"))
-        } else if errors > self.max_error_rate {
-            (
-                Status::Warning,
-                format!(
-                    "Error rate {errors:.1}% is above {}% over the last {window_min} min ({} failed, {} timed out)",
-                    self.max_error_rate, w.failed, w.timed_out
-                ),
-            )
-        } else {
-            (
-                Status::Healthy,
-                format!("Error rate {errors:.1}% over the last {window_min} min"),
-            )
+        d.insert("maxErrorRate".into(), json!(bands.warning));
+        d.insert("criticalErrorRate".into(), json!(bands.critical));
+        let message = match status {
+            _ if too_few => few_message("error rate"),
+            Status::Healthy => format!("Error rate {errors:.1}% over the last {window_min} min"),
+            _ => format!(
+                "Error rate {errors:.1}% over the last {window_min} min: {} ({} failed, {} timed out)",
+                band_text(status, bands.warning, bands.critical),
+                w.failed,
+                w.timed_out
+            ),
         };
-        out.push(check(
-            "error-rate",
-            status,
-            message,
-            d,
-            &[
-                "Look at reliabilityMetrics.recentFailures in /health/codex/metrics",
-                "Increase CODEX_MAX_RETRIES if failures are transient",
-                "Set CODEX_DEBUG=true in the application for detailed error logs",
-            ],
-        ));
+        out.push(check("error-rate", status, message, d, recs));
 
-        // execution-time: p95 against maxExecutionTime, then avg/p95/p99 against baselines.
+        // execution-time: p95 against maxExecutionTime, p95/p99 against their baselines (the
+        // average against its baseline is the `performance-degradation` info event).
         let mut d = base;
         d.insert(
             "averageExecutionTime".into(),
@@ -128,16 +106,15 @@ impl ExecutionStats {
         );
         d.insert("p95ExecutionTime".into(), json!(m.p95_execution_time));
         d.insert("p99ExecutionTime".into(), json!(m.p99_execution_time));
-        d.insert("maxExecutionTime".into(), json!(self.max_execution_time));
+        d.insert("maxExecutionTime".into(), json!(limits.max_execution_time));
         let mut over_baseline = Vec::new();
         for (name, value, baseline) in [
-            ("average", m.average_execution_time, self.baselines.avg_time),
-            ("p95", m.p95_execution_time, self.baselines.p95_time),
-            ("p99", m.p99_execution_time, self.baselines.p99_time),
+            ("p95", m.p95_execution_time, limits.p95_baseline),
+            ("p99", m.p99_execution_time, limits.p99_baseline),
         ] {
             if let Some(b) = baseline {
                 d.insert(format!("{name}Baseline"), json!(b));
-                if w.total > 0 && value > b as f64 {
+                if value > b {
                     over_baseline.push(format!("{name} {value:.0} ms > baseline {b} ms"));
                 }
             }
@@ -147,12 +124,14 @@ impl ExecutionStats {
                 Status::Healthy,
                 format!("No executions in the last {window_min} min"),
             )
-        } else if m.p95_execution_time > self.max_execution_time as f64 {
+        } else if too_few {
+            (Status::Healthy, few_message("execution times"))
+        } else if m.p95_execution_time > limits.max_execution_time {
             (
                 Status::Warning,
                 format!(
                     "p95 execution time {:.0} ms is above {} ms over the last {window_min} min",
-                    m.p95_execution_time, self.max_execution_time
+                    m.p95_execution_time, limits.max_execution_time
                 ),
             )
         } else if !over_baseline.is_empty() {
@@ -184,5 +163,14 @@ impl ExecutionStats {
             ],
         ));
         out
+    }
+}
+
+/// Which level an unhealthy error rate is above: `above the warning level of 5%`.
+fn band_text(status: Status, warning: f64, critical: f64) -> String {
+    if status >= Status::Critical {
+        format!("error rate above the critical level of {critical}%")
+    } else {
+        format!("error rate above the warning level of {warning}%")
     }
 }

@@ -46,8 +46,6 @@ pub const UNKNOWN_OPERATION_TYPE: &str = "unknown";
 pub const RECENT_FAILURES: usize = 20;
 /// Characters of an error text kept in `recentFailures`.
 pub const ERROR_TEXT_LIMIT: usize = 500;
-/// Rate checks (`success-rate`, `error-rate`) judge only from this many executions in the window.
-pub const MIN_EXECUTIONS_FOR_RATES: u64 = 10;
 
 /// What the monitor knows of the reader (not persisted).
 #[derive(Debug, Clone, Default)]
@@ -74,10 +72,6 @@ pub struct ExecutionStats {
     /// Writes the checkpoint on the agent's state-file thread.
     writer: StateWriter,
     reader: ReaderView,
-    min_success_rate: f64,
-    max_error_rate: f64,
-    max_execution_time: u64,
-    baselines: crate::config::Baselines,
 }
 
 impl Default for ExecutionStats {
@@ -97,7 +91,6 @@ impl ExecutionStats {
     /// Statistics for `config`, restored from the checkpoint when the log is enabled.
     pub fn new(config: &Config, telemetry: &super::Telemetry, writer: StateWriter) -> Self {
         let ol = &config.operations_log;
-        let thresholds = &config.health_monitoring.thresholds;
         let mut stats = ExecutionStats {
             enabled: ol.enabled,
             window_ms: ol.window,
@@ -112,10 +105,6 @@ impl ExecutionStats {
             write_failures: 0,
             writer,
             reader: ReaderView::default(),
-            min_success_rate: thresholds.min_success_rate,
-            max_error_rate: thresholds.max_error_rate,
-            max_execution_time: thresholds.max_execution_time,
-            baselines: config.baselines.clone(),
         };
         if ol.enabled {
             let path = checkpoint_path(config);
@@ -131,15 +120,6 @@ impl ExecutionStats {
             stats.checkpoint = Some(path);
         }
         stats
-    }
-
-    /// Takes the thresholds and baselines of a reloaded configuration; the statistics stay.
-    pub fn reconfigure(&mut self, config: &Config) {
-        let t = &config.health_monitoring.thresholds;
-        self.min_success_rate = t.min_success_rate;
-        self.max_error_rate = t.max_error_rate;
-        self.max_execution_time = t.max_execution_time;
-        self.baselines = config.baselines.clone();
     }
 
     /// Folds a batch in. `now` (epoch ms) places timestamps from the future at now. Each
@@ -619,7 +599,9 @@ mod tests {
     #[test]
     fn checks_follow_thresholds_and_baselines() {
         let mut s = stats(3_600_000);
-        s.baselines.p95_time = Some(8000);
+        let mut config = Config::default();
+        config.baselines.p95_time = Some(8000);
+        let limits = crate::monitor::limits::Limits::from_config(&config);
         let now = 100_000_000;
         let mut executions: Vec<Execution> = (0..80)
             .map(|_| exec(now, 0, 9000.0, Outcome::Success))
@@ -634,10 +616,11 @@ mod tests {
             now,
             None,
         );
-        let checks = s.checks(now);
+        let checks = s.checks(now, &limits);
         let by = |n: &str| checks.iter().find(|c| c.check.name == n).unwrap();
-        assert_eq!(by("success-rate").check.status, Status::Healthy); // 80 % is not below 80
-        assert_eq!(by("error-rate").check.status, Status::Warning); // 20 % > 5 %
+        // One judgement: 20 % errors is above 5 % but not above 100 − 80 %.
+        assert_eq!(by("success-rate").check.status, Status::Warning);
+        assert_eq!(by("error-rate").check.status, Status::Warning);
         assert_eq!(by("execution-time").check.status, Status::Warning); // p95 9 s > 8 s baseline
         s.apply(
             ExecutionBatch {
@@ -649,7 +632,7 @@ mod tests {
             None,
         );
         assert_eq!(
-            s.checks(now)[0].check.status,
+            s.checks(now, &limits)[0].check.status,
             Status::Critical,
             "80/101 < 80 %"
         );
