@@ -64,6 +64,13 @@ impl Default for Thresholds {
     }
 }
 
+/// Connections served at once unless configured (`CODEX_HEALTH_MAX_CONNECTIONS`). Each idle
+/// connection costs about 20 KiB; 128 of them stay far below the chart's memory limit and far
+/// below a 1,024 file-descriptor limit, leaving descriptors for the probes.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
+/// ms to send a request's headers (and to start the next one on a kept-alive connection).
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 5_000;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Endpoints {
@@ -88,8 +95,8 @@ impl Default for Endpoints {
             host: "127.0.0.1".into(),
             port: 3000,
             path: "/health/codex".into(),
-            max_connections: crate::server::listener::DEFAULT_MAX_CONNECTIONS,
-            header_read_timeout: crate::server::listener::DEFAULT_HEADER_READ_TIMEOUT_MS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT_MS,
         }
     }
 }

@@ -27,7 +27,10 @@ pub use alerting::{
 pub use baselines::Baselines;
 pub use codex::{CodexConfig, ExtraProbe};
 pub use export::{ExportConfig, KubernetesConfig, OtlpConfig, StatsdConfig};
-pub use health::{Endpoints, HealthMonitoring, Thresholds};
+pub use health::{
+    Endpoints, HealthMonitoring, Thresholds, DEFAULT_HEADER_READ_TIMEOUT_MS,
+    DEFAULT_MAX_CONNECTIONS,
+};
 pub use oplog::OperationsLogConfig;
 pub use processes::ProcessesConfig;
 pub use secret::Secret;

@@ -44,12 +44,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::logging::RateLimit;
 
-/// Connections served at once unless configured (`CODEX_HEALTH_MAX_CONNECTIONS`). Each idle
-/// connection costs about 20 KiB; 128 of them stay far below the chart's memory limit and far
-/// below a 1,024 file-descriptor limit, leaving descriptors for the probes.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
-/// ms to send a request's headers (and to start the next one on a kept-alive connection).
-pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 5_000;
+/// The configuration's defaults (`healthMonitoring.endpoints`) are the listener's defaults.
+pub use crate::config::{DEFAULT_HEADER_READ_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS};
 /// Connections kept for `/livez` and `/readyz` beyond `max_connections`.
 pub const PROBE_RESERVE: usize = 8;
 /// Header deadline of a reserved (probe) connection: the kubelet sends its request at once.
