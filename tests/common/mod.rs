@@ -368,7 +368,7 @@ pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
 pub fn write_operations_log(workdir: &std::path::Path, operation: &str, durations_ms: &[u64]) {
     use std::time::{SystemTime, UNIX_EPOCH};
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let (y, m, d) = civil_date(now.as_secs() / 86_400);
+    let (y, m, d) = codex_sentinel::util::time::civil_from_days((now.as_secs() / 86_400) as i64);
     let dir = workdir.join("logs/codex");
     std::fs::create_dir_all(&dir).unwrap();
     let mut lines = String::new();
@@ -385,18 +385,4 @@ pub fn write_operations_log(workdir: &std::path::Path, operation: &str, duration
         .open(path)
         .unwrap();
     std::io::Write::write_all(&mut f, lines.as_bytes()).unwrap();
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-pub fn civil_date(days: u64) -> (i64, u32, u32) {
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
