@@ -64,19 +64,23 @@ impl ExecutionStats {
             "Set CODEX_DEBUG=true in the application for detailed error logs",
         ];
 
-        let mut d = base.clone();
-        d.insert("successRate".into(), json!(success));
-        d.insert("minSuccessRate".into(), json!(100.0 - bands.critical));
-        let message = match status {
-            _ if too_few => few_message("success rate"),
-            Status::Healthy => format!("Success rate {success:.1}% over the last {window_min} min"),
+        // The success-rate and error-rate checks share one verdict; their messages differ only
+        // in the rate they name.
+        let rate_message = |name: &str, value: f64| match status {
+            _ if too_few => few_message(&name.to_lowercase()),
+            Status::Healthy => format!("{name} {value:.1}% over the last {window_min} min"),
             _ => format!(
-                "Success rate {success:.1}% over the last {window_min} min: {} ({} failed, {} timed out)",
+                "{name} {value:.1}% over the last {window_min} min: {} ({} failed, {} timed out)",
                 band_text(status, bands.warning, bands.critical),
                 w.failed,
                 w.timed_out
             ),
         };
+
+        let mut d = base.clone();
+        d.insert("successRate".into(), json!(success));
+        d.insert("minSuccessRate".into(), json!(100.0 - bands.critical));
+        let message = rate_message("Success rate", success);
         out.push(check("success-rate", status, message, d, recs));
 
         let mut d = base.clone();
@@ -85,16 +89,7 @@ impl ExecutionStats {
         d.insert("timeoutRate".into(), json!(w.percent(w.timed_out)));
         d.insert("maxErrorRate".into(), json!(bands.warning));
         d.insert("criticalErrorRate".into(), json!(bands.critical));
-        let message = match status {
-            _ if too_few => few_message("error rate"),
-            Status::Healthy => format!("Error rate {errors:.1}% over the last {window_min} min"),
-            _ => format!(
-                "Error rate {errors:.1}% over the last {window_min} min: {} ({} failed, {} timed out)",
-                band_text(status, bands.warning, bands.critical),
-                w.failed,
-                w.timed_out
-            ),
-        };
+        let message = rate_message("Error rate", errors);
         out.push(check("error-rate", status, message, d, recs));
 
         // execution-time: p95 against maxExecutionTime, p95/p99 against their baselines (the
