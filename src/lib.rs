@@ -50,6 +50,9 @@ pub enum StartError {
     },
     #[error("alerting: {0}")]
     Alerting(String),
+    /// The web config file or a file it names is missing or invalid (a configuration error).
+    #[error("web config file: {0}")]
+    WebConfig(#[from] server::webconfig::WebConfigError),
 }
 
 /// A running agent: where it listens and how to stop it.
@@ -152,6 +155,12 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
     let mut addr = None;
     if config.health_monitoring.endpoints.enabled {
         let ep = &config.health_monitoring.endpoints;
+        let web = match &ep.web_config_file {
+            Some(file) => Some(server::webconfig::WebConfig::load(std::path::Path::new(
+                file,
+            ))?),
+            None => None,
+        };
         let want: SocketAddr = SocketAddr::new(ep.host.parse().expect("validated"), ep.port);
         let listener = tokio::net::TcpListener::bind(want)
             .await
@@ -166,11 +175,17 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
                 alerting: alerting.clone(),
             },
         );
+        let (tls, auth) = match web {
+            Some(w) => (w.tls, w.auth),
+            None => (None, None),
+        };
+        let app = server::secured(app, auth.clone());
         let limits = server::listener::Limits::from_config(ep);
-        tracing::info!(%bound, path = config.health_path(), max_connections = limits.max_connections, "serving health endpoints");
+        tracing::info!(%bound, path = config.health_path(), max_connections = limits.max_connections, tls = tls.is_some(), authentication = auth.is_some(), "serving health endpoints");
         tasks.spawn(
             server::listener::Server::new(listener)
                 .limits(limits)
+                .tls(tls)
                 .serve(app, shutdown.clone()),
         );
     }
