@@ -120,6 +120,12 @@ the README list come from it.
 {{- if and (hasPrefix "newrelic" $v.export.preset) (not $v.secrets.newRelicLicenseKey) (not $v.existingSecret) }}
 {{- fail (printf "codex-sentinel: export.preset=%s needs the license key: set secrets.newRelicLicenseKey or existingSecret (key NEW_RELIC_LICENSE_KEY)" $v.export.preset) }}
 {{- end }}
+{{- if and $v.webConfig.tls.enabled (not $v.webConfig.tls.secretName) }}
+{{- fail "codex-sentinel: webConfig.tls.enabled needs webConfig.tls.secretName (a kubernetes.io/tls Secret with tls.crt and tls.key)" }}
+{{- end }}
+{{- if and $v.networkPolicy.enabled (not $v.deployment.enabled) }}
+{{- fail "codex-sentinel: networkPolicy.enabled needs deployment.enabled (in your own pod spec, the pod's labels and ports are yours: write the policy there)" }}
+{{- end }}
 {{- if and $v.serviceMonitor.enabled $v.podMonitor.enabled }}
 {{- fail "codex-sentinel: enable serviceMonitor or podMonitor, not both (the agent would be scraped twice)" }}
 {{- end }}
@@ -168,6 +174,9 @@ agree with the container's ports, probes and volumes).
   "stateDir" $v.agent.stateDir.mountPath
   "operationsLog" (dict "dir" $v.operationsLog.agentMountPath)
   "logging" (dict "format" $v.agent.logFormat) -}}
+{{- if include "codex-sentinel.webConfigOn" $v }}
+{{- $_ := set $managed.healthMonitoring.endpoints "webConfigFile" (include "codex-sentinel.webConfigPath" .) }}
+{{- end }}
 {{- if $v.codexBinary.copyFrom.enabled }}
 {{- $_ := set $managed "codex" (dict "executable" (printf "%s/codex" (trimSuffix "/" $v.codexBinary.mountPath))) }}
 {{- end }}
@@ -249,6 +258,27 @@ agree with the container's ports, probes and volumes).
 
 {{- define "codex-sentinel.configPath" -}}/etc/codex-sentinel/monitoring.json{{- end }}
 
+{{/* "true" when the web config file is rendered (TLS or credentials); `.v` values. */}}
+{{- define "codex-sentinel.webConfigOn" -}}
+{{- if or .webConfig.tls.enabled .webConfig.basicAuthUsers .webConfig.bearerTokens }}true{{ end }}
+{{- end }}
+{{- define "codex-sentinel.webConfigPath" -}}/etc/codex-sentinel-web/web.yml{{- end }}
+{{- define "codex-sentinel.tlsDir" -}}/etc/codex-sentinel-tls{{- end }}
+{{- define "codex-sentinel.webConfigSecretName" -}}{{ include "codex-sentinel.fullname" . }}-web-config{{- end }}
+
+{{/* The web config file (exporter toolkit format); `$c` context. */}}
+{{- define "codex-sentinel.webConfigFile" -}}
+{{- $w := .v.webConfig -}}
+{{- $file := dict }}
+{{- if $w.tls.enabled }}
+{{- $dir := include "codex-sentinel.tlsDir" . }}
+{{- $_ := set $file "tls_server_config" (dict "cert_file" (printf "%s/tls.crt" $dir) "key_file" (printf "%s/tls.key" $dir)) }}
+{{- end }}
+{{- with $w.basicAuthUsers }}{{ $_ := set $file "basic_auth_users" . }}{{ end }}
+{{- with $w.bearerTokens }}{{ $_ := set $file "bearer_tokens" . }}{{ end }}
+{{- toYaml $file }}
+{{- end }}
+
 {{/* repository[:tag] of an image value (repository, tag). */}}
 {{- define "codex-sentinel.imageRef" -}}
 {{- if .tag }}{{ printf "%s:%s" .repository .tag }}{{ else }}{{ .repository }}{{ end }}
@@ -286,11 +316,17 @@ The agent container, for a pod spec's `containers:` list. Public; include it wit
     httpGet:
       path: /livez
       port: http-metrics
+      {{- if $v.webConfig.tls.enabled }}
+      scheme: HTTPS
+      {{- end }}
     {{- toYaml $v.agent.livenessProbe | nindent 4 }}
   readinessProbe:
     httpGet:
       path: /readyz
       port: http-metrics
+      {{- if $v.webConfig.tls.enabled }}
+      scheme: HTTPS
+      {{- end }}
     {{- toYaml $v.agent.readinessProbe | nindent 4 }}
   resources:
     {{- toYaml $v.agent.resources | nindent 4 }}
@@ -310,6 +346,16 @@ The agent container, for a pod spec's `containers:` list. Public; include it wit
     {{- if $v.codexBinary.copyFrom.enabled }}
     - name: codex-sentinel-codex-bin
       mountPath: {{ $v.codexBinary.mountPath }}
+      readOnly: true
+    {{- end }}
+    {{- if include "codex-sentinel.webConfigOn" $v }}
+    - name: codex-sentinel-web-config
+      mountPath: {{ dir (include "codex-sentinel.webConfigPath" $c) }}
+      readOnly: true
+    {{- end }}
+    {{- if $v.webConfig.tls.enabled }}
+    - name: codex-sentinel-tls
+      mountPath: {{ include "codex-sentinel.tlsDir" $c }}
       readOnly: true
     {{- end }}
     {{- with $v.agent.extraVolumeMounts }}
@@ -373,6 +419,18 @@ is left out when operationsLog.volume.type is existingVolume (your pod already d
   emptyDir:
     sizeLimit: 512Mi
 {{- end }}
+{{- if include "codex-sentinel.webConfigOn" $v }}
+- name: codex-sentinel-web-config
+  secret:
+    secretName: {{ include "codex-sentinel.webConfigSecretName" $c }}
+    defaultMode: 0440
+{{- end }}
+{{- if $v.webConfig.tls.enabled }}
+- name: codex-sentinel-tls
+  secret:
+    secretName: {{ $v.webConfig.tls.secretName }}
+    defaultMode: 0440
+{{- end }}
 {{- end }}
 
 {{/* The application container's mount of the shared operations-log directory. Public. */}}
@@ -386,4 +444,7 @@ is left out when operationsLog.volume.type is existingVolume (your pod already d
 {{- define "codex-sentinel.podAnnotations" -}}
 {{- $c := include "codex-sentinel.ctxJson" . | fromJson -}}
 checksum/codex-sentinel-config: {{ include "codex-sentinel.monitoringConfig" $c | sha256sum }}
+{{- if include "codex-sentinel.webConfigOn" $c.v }}
+checksum/codex-sentinel-web-config: {{ include "codex-sentinel.webConfigFile" $c | sha256sum }}
+{{- end }}
 {{- end }}
