@@ -61,21 +61,39 @@ pub struct RunningAgent {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     shutdown: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
+    /// The last words, in order (see [`RunningAgent::stop`]).
+    readers: tokio::task::JoinSet<()>,
+    stop_monitor: CancellationToken,
+    monitor: Option<tokio::task::JoinHandle<()>>,
+    stop_exporters: CancellationToken,
     reloader: Arc<reload::Reloader>,
     audit_log: audit::AuditLog,
 }
 
 impl RunningAgent {
     /// Stops probes (killing any running probe's process group), drains HTTP requests, and
-    /// waits for the tasks, at most [`SHUTDOWN_DEADLINE`].
+    /// waits for the tasks, at most [`SHUTDOWN_DEADLINE`] in all. What happened last still
+    /// reaches the platform (a Job's pod ends right after its last execution), in order:
+    /// 1. the operations-log reader reads the log one last time and hands it to the monitor;
+    /// 2. the monitor applies everything queued and publishes a final snapshot;
+    /// 3. the exporters export that snapshot.
     pub async fn stop(mut self) {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_DEADLINE;
         self.shutdown.cancel();
-        let drain = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(SHUTDOWN_DEADLINE, drain)
-            .await
-            .is_err()
-        {
+        let readers = async { while self.readers.join_next().await.is_some() {} };
+        let read = tokio::time::timeout_at(deadline, readers).await.is_ok();
+        self.stop_monitor.cancel();
+        if let Some(monitor) = self.monitor.take() {
+            let _ = tokio::time::timeout_at(deadline, monitor).await;
+        }
+        self.stop_exporters.cancel();
+        let drained = {
+            let drain = async { while self.tasks.join_next().await.is_some() {} };
+            tokio::time::timeout_at(deadline, drain).await.is_ok()
+        };
+        if !read || !drained {
             tracing::warn!("shutdown deadline reached; abandoning remaining tasks");
+            self.readers.abort_all();
             self.tasks.abort_all();
         }
     }
@@ -190,10 +208,14 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
         );
     }
 
-    tasks.spawn(monitor.run(rx, publish, heartbeat, shutdown.clone()));
+    // Shutdown runs in three steps (RunningAgent::stop): readers, then monitor, then exporters.
+    let stop_monitor = CancellationToken::new();
+    let stop_exporters = CancellationToken::new();
+    let monitor = tokio::spawn(monitor.run(rx, publish, heartbeat, stop_monitor.clone()));
+    let mut readers = tokio::task::JoinSet::new();
 
     if config.operations_log.enabled {
-        tasks.spawn(sources::oplog::run(
+        readers.spawn(sources::oplog::run(
             config.clone(),
             sender.clone(),
             shutdown.clone(),
@@ -206,7 +228,7 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
             settings,
             snapshots.clone(),
             export_errors.clone(),
-            shutdown.clone(),
+            stop_exporters.clone(),
         ));
     }
     if let Ok(Some(settings)) = export::statsd::Settings::resolve(&config) {
@@ -214,7 +236,7 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
             settings,
             snapshots.clone(),
             export_errors.clone(),
-            shutdown.clone(),
+            stop_exporters.clone(),
         ));
     }
 
@@ -239,6 +261,10 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
         snapshots,
         shutdown,
         tasks,
+        readers,
+        stop_monitor,
+        monitor: Some(monitor),
+        stop_exporters,
         reloader: Arc::new(reloader),
         audit_log,
     })
