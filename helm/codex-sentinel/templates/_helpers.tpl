@@ -47,7 +47,7 @@ The chart's values in either calling context, as JSON (templates return strings;
 
 {{/* Builds the `$c` context from a root-like context (`.Values`, `.Release`). */}}
 {{- define "codex-sentinel.ctxJson" -}}
-{{- dict "v" (include "codex-sentinel.valuesJson" . | fromJson) "release" (dict "Name" .Release.Name "Namespace" .Release.Namespace "Service" .Release.Service) | toJson }}
+{{- dict "v" (include "codex-sentinel.valuesJson" . | fromJson) "release" (dict "Name" .Release.Name "Namespace" .Release.Namespace "Service" .Release.Service) "kubeVersion" .Capabilities.KubeVersion.Version | toJson }}
 {{- end }}
 
 {{/*
@@ -119,6 +119,9 @@ the README list come from it.
 {{- end }}
 {{- if and (hasPrefix "newrelic" $v.export.preset) (not $v.secrets.newRelicLicenseKey) (not $v.existingSecret) }}
 {{- fail (printf "codex-sentinel: export.preset=%s needs the license key: set secrets.newRelicLicenseKey or existingSecret (key NEW_RELIC_LICENSE_KEY)" $v.export.preset) }}
+{{- end }}
+{{- if and $v.agent.nativeSidecar (not (semverCompare ">=1.29.0-0" .kubeVersion)) }}
+{{- fail (printf "codex-sentinel: agent.nativeSidecar needs Kubernetes 1.29 or later (native sidecars: init containers with restartPolicy Always); this cluster is %s. Set agent.nativeSidecar=false" .kubeVersion) }}
 {{- end }}
 {{- if and $v.webConfig.tls.enabled (not $v.webConfig.tls.secretName) }}
 {{- fail "codex-sentinel: webConfig.tls.enabled needs webConfig.tls.secretName (a kubernetes.io/tls Secret with tls.crt and tls.key)" }}
@@ -300,8 +303,16 @@ The agent container, for a pod spec's `containers:` list. Public; include it wit
 */}}
 {{- define "codex-sentinel.container" -}}
 {{- $c := include "codex-sentinel.ctxJson" . | fromJson -}}
-{{- $v := $c.v -}}
 {{- include "codex-sentinel.validate" $c -}}
+{{- if not $c.v.agent.nativeSidecar }}
+{{- include "codex-sentinel.agentContainer" $c }}
+{{- end }}
+{{- end }}
+
+{{/* The agent's container spec; `$c` context. */}}
+{{- define "codex-sentinel.agentContainer" -}}
+{{- $c := . -}}
+{{- $v := $c.v -}}
 - name: {{ $v.agent.containerName }}
   image: {{ include "codex-sentinel.image" $c | quote }}
   imagePullPolicy: {{ $v.image.pullPolicy }}
@@ -385,6 +396,11 @@ for a pod spec's `initContainers:` list; renders nothing when that is off. Publi
   volumeMounts:
     - name: codex-sentinel-codex-bin
       mountPath: /codex-bin
+{{- end }}
+{{- if $v.agent.nativeSidecar }}
+{{- /* After the copy: the agent's probes find Codex from their first run. */}}
+{{ include "codex-sentinel.agentContainer" $c }}
+  restartPolicy: Always
 {{- end }}
 {{- end }}
 
