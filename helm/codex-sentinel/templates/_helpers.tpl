@@ -123,6 +123,9 @@ the README list come from it.
 {{- if and $v.agent.nativeSidecar (not (semverCompare ">=1.29.0-0" .kubeVersion)) }}
 {{- fail (printf "codex-sentinel: agent.nativeSidecar needs Kubernetes 1.29 or later (native sidecars: init containers with restartPolicy Always); this cluster is %s. Set agent.nativeSidecar=false" .kubeVersion) }}
 {{- end }}
+{{- if and $v.codexHome.enabled (eq $v.codexHome.volume.type "existingClaim") (not $v.codexHome.volume.existingClaim) }}
+{{- fail "codex-sentinel: codexHome.volume.type=existingClaim needs codexHome.volume.existingClaim (the claim's name)" }}
+{{- end }}
 {{- if and $v.webConfig.tls.enabled (not $v.webConfig.tls.secretName) }}
 {{- fail "codex-sentinel: webConfig.tls.enabled needs webConfig.tls.secretName (a kubernetes.io/tls Secret with tls.crt and tls.key)" }}
 {{- end }}
@@ -225,6 +228,11 @@ agree with the container's ports, probes and volumes).
       fieldPath: spec.nodeName
 - name: K8S_CONTAINER_NAME
   value: {{ $v.agent.containerName | quote }}
+{{- if $v.codexHome.enabled }}
+# The application's Codex home, read-only: deeper probes run with the application's login.
+- name: CODEX_HOME
+  value: {{ $v.codexHome.agentMountPath | quote }}
+{{- end }}
 # Datadog's origin detection: the pod UID as the entity id.
 - name: DD_ENTITY_ID
   valueFrom:
@@ -342,7 +350,13 @@ The agent container, for a pod spec's `containers:` list. Public; include it wit
   resources:
     {{- toYaml $v.agent.resources | nindent 4 }}
   securityContext:
-    {{- toYaml $v.agent.securityContext | nindent 4 }}
+    {{- $sc := deepCopy $v.agent.securityContext }}
+    {{- if $v.codexHome.enabled }}
+    {{- /* auth.json is 0600: only the application's user reads it. */}}
+    {{- with $v.app.securityContext.runAsUser }}{{ $_ := set $sc "runAsUser" . }}{{ end }}
+    {{- with $v.app.securityContext.runAsGroup }}{{ $_ := set $sc "runAsGroup" . }}{{ end }}
+    {{- end }}
+    {{- toYaml $sc | nindent 4 }}
   volumeMounts:
     - name: codex-sentinel-config
       mountPath: /etc/codex-sentinel
@@ -357,6 +371,11 @@ The agent container, for a pod spec's `containers:` list. Public; include it wit
     {{- if $v.codexBinary.copyFrom.enabled }}
     - name: codex-sentinel-codex-bin
       mountPath: {{ $v.codexBinary.mountPath }}
+      readOnly: true
+    {{- end }}
+    {{- if $v.codexHome.enabled }}
+    - name: {{ $v.codexHome.volume.name }}
+      mountPath: {{ $v.codexHome.agentMountPath }}
       readOnly: true
     {{- end }}
     {{- if include "codex-sentinel.webConfigOn" $v }}
@@ -435,6 +454,16 @@ is left out when operationsLog.volume.type is existingVolume (your pod already d
   emptyDir:
     sizeLimit: 512Mi
 {{- end }}
+{{- $ch := $v.codexHome }}
+{{- if and $ch.enabled (eq $ch.volume.type "emptyDir") }}
+- name: {{ $ch.volume.name }}
+  emptyDir:
+    sizeLimit: {{ $ch.volume.sizeLimit }}
+{{- else if and $ch.enabled (eq $ch.volume.type "existingClaim") }}
+- name: {{ $ch.volume.name }}
+  persistentVolumeClaim:
+    claimName: {{ $ch.volume.existingClaim }}
+{{- end }}
 {{- if include "codex-sentinel.webConfigOn" $v }}
 - name: codex-sentinel-web-config
   secret:
@@ -449,11 +478,16 @@ is left out when operationsLog.volume.type is existingVolume (your pod already d
 {{- end }}
 {{- end }}
 
-{{/* The application container's mount of the shared operations-log directory. Public. */}}
+{{/* The application container's mounts: the shared operations-log directory, and its Codex
+home when codexHome is on. Public. */}}
 {{- define "codex-sentinel.appVolumeMounts" -}}
 {{- $c := include "codex-sentinel.ctxJson" . | fromJson -}}
 - name: {{ $c.v.operationsLog.volume.name }}
   mountPath: {{ $c.v.operationsLog.appMountPath }}
+{{- if $c.v.codexHome.enabled }}
+- name: {{ $c.v.codexHome.volume.name }}
+  mountPath: {{ $c.v.codexHome.appMountPath }}
+{{- end }}
 {{- end }}
 
 {{/* Pod annotations: roll the pod when monitoring.json changes. Public. */}}
