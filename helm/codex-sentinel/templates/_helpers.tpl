@@ -194,8 +194,12 @@ agree with the container's ports, probes and volumes).
 {{- else if eq $p "datadog" }}
 {{- $dd := $v.export.datadog }}
 {{- $statsd := dict "enabled" (eq $dd.mode "dogstatsd") }}
-{{- if eq $dd.mode "dogstatsd" }}
+{{- if and (eq $dd.mode "dogstatsd") (eq $dd.dogstatsdTransport "socket") }}
+{{- $_ := set $statsd "url" (printf "unix://%s" $dd.socketPath) }}
+{{- else if eq $dd.mode "dogstatsd" }}
 {{- $_ := set $statsd "port" (int $dd.dogstatsdPort) }}
+{{- end }}
+{{- if eq $dd.mode "dogstatsd" }}
 {{- range $k := list "env" "service" "version" }}
 {{- if index $dd $k }}{{ $_ := set $statsd $k (index $dd $k) }}{{ end }}
 {{- end }}
@@ -239,11 +243,24 @@ agree with the container's ports, probes and volumes).
     fieldRef:
       fieldPath: metadata.uid
 {{- if eq $v.export.preset "datadog" }}
+{{- if and $v.deployment.enabled (eq $v.export.datadog.mode "dogstatsd") }}
+# Unified service tagging: from the pod's tags.datadoghq.com/* labels (the chart's Deployment).
+{{- range $k := list "env" "service" "version" }}
+{{- if index $v.export.datadog $k }}
+- name: DD_{{ upper $k }}
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.labels['tags.datadoghq.com/{{ $k }}']
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if not (and (eq $v.export.datadog.mode "dogstatsd") (eq $v.export.datadog.dogstatsdTransport "socket")) }}
 # The Datadog agent runs on every node (DaemonSet with host ports): reach it on the node's IP.
 - name: DD_AGENT_HOST
   valueFrom:
     fieldRef:
       fieldPath: status.hostIP
+{{- end }}
 {{- if eq $v.export.datadog.mode "otlp" }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ printf "http://$(DD_AGENT_HOST):%d" (int $v.export.datadog.otlpPort) | quote }}
@@ -265,6 +282,12 @@ agree with the container's ports, probes and volumes).
 {{- with $v.agent.extraEnv }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/* "true" when DogStatsD goes to the node agent's Unix socket; `.v` values. */}}
+{{- define "codex-sentinel.dsdSocket" -}}
+{{- $dd := .export.datadog }}
+{{- if and (eq .export.preset "datadog") (eq $dd.mode "dogstatsd") (eq $dd.dogstatsdTransport "socket") }}true{{ end }}
 {{- end }}
 
 {{- define "codex-sentinel.configPath" -}}/etc/codex-sentinel/monitoring.json{{- end }}
@@ -373,6 +396,11 @@ The agent container, for a pod spec's `containers:` list. Public; include it wit
       mountPath: {{ $v.codexBinary.mountPath }}
       readOnly: true
     {{- end }}
+    {{- if include "codex-sentinel.dsdSocket" $v }}
+    - name: codex-sentinel-dsd-socket
+      mountPath: {{ dir $v.export.datadog.socketPath }}
+      readOnly: true
+    {{- end }}
     {{- if $v.codexHome.enabled }}
     - name: {{ $v.codexHome.volume.name }}
       mountPath: {{ $v.codexHome.agentMountPath }}
@@ -453,6 +481,13 @@ is left out when operationsLog.volume.type is existingVolume (your pod already d
 - name: codex-sentinel-codex-bin
   emptyDir:
     sizeLimit: 512Mi
+{{- end }}
+{{- if include "codex-sentinel.dsdSocket" $v }}
+# The node's DogStatsD socket directory (hostPath: needs a Pod Security exception).
+- name: codex-sentinel-dsd-socket
+  hostPath:
+    path: {{ dir $v.export.datadog.socketPath }}
+    type: Directory
 {{- end }}
 {{- $ch := $v.codexHome }}
 {{- if and $ch.enabled (eq $ch.volume.type "emptyDir") }}
