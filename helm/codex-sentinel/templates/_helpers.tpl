@@ -47,7 +47,10 @@ The chart's values in either calling context, as JSON (templates return strings;
 
 {{/* Builds the `$c` context from a root-like context (`.Values`, `.Release`). */}}
 {{- define "codex-sentinel.ctxJson" -}}
-{{- dict "v" (include "codex-sentinel.valuesJson" . | fromJson) "release" (dict "Name" .Release.Name "Namespace" .Release.Namespace "Service" .Release.Service) "kubeVersion" .Capabilities.KubeVersion.Version | toJson }}
+{{- /* A parent chart may pass only Values and Release: the cluster version is then unknown (""). */}}
+{{- $kubeVersion := "" }}
+{{- with .Capabilities }}{{ $kubeVersion = .KubeVersion.Version }}{{ end }}
+{{- dict "v" (include "codex-sentinel.valuesJson" . | fromJson) "release" (dict "Name" .Release.Name "Namespace" .Release.Namespace "Service" .Release.Service) "kubeVersion" $kubeVersion | toJson }}
 {{- end }}
 
 {{/*
@@ -120,7 +123,7 @@ the README list come from it.
 {{- if and (hasPrefix "newrelic" $v.export.preset) (not $v.secrets.newRelicLicenseKey) (not $v.existingSecret) }}
 {{- fail (printf "codex-sentinel: export.preset=%s needs the license key: set secrets.newRelicLicenseKey or existingSecret (key NEW_RELIC_LICENSE_KEY)" $v.export.preset) }}
 {{- end }}
-{{- if and $v.agent.nativeSidecar (not (semverCompare ">=1.29.0-0" .kubeVersion)) }}
+{{- if and $v.agent.nativeSidecar .kubeVersion (not (semverCompare ">=1.29.0-0" (.kubeVersion | default "0.0.0"))) }}
 {{- fail (printf "codex-sentinel: agent.nativeSidecar needs Kubernetes 1.29 or later (native sidecars: init containers with restartPolicy Always); this cluster is %s. Set agent.nativeSidecar=false" .kubeVersion) }}
 {{- end }}
 {{- if and $v.codexHome.enabled (eq $v.codexHome.volume.type "existingClaim") (not $v.codexHome.volume.existingClaim) }}
