@@ -42,6 +42,7 @@ pub fn load_from(fig: &Figment) -> Result<Config, ConfigError> {
     for section in [
         crate::alerts::rules::validate(&config.alerting),
         crate::export::validate(&config),
+        crate::server::webconfig::validate(&config),
     ] {
         if let Err((key, value, why)) = section {
             check.bad(key, value, &why)?;

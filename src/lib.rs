@@ -50,6 +50,9 @@ pub enum StartError {
     },
     #[error("alerting: {0}")]
     Alerting(String),
+    /// The web config file or a file it names is missing or invalid (a configuration error).
+    #[error("web config file: {0}")]
+    WebConfig(#[from] server::webconfig::WebConfigError),
 }
 
 /// A running agent: where it listens and how to stop it.
@@ -58,21 +61,39 @@ pub struct RunningAgent {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     shutdown: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
+    /// The last words, in order (see [`RunningAgent::stop`]).
+    readers: tokio::task::JoinSet<()>,
+    stop_monitor: CancellationToken,
+    monitor: Option<tokio::task::JoinHandle<()>>,
+    stop_exporters: CancellationToken,
     reloader: Arc<reload::Reloader>,
     audit_log: audit::AuditLog,
 }
 
 impl RunningAgent {
     /// Stops probes (killing any running probe's process group), drains HTTP requests, and
-    /// waits for the tasks, at most [`SHUTDOWN_DEADLINE`].
+    /// waits for the tasks, at most [`SHUTDOWN_DEADLINE`] in all. What happened last still
+    /// reaches the platform (a Job's pod ends right after its last execution), in order:
+    /// 1. the operations-log reader reads the log one last time and hands it to the monitor;
+    /// 2. the monitor applies everything queued and publishes a final snapshot;
+    /// 3. the exporters export that snapshot.
     pub async fn stop(mut self) {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_DEADLINE;
         self.shutdown.cancel();
-        let drain = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(SHUTDOWN_DEADLINE, drain)
-            .await
-            .is_err()
-        {
+        let readers = async { while self.readers.join_next().await.is_some() {} };
+        let read = tokio::time::timeout_at(deadline, readers).await.is_ok();
+        self.stop_monitor.cancel();
+        if let Some(monitor) = self.monitor.take() {
+            let _ = tokio::time::timeout_at(deadline, monitor).await;
+        }
+        self.stop_exporters.cancel();
+        let drained = {
+            let drain = async { while self.tasks.join_next().await.is_some() {} };
+            tokio::time::timeout_at(deadline, drain).await.is_ok()
+        };
+        if !read || !drained {
             tracing::warn!("shutdown deadline reached; abandoning remaining tasks");
+            self.readers.abort_all();
             self.tasks.abort_all();
         }
     }
@@ -154,6 +175,12 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
     let mut addr = None;
     if config.health_monitoring.endpoints.enabled {
         let ep = &config.health_monitoring.endpoints;
+        let web = match &ep.web_config_file {
+            Some(file) => Some(server::webconfig::WebConfig::load(std::path::Path::new(
+                file,
+            ))?),
+            None => None,
+        };
         let want: SocketAddr = SocketAddr::new(ep.host.parse().expect("validated"), ep.port);
         let listener = tokio::net::TcpListener::bind(want)
             .await
@@ -168,32 +195,43 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
                 alerting: alerting.clone(),
             },
         );
+        let (tls, auth) = match web {
+            Some(w) => (w.tls, w.auth),
+            None => (None, None),
+        };
+        let app = server::secured(app, auth.clone());
         let limits = server::listener::Limits::from_config(ep);
-        tracing::info!(%bound, path = config.health_path(), max_connections = limits.max_connections, "serving health endpoints");
+        tracing::info!(%bound, path = config.health_path(), max_connections = limits.max_connections, tls = tls.is_some(), authentication = auth.is_some(), "serving health endpoints");
         tasks.spawn(
             server::listener::Server::new(listener)
                 .limits(limits)
+                .tls(tls)
                 .serve(app, shutdown.clone()),
         );
     }
 
-    tasks.spawn(monitor.run(rx, publish, heartbeat, shutdown.clone()));
+    // Shutdown runs in three steps (RunningAgent::stop): readers, then monitor, then exporters.
+    let stop_monitor = CancellationToken::new();
+    let stop_exporters = CancellationToken::new();
+    let monitor = tokio::spawn(monitor.run(rx, publish, heartbeat, stop_monitor.clone()));
+    let mut readers = tokio::task::JoinSet::new();
 
     if config.operations_log.enabled {
-        tasks.spawn(sources::oplog::run(
+        readers.spawn(sources::oplog::run(
             config.clone(),
             sender.clone(),
             shutdown.clone(),
         ));
     }
 
-    // Exporters: each on its own task, reading snapshots and observed values.
+    // Exporters: each on its own task, reading snapshots and observed values; they
+    // stop last, after the monitor's final snapshot.
     export::start(
         &config,
         &snapshots,
         &observed,
         &export_errors,
-        &shutdown,
+        &stop_exporters,
         &mut tasks,
     );
 
@@ -218,6 +256,10 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
         snapshots,
         shutdown,
         tasks,
+        readers,
+        stop_monitor,
+        monitor: Some(monitor),
+        stop_exporters,
         reloader: Arc::new(reloader),
         audit_log,
     })

@@ -23,6 +23,10 @@ struct Cli {
     /// Configuration file (JSON, the specification's format). Default: config/monitoring.json if present.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Web config file: TLS and basic authentication of the HTTP endpoints, in the Prometheus
+    /// exporter toolkit's format. The same as CODEX_HEALTH_WEB_CONFIG_FILE.
+    #[arg(long = "web.config.file", global = true, value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormat>,
@@ -133,6 +137,11 @@ enum ConfigAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(file) = &cli.web_config_file {
+        // The flag is the variable's command-line spelling: one path into the configuration
+        // (so `config show` and a reload see it too). Set before any thread starts.
+        std::env::set_var("CODEX_HEALTH_WEB_CONFIG_FILE", file);
+    }
     match cli.command.unwrap_or(Command::Run) {
         Command::Config {
             action: ConfigAction::Validate { file },
@@ -371,7 +380,12 @@ async fn run(cfg: config::Config, config_file: Option<PathBuf>) -> ExitCode {
             let cause = codex_sentinel::logging::error_chain(&e);
             tracing::error!(error = %cause, "cannot start");
             eprintln!("codex-sentinel: {cause}");
-            return ExitCode::from(1);
+            // A web config file that vanished between validation and start is still a
+            // configuration error.
+            return match e {
+                codex_sentinel::StartError::WebConfig(_) => ExitCode::from(EXIT_CONFIG),
+                _ => ExitCode::from(1),
+            };
         }
     };
     serve_signals(&agent, config_file, watch).await;

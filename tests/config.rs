@@ -50,6 +50,8 @@ fn sample_value(var: &str, kind: Kind) -> (&'static str, serde_json::Value) {
         ("CODEX_SENTINEL_LOG_FORMAT", _) => ("json", "json".into()),
         ("CODEX_HEALTH_HOST", _) => ("0.0.0.0", "0.0.0.0".into()),
         ("CODEX_HEALTH_PATH", _) => ("/status/codex", "/status/codex".into()),
+        // The file must be readable; an empty one configures nothing.
+        ("CODEX_HEALTH_WEB_CONFIG_FILE", _) => ("/dev/null", "/dev/null".into()),
         ("CODEX_PROCESS_CMDLINE_REGEX", _) => ("codex( |$)", "codex( |$)".into()),
         (_, Kind::Bool) => ("false", serde_json::json!(false)),
         (_, Kind::Int) => ("4242", serde_json::json!(4242)),

@@ -48,6 +48,7 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("CODEX_HEALTH_PATH", "healthMonitoring.endpoints.path", Kind::Str, "Base path of the JSON endpoints (new)."),
     ("CODEX_HEALTH_MAX_CONNECTIONS", "healthMonitoring.endpoints.maxConnections", Kind::Int, "Connections the HTTP endpoints serve at once; more are refused (new)."),
     ("CODEX_HEALTH_HEADER_TIMEOUT", "healthMonitoring.endpoints.headerReadTimeout", Kind::Int, "ms a client has to send a request's headers, and the keep-alive idle limit (new)."),
+    ("CODEX_HEALTH_WEB_CONFIG_FILE", "healthMonitoring.endpoints.webConfigFile", Kind::Str, "Web config file (TLS, basic auth; the Prometheus exporter toolkit's format); also `--web.config.file` (new)."),
     ("CODEX_HEALTH_THRESHOLD_AVAILABILITY_TIMEOUT", "healthMonitoring.thresholds.availabilityTimeout", Kind::Int, "ms; a slower probe is a warning."),
     ("CODEX_HEALTH_THRESHOLD_MAX_EXECUTION_TIME", "healthMonitoring.thresholds.maxExecutionTime", Kind::Int, "ms; p95 above it is a warning."),
     ("CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "healthMonitoring.thresholds.minSuccessRate", Kind::Float, "Percent; success below it (error rate above 100 − it) makes the success-rate and error-rate checks and the failure-rate alert critical."),

@@ -86,6 +86,9 @@ pub struct Endpoints {
     /// ms a client has to send a request's headers, also the idle time allowed between two
     /// requests on a kept-alive connection.
     pub header_read_timeout: u64,
+    /// TLS and authentication of the endpoints: a web config file in the Prometheus exporter
+    /// toolkit's format (see `server::webconfig`). None: plain HTTP, no authentication.
+    pub web_config_file: Option<String>,
 }
 
 impl Default for Endpoints {
@@ -97,6 +100,7 @@ impl Default for Endpoints {
             path: "/health/codex".into(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            web_config_file: None,
         }
     }
 }

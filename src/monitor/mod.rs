@@ -523,7 +523,8 @@ impl Monitor {
     }
 
     /// Runs until shutdown: applies observations as they come, publishes after each batch and
-    /// every [`PUBLISH_INTERVAL`].
+    /// every [`PUBLISH_INTERVAL`]. At shutdown, applies what is still queued (the readers'
+    /// last batches) and publishes once more, for the exporters' last export.
     pub async fn run(
         mut self,
         mut rx: mpsc::Receiver<Observation>,
@@ -539,7 +540,15 @@ impl Monitor {
         let mut updates = self.updates.take();
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => {
+                    while let Ok(obs) = rx.try_recv() {
+                        self.apply(obs);
+                    }
+                    let now = now_ms();
+                    self.executions.tick(now);
+                    publish.send_replace(Arc::new(self.snapshot(now)));
+                    break;
+                }
                 update = crate::config::update::next_update(&mut updates) => {
                     let specs = probes::specs(&update.config);
                     self.reconfigure(update.config.clone(), specs);

@@ -5,7 +5,7 @@
 //! OOM-killed. This is the one place connections are accepted, in this order:
 //!
 //! ```text
-//!  listener ─▶ limits (connection slots, probe reserve) ─▶ (TLS, later) ─▶ hyper HTTP/1 ─▶ router
+//!  listener ─▶ limits (connection slots, probe reserve) ─▶ TLS (optional) ─▶ hyper HTTP/1 ─▶ router (auth)
 //! ```
 //!
 //! - **Slots.** At most `max_connections` connections are served at once. One more beyond that
@@ -19,9 +19,13 @@
 //! - **Stall deadline.** A connection on which nothing is read or written for [`IO_TIMEOUT`]
 //!   (a body that trickles, a client that does not read its answer) is closed.
 //!
-//! A later transport (TLS) wraps the accepted stream in [`Server::serve`] before it reaches
-//! [`serve_connection`], which takes any `AsyncRead + AsyncWrite`; authentication is a layer
-//! of the router. Neither changes the limits above.
+//! - **TLS.** When configured ([`Server::tls`]), the handshake runs under the connection's slot
+//!   and must finish within the header deadline; [`serve_connection`] then takes the TLS
+//!   session like any other `AsyncRead + AsyncWrite`. A refused connection still gets its
+//!   `503` in plain text (refusing must not cost a handshake): a TLS client sees a failed
+//!   handshake, which is as clear.
+//!
+//! Authentication is a layer of the router ([`super::auth`]); it changes none of the limits.
 
 use std::future::Future;
 use std::io;
@@ -96,6 +100,7 @@ impl Default for Limits {
 pub struct Server {
     listener: TcpListener,
     limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Which pool a connection took its slot from.
@@ -110,7 +115,14 @@ impl Server {
         Server {
             listener,
             limits: Limits::default(),
+            tls: None,
         }
+    }
+
+    /// Serves HTTPS with this configuration instead of plain HTTP.
+    pub fn tls(mut self, config: Option<Arc<rustls::ServerConfig>>) -> Self {
+        self.tls = config.map(tokio_rustls::TlsAcceptor::from);
+        self
     }
 
     pub fn limits(mut self, limits: Limits) -> Self {
@@ -121,7 +133,11 @@ impl Server {
     /// Accepts and serves until `shutdown`, then lets open connections finish their current
     /// request (the caller bounds how long it waits).
     pub async fn serve(self, app: Router, shutdown: CancellationToken) {
-        let Server { listener, limits } = self;
+        let Server {
+            listener,
+            limits,
+            tls,
+        } = self;
         let main = Arc::new(Semaphore::new(limits.max_connections));
         let reserve = Arc::new(Semaphore::new(limits.probe_reserve));
         let mut refused_log = RateLimit::new(Duration::from_secs(10));
@@ -154,16 +170,33 @@ impl Server {
                 },
             };
             let _ = stream.set_nodelay(true);
-            // A TLS handshake, when configured, wraps `stream` here (under the same permit).
-            tokio::spawn(serve_connection(
-                stream,
-                peer,
-                app.clone(),
-                pool,
-                limits.clone(),
-                permit,
-                shutdown.clone(),
-            ));
+            let (app, limits, shutdown) = (app.clone(), limits.clone(), shutdown.clone());
+            match tls.clone() {
+                None => {
+                    tokio::spawn(serve_connection(
+                        stream, peer, app, pool, limits, permit, shutdown,
+                    ));
+                }
+                Some(acceptor) => {
+                    tokio::spawn(async move {
+                        let deadline = match pool {
+                            Pool::Main => limits.header_read_timeout,
+                            Pool::ProbeReserve => limits.probe_header_read_timeout,
+                        };
+                        match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                            Ok(Ok(session)) => {
+                                serve_connection(session, peer, app, pool, limits, permit, shutdown)
+                                    .await
+                            }
+                            // A scanner, a plain-HTTP client or a wrong CA: the client's problem.
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    });
+                }
+            }
         }
         // Every connection gives its permit back when it closes: holding all of them again
         // means every connection has finished.

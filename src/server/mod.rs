@@ -1,8 +1,12 @@
 //! The HTTP endpoints. Read-only: every answer comes from the latest published snapshot, so a
 //! request never waits for a probe, a sample or an exporter. How connections are accepted and
-//! bounded is [`listener`]'s business.
+//! bounded is [`listener`]'s business; TLS and authentication, configured by the web config file
+//! ([`webconfig`]), are [`tls`]'s and [`auth`]'s.
 
+pub mod auth;
 pub mod listener;
+pub mod tls;
+pub mod webconfig;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -149,4 +153,12 @@ async fn not_found() -> Response {
         StatusCode::NOT_FOUND,
         Bytes::from_static(br#"{"error":"not found"}"#),
     )
+}
+
+/// The router behind authentication when the web config file asks for it ([`auth`]).
+pub fn secured(app: Router, auth: Option<Arc<auth::Authenticator>>) -> Router {
+    match auth {
+        Some(auth) => app.layer(axum::middleware::from_fn_with_state(auth, auth::require)),
+        None => app,
+    }
 }

@@ -125,7 +125,14 @@ def pod_env(c: dict, docs: list[dict], existing_secret_values: dict[str, str] | 
             continue
         src = e["valueFrom"]
         if "fieldRef" in src:
-            env[name] = FIELD_VALUES[src["fieldRef"]["fieldPath"]]
+            path = src["fieldRef"]["fieldPath"]
+            label = re.fullmatch(r"metadata\.labels\['(.+)'\]", path)
+            if label:
+                # A pod label (Datadog's unified service tagging): from the rendered pod template.
+                pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+                env[name] = pod_labels[label.group(1)]
+            else:
+                env[name] = FIELD_VALUES[path]
         elif "secretKeyRef" in src:
             ref = src["secretKeyRef"]
             if ref["name"] in secrets:

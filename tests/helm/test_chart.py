@@ -58,6 +58,11 @@ COMBINATIONS = [
         None,
     ),
     ("datadog-otlp", {"export": {"preset": "datadog", "datadog": {"mode": "otlp"}}}, None),
+    (
+        "datadog-socket-autodiscovery",
+        {"export": {"preset": "datadog", "datadog": {"dogstatsdTransport": "socket", "env": "prod", "service": "audit-api", "version": "1.4.2", "autodiscovery": True}}},
+        None,
+    ),
     ("service-monitor", {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}, "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}}, None),
     ("pod-monitor-no-service", {"podMonitor": {"enabled": True, "interval": "15s"}, "service": {"enabled": False}}, None),
     (

@@ -47,7 +47,10 @@ The chart's values in either calling context, as JSON (templates return strings;
 
 {{/* Builds the `$c` context from a root-like context (`.Values`, `.Release`). */}}
 {{- define "codex-sentinel.ctxJson" -}}
-{{- dict "v" (include "codex-sentinel.valuesJson" . | fromJson) "release" (dict "Name" .Release.Name "Namespace" .Release.Namespace "Service" .Release.Service) | toJson }}
+{{- /* A parent chart may pass only Values and Release: the cluster version is then unknown (""). */}}
+{{- $kubeVersion := "" }}
+{{- with .Capabilities }}{{ $kubeVersion = .KubeVersion.Version }}{{ end }}
+{{- dict "v" (include "codex-sentinel.valuesJson" . | fromJson) "release" (dict "Name" .Release.Name "Namespace" .Release.Namespace "Service" .Release.Service) "kubeVersion" $kubeVersion | toJson }}
 {{- end }}
 
 {{/*
@@ -119,6 +122,18 @@ the README list come from it.
 {{- if and (hasPrefix "newrelic" $v.export.preset) (not $v.secrets.newRelicLicenseKey) (not $v.existingSecret) }}
 {{- fail (printf "codex-sentinel: export.preset=%s needs the license key: set secrets.newRelicLicenseKey or existingSecret (key NEW_RELIC_LICENSE_KEY)" $v.export.preset) }}
 {{- end }}
+{{- if and $v.agent.nativeSidecar .kubeVersion (not (semverCompare ">=1.29.0-0" (.kubeVersion | default "0.0.0"))) }}
+{{- fail (printf "codex-sentinel: agent.nativeSidecar needs Kubernetes 1.29 or later (native sidecars: init containers with restartPolicy Always); this cluster is %s. Set agent.nativeSidecar=false" .kubeVersion) }}
+{{- end }}
+{{- if and $v.codexHome.enabled (eq $v.codexHome.volume.type "existingClaim") (not $v.codexHome.volume.existingClaim) }}
+{{- fail "codex-sentinel: codexHome.volume.type=existingClaim needs codexHome.volume.existingClaim (the claim's name)" }}
+{{- end }}
+{{- if and $v.webConfig.tls.enabled (not $v.webConfig.tls.secretName) }}
+{{- fail "codex-sentinel: webConfig.tls.enabled needs webConfig.tls.secretName (a kubernetes.io/tls Secret with tls.crt and tls.key)" }}
+{{- end }}
+{{- if and $v.networkPolicy.enabled (not $v.deployment.enabled) }}
+{{- fail "codex-sentinel: networkPolicy.enabled needs deployment.enabled (in your own pod spec, the pod's labels and ports are yours: write the policy there)" }}
+{{- end }}
 {{- if and $v.serviceMonitor.enabled $v.podMonitor.enabled }}
 {{- fail "codex-sentinel: enable serviceMonitor or podMonitor, not both (the agent would be scraped twice)" }}
 {{- end }}
@@ -166,6 +181,9 @@ agree with the container's ports, probes and volumes).
   "stateDir" $v.agent.stateDir.mountPath
   "operationsLog" (dict "dir" $v.operationsLog.agentMountPath)
   "logging" (dict "format" $v.agent.logFormat) -}}
+{{- if include "codex-sentinel.webConfigOn" $v }}
+{{- $_ := set $managed.healthMonitoring.endpoints "webConfigFile" (include "codex-sentinel.webConfigPath" .) }}
+{{- end }}
 {{- if $v.codexBinary.copyFrom.enabled }}
 {{- $_ := set $managed "codex" (dict "executable" (printf "%s/codex" (trimSuffix "/" $v.codexBinary.mountPath))) }}
 {{- end }}
@@ -177,8 +195,12 @@ agree with the container's ports, probes and volumes).
 {{- else if eq $p "datadog" }}
 {{- $dd := $v.export.datadog }}
 {{- $statsd := dict "enabled" (eq $dd.mode "dogstatsd") }}
-{{- if eq $dd.mode "dogstatsd" }}
+{{- if and (eq $dd.mode "dogstatsd") (eq $dd.dogstatsdTransport "socket") }}
+{{- $_ := set $statsd "url" (printf "unix://%s" $dd.socketPath) }}
+{{- else if eq $dd.mode "dogstatsd" }}
 {{- $_ := set $statsd "port" (int $dd.dogstatsdPort) }}
+{{- end }}
+{{- if eq $dd.mode "dogstatsd" }}
 {{- range $k := list "env" "service" "version" }}
 {{- if index $dd $k }}{{ $_ := set $statsd $k (index $dd $k) }}{{ end }}
 {{- end }}
@@ -211,17 +233,35 @@ agree with the container's ports, probes and volumes).
       fieldPath: spec.nodeName
 - name: K8S_CONTAINER_NAME
   value: {{ $v.agent.containerName | quote }}
+{{- if $v.codexHome.enabled }}
+# The application's Codex home, read-only: deeper probes run with the application's login.
+- name: CODEX_HOME
+  value: {{ $v.codexHome.agentMountPath | quote }}
+{{- end }}
 # Datadog's origin detection: the pod UID as the entity id.
 - name: DD_ENTITY_ID
   valueFrom:
     fieldRef:
       fieldPath: metadata.uid
 {{- if eq $v.export.preset "datadog" }}
+{{- if and $v.deployment.enabled (eq $v.export.datadog.mode "dogstatsd") }}
+# Unified service tagging: from the pod's tags.datadoghq.com/* labels (the chart's Deployment).
+{{- range $k := list "env" "service" "version" }}
+{{- if index $v.export.datadog $k }}
+- name: DD_{{ upper $k }}
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.labels['tags.datadoghq.com/{{ $k }}']
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if not (and (eq $v.export.datadog.mode "dogstatsd") (eq $v.export.datadog.dogstatsdTransport "socket")) }}
 # The Datadog agent runs on every node (DaemonSet with host ports): reach it on the node's IP.
 - name: DD_AGENT_HOST
   valueFrom:
     fieldRef:
       fieldPath: status.hostIP
+{{- end }}
 {{- if eq $v.export.datadog.mode "otlp" }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ printf "http://$(DD_AGENT_HOST):%d" (int $v.export.datadog.otlpPort) | quote }}
@@ -245,7 +285,34 @@ agree with the container's ports, probes and volumes).
 {{- end }}
 {{- end }}
 
+{{/* "true" when DogStatsD goes to the node agent's Unix socket; `.v` values. */}}
+{{- define "codex-sentinel.dsdSocket" -}}
+{{- $dd := .export.datadog }}
+{{- if and (eq .export.preset "datadog") (eq $dd.mode "dogstatsd") (eq $dd.dogstatsdTransport "socket") }}true{{ end }}
+{{- end }}
+
 {{- define "codex-sentinel.configPath" -}}/etc/codex-sentinel/monitoring.json{{- end }}
+
+{{/* "true" when the web config file is rendered (TLS or credentials); `.v` values. */}}
+{{- define "codex-sentinel.webConfigOn" -}}
+{{- if or .webConfig.tls.enabled .webConfig.basicAuthUsers .webConfig.bearerTokens }}true{{ end }}
+{{- end }}
+{{- define "codex-sentinel.webConfigPath" -}}/etc/codex-sentinel-web/web.yml{{- end }}
+{{- define "codex-sentinel.tlsDir" -}}/etc/codex-sentinel-tls{{- end }}
+{{- define "codex-sentinel.webConfigSecretName" -}}{{ include "codex-sentinel.fullname" . }}-web-config{{- end }}
+
+{{/* The web config file (exporter toolkit format); `$c` context. */}}
+{{- define "codex-sentinel.webConfigFile" -}}
+{{- $w := .v.webConfig -}}
+{{- $file := dict }}
+{{- if $w.tls.enabled }}
+{{- $dir := include "codex-sentinel.tlsDir" . }}
+{{- $_ := set $file "tls_server_config" (dict "cert_file" (printf "%s/tls.crt" $dir) "key_file" (printf "%s/tls.key" $dir)) }}
+{{- end }}
+{{- with $w.basicAuthUsers }}{{ $_ := set $file "basic_auth_users" . }}{{ end }}
+{{- with $w.bearerTokens }}{{ $_ := set $file "bearer_tokens" . }}{{ end }}
+{{- toYaml $file }}
+{{- end }}
 
 {{/* repository[:tag] of an image value (repository, tag). */}}
 {{- define "codex-sentinel.imageRef" -}}
@@ -268,8 +335,16 @@ The agent container, for a pod spec's `containers:` list. Public; include it wit
 */}}
 {{- define "codex-sentinel.container" -}}
 {{- $c := include "codex-sentinel.ctxJson" . | fromJson -}}
-{{- $v := $c.v -}}
 {{- include "codex-sentinel.validate" $c -}}
+{{- if not $c.v.agent.nativeSidecar }}
+{{- include "codex-sentinel.agentContainer" $c }}
+{{- end }}
+{{- end }}
+
+{{/* The agent's container spec; `$c` context. */}}
+{{- define "codex-sentinel.agentContainer" -}}
+{{- $c := . -}}
+{{- $v := $c.v -}}
 - name: {{ $v.agent.containerName }}
   image: {{ include "codex-sentinel.image" $c | quote }}
   imagePullPolicy: {{ $v.image.pullPolicy }}
@@ -284,16 +359,28 @@ The agent container, for a pod spec's `containers:` list. Public; include it wit
     httpGet:
       path: /livez
       port: http-metrics
+      {{- if $v.webConfig.tls.enabled }}
+      scheme: HTTPS
+      {{- end }}
     {{- toYaml $v.agent.livenessProbe | nindent 4 }}
   readinessProbe:
     httpGet:
       path: /readyz
       port: http-metrics
+      {{- if $v.webConfig.tls.enabled }}
+      scheme: HTTPS
+      {{- end }}
     {{- toYaml $v.agent.readinessProbe | nindent 4 }}
   resources:
     {{- toYaml $v.agent.resources | nindent 4 }}
   securityContext:
-    {{- toYaml $v.agent.securityContext | nindent 4 }}
+    {{- $sc := deepCopy $v.agent.securityContext }}
+    {{- if $v.codexHome.enabled }}
+    {{- /* auth.json is 0600: only the application's user reads it. */}}
+    {{- with $v.app.securityContext.runAsUser }}{{ $_ := set $sc "runAsUser" . }}{{ end }}
+    {{- with $v.app.securityContext.runAsGroup }}{{ $_ := set $sc "runAsGroup" . }}{{ end }}
+    {{- end }}
+    {{- toYaml $sc | nindent 4 }}
   volumeMounts:
     - name: codex-sentinel-config
       mountPath: /etc/codex-sentinel
@@ -308,6 +395,26 @@ The agent container, for a pod spec's `containers:` list. Public; include it wit
     {{- if $v.codexBinary.copyFrom.enabled }}
     - name: codex-sentinel-codex-bin
       mountPath: {{ $v.codexBinary.mountPath }}
+      readOnly: true
+    {{- end }}
+    {{- if include "codex-sentinel.dsdSocket" $v }}
+    - name: codex-sentinel-dsd-socket
+      mountPath: {{ dir $v.export.datadog.socketPath }}
+      readOnly: true
+    {{- end }}
+    {{- if $v.codexHome.enabled }}
+    - name: {{ $v.codexHome.volume.name }}
+      mountPath: {{ $v.codexHome.agentMountPath }}
+      readOnly: true
+    {{- end }}
+    {{- if include "codex-sentinel.webConfigOn" $v }}
+    - name: codex-sentinel-web-config
+      mountPath: {{ dir (include "codex-sentinel.webConfigPath" $c) }}
+      readOnly: true
+    {{- end }}
+    {{- if $v.webConfig.tls.enabled }}
+    - name: codex-sentinel-tls
+      mountPath: {{ include "codex-sentinel.tlsDir" $c }}
       readOnly: true
     {{- end }}
     {{- with $v.agent.extraVolumeMounts }}
@@ -337,6 +444,11 @@ for a pod spec's `initContainers:` list; renders nothing when that is off. Publi
   volumeMounts:
     - name: codex-sentinel-codex-bin
       mountPath: /codex-bin
+{{- end }}
+{{- if $v.agent.nativeSidecar }}
+{{- /* After the copy: the agent's probes find Codex from their first run. */}}
+{{ include "codex-sentinel.agentContainer" $c }}
+  restartPolicy: Always
 {{- end }}
 {{- end }}
 
@@ -371,17 +483,54 @@ is left out when operationsLog.volume.type is existingVolume (your pod already d
   emptyDir:
     sizeLimit: 512Mi
 {{- end }}
+{{- if include "codex-sentinel.dsdSocket" $v }}
+# The node's DogStatsD socket directory (hostPath: needs a Pod Security exception).
+- name: codex-sentinel-dsd-socket
+  hostPath:
+    path: {{ dir $v.export.datadog.socketPath }}
+    type: Directory
+{{- end }}
+{{- $ch := $v.codexHome }}
+{{- if and $ch.enabled (eq $ch.volume.type "emptyDir") }}
+- name: {{ $ch.volume.name }}
+  emptyDir:
+    sizeLimit: {{ $ch.volume.sizeLimit }}
+{{- else if and $ch.enabled (eq $ch.volume.type "existingClaim") }}
+- name: {{ $ch.volume.name }}
+  persistentVolumeClaim:
+    claimName: {{ $ch.volume.existingClaim }}
+{{- end }}
+{{- if include "codex-sentinel.webConfigOn" $v }}
+- name: codex-sentinel-web-config
+  secret:
+    secretName: {{ include "codex-sentinel.webConfigSecretName" $c }}
+    defaultMode: 0440
+{{- end }}
+{{- if $v.webConfig.tls.enabled }}
+- name: codex-sentinel-tls
+  secret:
+    secretName: {{ $v.webConfig.tls.secretName }}
+    defaultMode: 0440
+{{- end }}
 {{- end }}
 
-{{/* The application container's mount of the shared operations-log directory. Public. */}}
+{{/* The application container's mounts: the shared operations-log directory, and its Codex
+home when codexHome is on. Public. */}}
 {{- define "codex-sentinel.appVolumeMounts" -}}
 {{- $c := include "codex-sentinel.ctxJson" . | fromJson -}}
 - name: {{ $c.v.operationsLog.volume.name }}
   mountPath: {{ $c.v.operationsLog.appMountPath }}
+{{- if $c.v.codexHome.enabled }}
+- name: {{ $c.v.codexHome.volume.name }}
+  mountPath: {{ $c.v.codexHome.appMountPath }}
+{{- end }}
 {{- end }}
 
 {{/* Pod annotations: roll the pod when monitoring.json changes. Public. */}}
 {{- define "codex-sentinel.podAnnotations" -}}
 {{- $c := include "codex-sentinel.ctxJson" . | fromJson -}}
 checksum/codex-sentinel-config: {{ include "codex-sentinel.monitoringConfig" $c | sha256sum }}
+{{- if include "codex-sentinel.webConfigOn" $c.v }}
+checksum/codex-sentinel-web-config: {{ include "codex-sentinel.webConfigFile" $c | sha256sum }}
+{{- end }}
 {{- end }}

@@ -64,41 +64,77 @@ pub async fn run(config: Arc<Config>, sender: ObservationSender, shutdown: Cance
     tracing::info!(dir = %ol.dir.display(), pattern = %ol.pattern, backfill = ol.backfill, "operations-log reader started");
     let mut tailer = tailer(&config, sender.telemetry());
     let ticket = Arc::new(());
-    loop {
-        while Arc::strong_count(&ticket) > MAX_BATCHES_IN_FLIGHT {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(2)) => {}
-            }
+    // Until shutdown: poll, hand over, wait while nothing more is there.
+    while !shutdown.is_cancelled() {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = batches_settled(&ticket) => {}
         }
-        let polled = tokio::task::spawn_blocking(move || {
-            let out = tailer.poll(now_ms());
-            (tailer, out)
-        })
-        .await;
-        let out;
-        (tailer, out) = match polled {
-            Ok(v) => v,
-            Err(e) => {
-                // A bug, not bad input (that is counted): stop reading rather than loop on it.
-                tracing::error!(error = %crate::logging::error_chain(&e), "operations-log reader failed; executions are no longer read");
-                return;
-            }
+        let more;
+        (tailer, more) = match poll_once(tailer, &ticket, &sender).await {
+            Some(v) => v,
+            None => return,
         };
-        if let Some(mut batch) = out.batch {
-            batch.ticket = ticket.clone();
-            if !sender.send_wait(Observation::Executions(batch)).await {
-                return; // the monitor is gone: shutting down
-            }
-        }
-        if shutdown.is_cancelled() {
-            return;
-        }
-        if !out.more {
+        if !more {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(POLL_INTERVAL) => {}
             }
         }
     }
+    // One last read: lines written just before SIGTERM (a Job's last executions) still reach
+    // the monitor, which applies them before its final snapshot (the agent's stop bounds this).
+    let mut batches = 0u32;
+    loop {
+        batches_settled(&ticket).await;
+        let more;
+        (tailer, more) = match poll_once(tailer, &ticket, &sender).await {
+            Some(v) => v,
+            None => return,
+        };
+        batches += 1;
+        if !more {
+            break;
+        }
+    }
+    tracing::info!(
+        polls = batches,
+        "operations log read one last time before stopping"
+    );
+}
+
+/// Waits until at most [`MAX_BATCHES_IN_FLIGHT`] batches are unapplied (memory bound).
+async fn batches_settled(ticket: &Arc<()>) {
+    while Arc::strong_count(ticket) > MAX_BATCHES_IN_FLIGHT {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Polls the log once on a blocking thread and hands the batch over. Returns the tailer and
+/// whether more is waiting, or `None` when reading must stop (a bug, or the monitor is gone).
+async fn poll_once(
+    mut tailer: Tailer,
+    ticket: &Arc<()>,
+    sender: &ObservationSender,
+) -> Option<(Tailer, bool)> {
+    let polled = tokio::task::spawn_blocking(move || {
+        let out = tailer.poll(now_ms());
+        (tailer, out)
+    })
+    .await;
+    let (tailer, out) = match polled {
+        Ok(v) => v,
+        Err(e) => {
+            // A bug, not bad input (that is counted): stop reading rather than loop on it.
+            tracing::error!(error = %crate::logging::error_chain(&e), "operations-log reader failed; executions are no longer read");
+            return None;
+        }
+    };
+    if let Some(mut batch) = out.batch {
+        batch.ticket = ticket.clone();
+        if !sender.send_wait(Observation::Executions(batch)).await {
+            return None; // the monitor is gone
+        }
+    }
+    Some((tailer, out.more))
 }
