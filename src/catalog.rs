@@ -36,6 +36,7 @@ impl MetricDef {
         match self.unit {
             "s" => format!("{base}_seconds"),
             "By" => format!("{base}_bytes"),
+            "By/h" => format!("{base}_bytes_per_hour"),
             "%" => format!("{base}_percent"),
             _ => base,
         }
@@ -459,7 +460,7 @@ metric!(
 
 // — The application's own queue and retries, from the operations log (`timing.queueWait`,
 //   `retryCount`): the specification's secondary metrics. Named `codex.operations.*`, apart
-//   from the agent's notification queue (`codex_sentinel_alert_notification_queue_*`).
+//   from the agent's notification queue (`codex_sentinel_notifications_pending{sink}`).
 metric!(
     APP_QUEUE_SIZE,
     "codex.operations.queue_size",
@@ -488,6 +489,50 @@ metric!(
     "Share of executions in the window the application retried at least once (0..1; reliabilityMetrics.retryRate / 100)",
     [],
     Some("codex.operations.retry_rate"),
+    &[]
+);
+
+// — The log directories: bytes used (walked, not `statvfs`: an emptyDir's filesystem is the
+//   node's disk), the volume's size limit the chart passes in, and the growth rate. `directory`
+//   is `operations_log` (the application's operations log) or `audit_log` (the agent's files).
+metric!(
+    LOG_DISK_USAGE,
+    "codex.logs.disk_usage",
+    Gauge,
+    "By",
+    "Bytes used by a log directory (allocated blocks, as du counts them), by directory (operations_log, audit_log)",
+    ["directory"],
+    Some("codex.logs.disk_usage"),
+    &[]
+);
+metric!(
+    LOG_SIZE_LIMIT,
+    "codex.logs.size_limit",
+    Gauge,
+    "By",
+    "Size limit of a log directory's volume (operationsLog.sizeLimit, auditLog.sizeLimit); absent when not set",
+    ["directory"],
+    Some("codex.logs.size_limit"),
+    &[]
+);
+metric!(
+    LOG_DISK_USAGE_RATIO,
+    "codex.logs.disk_usage_ratio",
+    Gauge,
+    "1",
+    "Bytes used by a log directory as a fraction (0..1) of its size limit; absent when no limit is set",
+    ["directory"],
+    Some("codex.logs.disk_usage_ratio"),
+    &[]
+);
+metric!(
+    LOG_GROWTH_RATE,
+    "codex.logs.growth_rate",
+    Gauge,
+    "By/h",
+    "Net growth of a log directory in bytes per hour over diskUsage.growthWindow (negative when rotation frees more than is written); absent until half the window is sampled",
+    ["directory"],
+    Some("codex.logs.growth_rate"),
     &[]
 );
 
@@ -535,6 +580,10 @@ pub const CATALOG: &[&MetricDef] = &[
     &APP_QUEUE_SIZE,
     &APP_QUEUE_WAIT,
     &APP_RETRY_RATE,
+    &LOG_DISK_USAGE,
+    &LOG_SIZE_LIMIT,
+    &LOG_DISK_USAGE_RATIO,
+    &LOG_GROWTH_RATE,
 ];
 
 #[cfg(test)]
@@ -553,6 +602,14 @@ mod tests {
         assert_eq!(ACTIVE_PROCESSES.prometheus_name(), "codex_active_processes");
         assert_eq!(AVAILABILITY.statsd, Some("codex.availability"));
         assert_eq!(EXECUTION_TIME.buckets, &[1.0, 5.0, 10.0, 30.0, 60.0]);
+        assert_eq!(
+            LOG_GROWTH_RATE.prometheus_name(),
+            "codex_logs_growth_rate_bytes_per_hour"
+        );
+        assert_eq!(
+            LOG_DISK_USAGE.prometheus_name(),
+            "codex_logs_disk_usage_bytes"
+        );
     }
 
     #[test]

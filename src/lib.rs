@@ -243,6 +243,14 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
         shutdown.clone(),
     ));
 
+    if config.disk_usage.enabled {
+        tasks.spawn(sources::disk::run(
+            config.clone(),
+            sender.clone(),
+            shutdown.clone(),
+        ));
+    }
+
     if config.processes.enabled {
         tasks.spawn(sources::processes::run(
             config.clone(),

@@ -3,7 +3,7 @@
 //! engine's business.
 //!
 //! One judgement per condition: a condition that has a health check (availability, error rate,
-//! execution time, memory, process count, extra probes) is judged by that check alone
+//! execution time, memory, process count, log disk usage, extra probes) is judged by that check alone
 //! (`monitor::limits` says where each threshold comes from) and its rule raises the check's
 //! status as the alert's severity, with the check's message, details and recommendations. So
 //! `/health/codex`, `check`, the metrics and the alerts cannot disagree. Only conditions without
@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::{Category, Severity};
 use crate::config::{AlertingConfig, Config};
+use crate::monitor::disk::DISK_USAGE_CHECK;
 use crate::monitor::health::AVAILABILITY_CHECK;
 use crate::monitor::resources::{MEMORY_CHECK, PROCESS_COUNT_CHECK};
 use crate::monitor::snapshot::{HealthCheck, Snapshot, Status};
@@ -29,6 +30,7 @@ pub const RULE_IDS: &[&str] = &[
     CPU_USAGE,
     PROCESS_COUNT,
     QUEUE_BACKLOG,
+    DISK_USAGE,
     PERFORMANCE_DEGRADATION,
     CONFIGURATION_CHANGED,
     MAINTENANCE,
@@ -58,6 +60,7 @@ pub const MEMORY_USAGE: &str = "memory-usage";
 pub const CPU_USAGE: &str = "cpu-usage";
 pub const PROCESS_COUNT: &str = "process-count";
 pub const QUEUE_BACKLOG: &str = "queue-backlog";
+pub const DISK_USAGE: &str = "disk-usage";
 pub const PERFORMANCE_DEGRADATION: &str = "performance-degradation";
 /// Raised by the engine when the configuration differs from the previous run's.
 pub const CONFIGURATION_CHANGED: &str = "configuration-changed";
@@ -218,7 +221,7 @@ pub const ERROR_RATE_CHECK: &str = "error-rate";
 pub const EXECUTION_TIME_CHECK: &str = "execution-time";
 
 /// The rules that raise a health check, one each.
-pub const CHECK_RULES: [CheckRule; 5] = [
+pub const CHECK_RULES: [CheckRule; 6] = [
     CheckRule {
         id: CODEX_UNAVAILABLE,
         check: AVAILABILITY_CHECK,
@@ -253,6 +256,13 @@ pub const CHECK_RULES: [CheckRule; 5] = [
         category: Category::Resources,
         title: "High Codex process count",
         runbook: "high-process-count",
+    },
+    CheckRule {
+        id: DISK_USAGE,
+        check: DISK_USAGE_CHECK,
+        category: Category::Resources,
+        title: "Codex log volume filling up",
+        runbook: "disk-usage",
     },
 ];
 

@@ -37,6 +37,10 @@ pub struct AuditLogConfig {
     pub retention_days: u64,
     /// ms between lines of `performance-YYYY-MM-DD.log`.
     pub performance_interval: u64,
+    /// Bytes the directory's volume may hold (in the chart: the state volume's `sizeLimit`,
+    /// shared with the state files); `None`: usage is measured but not judged.
+    #[serde(deserialize_with = "super::disk::deserialize_size_limit")]
+    pub size_limit: Option<u64>,
 }
 
 impl Default for AuditLogConfig {
@@ -46,6 +50,7 @@ impl Default for AuditLogConfig {
             dir: PathBuf::from("logs/audit"),
             retention_days: 0,
             performance_interval: 60_000,
+            size_limit: None,
         }
     }
 }

@@ -55,6 +55,9 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("CODEX_HEALTH_THRESHOLD_MAX_ERROR_RATE", "healthMonitoring.thresholds.maxErrorRate", Kind::Float, "Percent of executions failed or timed out; above it the error-rate check and the failure-rate alert are a warning."),
     ("CODEX_HEALTH_THRESHOLD_MAX_MEMORY_USAGE", "healthMonitoring.thresholds.maxMemoryUsage", Kind::Int, "MB across Codex processes."),
     ("CODEX_HEALTH_THRESHOLD_MAX_CONCURRENT_PROCESSES", "healthMonitoring.thresholds.maxConcurrentProcesses", Kind::Int, "Codex processes at once."),
+    ("CODEX_HEALTH_THRESHOLD_MAX_DISK_USAGE", "healthMonitoring.thresholds.maxDiskUsage", Kind::Float, "Percent of a log directory's size limit; above it the disk-usage check is a warning (new)."),
+    ("CODEX_HEALTH_THRESHOLD_CRITICAL_DISK_USAGE", "healthMonitoring.thresholds.criticalDiskUsage", Kind::Float, "Percent of a log directory's size limit; above it the disk-usage check is critical (new)."),
+    ("CODEX_HEALTH_THRESHOLD_MIN_HOURS_TO_FULL", "healthMonitoring.thresholds.minHoursToFull", Kind::Float, "Hours; a log directory that would fill its size limit sooner at its measured growth rate makes the disk-usage check a warning; 0 turns this off (new)."),
     // — how Codex is run
     ("CODEX_EXECUTABLE", "codex.executable", Kind::Str, "Codex executable name or path (new)."),
     ("CODEX_PROBE_ARGS", "codex.args", Kind::Args, "Arguments of the availability probe, space-separated (new)."),
@@ -68,6 +71,11 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("CODEX_AUDIT_LOG_DIR", "auditLog.dir", Kind::Str, "Directory of the audit log files (new)."),
     ("CODEX_AUDIT_LOG_RETENTION_DAYS", "auditLog.retentionDays", Kind::Int, "Delete audit log files older than this many days; 0 keeps them (new)."),
     ("CODEX_AUDIT_PERFORMANCE_INTERVAL", "auditLog.performanceInterval", Kind::Int, "ms between performance log lines (new)."),
+    ("CODEX_AUDIT_LOG_SIZE_LIMIT", "auditLog.sizeLimit", Kind::Str, "Size limit of the audit directory's volume: bytes or a Kubernetes quantity (32Mi); unset: usage measured, not judged (new)."),
+    ("ENABLE_CODEX_DISK_USAGE", "diskUsage.enabled", Kind::Bool, "Measure the bytes used by the operations-log and audit directories (new)."),
+    ("CODEX_DISK_USAGE_INTERVAL", "diskUsage.sampleInterval", Kind::Int, "ms between two walks of those directories (new)."),
+    ("CODEX_DISK_USAGE_GROWTH_WINDOW", "diskUsage.growthWindow", Kind::Int, "ms of samples the log growth rate is computed over (new)."),
+    ("CODEX_DISK_USAGE_MAX_ENTRIES", "diskUsage.maxEntries", Kind::Int, "Files and directories one walk reads at most; beyond, the usage is a lower bound (new)."),
     ("CODEX_SENTINEL_RELOAD_WATCH", "reload.watchFile", Kind::Bool, "Reload when the configuration file changes, not only on SIGHUP (new)."),
     ("CODEX_SENTINEL_RELOAD_INTERVAL", "reload.watchInterval", Kind::Int, "ms between checks of the configuration file (new)."),
     // — performance baselines
@@ -95,6 +103,7 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     // — operations log (new names)
     ("CODEX_OPERATIONS_LOG_DIR", "operationsLog.dir", Kind::Str, "Directory of codex-operations-YYYY-MM-DD.jsonl."),
     ("CODEX_OPERATIONS_LOG_BACKFILL", "operationsLog.backfill", Kind::Bool, "First start without a checkpoint: read today's file from its start, not its end."),
+    ("CODEX_OPERATIONS_LOG_SIZE_LIMIT", "operationsLog.sizeLimit", Kind::Str, "Size limit of the operations-log directory's volume: bytes or a Kubernetes quantity (256Mi); unset: usage measured, not judged (new)."),
     // — alerting
     ("ENABLE_CODEX_ALERTING", "alerting.enabled", Kind::Bool, "Evaluate alert rules."),
     ("CODEX_ALERT_COOLDOWN", "alerting.cooldown", Kind::Int, "ms between repeats of one alert."),

@@ -49,6 +49,13 @@ pub struct Thresholds {
     /// MB of resident memory across all Codex processes.
     pub max_memory_usage: u64,
     pub max_concurrent_processes: u64,
+    /// Percent of a directory's size limit used above which the `disk-usage` check is warning.
+    pub max_disk_usage: f64,
+    /// Percent of a directory's size limit used above which the `disk-usage` check is critical.
+    pub critical_disk_usage: f64,
+    /// Hours: a directory that, growing at its measured rate, fills its size limit sooner makes
+    /// the `disk-usage` check warning.
+    pub min_hours_to_full: f64,
 }
 
 impl Default for Thresholds {
@@ -60,6 +67,9 @@ impl Default for Thresholds {
             max_error_rate: 5.0,
             max_memory_usage: 500,
             max_concurrent_processes: 10,
+            max_disk_usage: 80.0,
+            critical_disk_usage: 95.0,
+            min_hours_to_full: 24.0,
         }
     }
 }
@@ -133,10 +143,26 @@ impl HealthMonitoring {
                 "healthMonitoring.thresholds.maxErrorRate",
                 hm.thresholds.max_error_rate,
             ),
+            (
+                "healthMonitoring.thresholds.maxDiskUsage",
+                hm.thresholds.max_disk_usage,
+            ),
+            (
+                "healthMonitoring.thresholds.criticalDiskUsage",
+                hm.thresholds.critical_disk_usage,
+            ),
         ] {
             if !(0.0..=100.0).contains(&v) {
                 return bad(key, v.to_string(), "a percentage must be within 0..100");
             }
+        }
+        if !(hm.thresholds.min_hours_to_full >= 0.0 && hm.thresholds.min_hours_to_full.is_finite())
+        {
+            return bad(
+                "healthMonitoring.thresholds.minHoursToFull",
+                hm.thresholds.min_hours_to_full.to_string(),
+                "must be a number of hours >= 0 (0 turns the growth judgement off)",
+            );
         }
         if !hm.endpoints.path.starts_with('/') || hm.endpoints.path.len() < 2 {
             return bad(

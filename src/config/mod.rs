@@ -9,6 +9,7 @@ mod agent;
 mod alerting;
 mod baselines;
 mod codex;
+mod disk;
 pub mod env;
 mod export;
 mod health;
@@ -26,6 +27,7 @@ pub use alerting::{
 };
 pub use baselines::Baselines;
 pub use codex::{CodexConfig, ExtraProbe};
+pub use disk::{parse_size, DiskUsageConfig};
 pub use export::{ExportConfig, KubernetesConfig, OtlpConfig, StatsdConfig};
 pub use health::{
     Endpoints, HealthMonitoring, Thresholds, DEFAULT_HEADER_READ_TIMEOUT_MS,
@@ -69,6 +71,8 @@ pub struct Config {
     pub reload: ReloadConfig,
     /// Per-hour history for reports and learned baselines.
     pub history: HistoryConfig,
+    /// Measuring the operations-log and audit directories (bytes used, growth).
+    pub disk_usage: DiskUsageConfig,
 }
 
 impl Default for Config {
@@ -87,6 +91,7 @@ impl Default for Config {
             audit_log: AuditLogConfig::default(),
             reload: ReloadConfig::default(),
             history: HistoryConfig::default(),
+            disk_usage: DiskUsageConfig::default(),
         }
     }
 }
@@ -314,6 +319,7 @@ impl Config {
         self.alerting.validate(c)?;
         self.audit_log.validate(c)?;
         self.history.validate(c)?;
+        self.disk_usage.validate(c)?;
         self.baselines.validate(c)?;
         self.reload.validate(c)?;
         self.export.validate(c)?;

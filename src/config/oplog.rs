@@ -17,6 +17,10 @@ pub struct OperationsLogConfig {
     pub backfill: bool,
     /// ms of the rolling window of execution metrics.
     pub window: u64,
+    /// Bytes the directory's volume may hold (the chart passes the emptyDir's `sizeLimit`);
+    /// `None`: usage is measured but not judged.
+    #[serde(deserialize_with = "super::disk::deserialize_size_limit")]
+    pub size_limit: Option<u64>,
 }
 
 impl Default for OperationsLogConfig {
@@ -27,6 +31,7 @@ impl Default for OperationsLogConfig {
             pattern: "codex-operations-YYYY-MM-DD.jsonl".into(),
             backfill: false,
             window: 3_600_000,
+            size_limit: None,
         }
     }
 }

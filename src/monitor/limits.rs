@@ -62,6 +62,68 @@ pub struct Limits {
     /// Codex processes; `None` when `maxConcurrentProcesses` is 0 (check off).
     /// Warning: `maxConcurrentProcesses`; critical: `maxConcurrentProcesses × 1.5`.
     pub processes: Option<Bands>,
+    /// The log directories' usage and growth (the `disk-usage` check).
+    pub disk: DiskLimits,
+}
+
+/// What the `disk-usage` check judges a log directory against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskLimits {
+    /// Percent of the size limit used. Warning: `maxDiskUsage`; critical: `criticalDiskUsage`.
+    pub usage_percent: Bands,
+    /// Hours to full at the measured growth rate below which the check is a warning
+    /// (`minHoursToFull`; 0: off).
+    pub min_hours_to_full: f64,
+    /// Bytes the operations-log directory's volume may hold (`operationsLog.sizeLimit`).
+    pub operations_log_limit: Option<u64>,
+    /// Bytes the audit directory's volume may hold (`auditLog.sizeLimit`).
+    pub audit_log_limit: Option<u64>,
+}
+
+/// A log directory's state as the `disk-usage` check sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DirectoryState {
+    pub used_bytes: u64,
+    pub limit_bytes: u64,
+    /// Net bytes per hour over the growth window; `None` until the window is half full.
+    pub growth_per_hour: Option<f64>,
+}
+
+/// Why a directory is judged as it is: the worse of its two verdicts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DiskVerdict {
+    pub status: Status,
+    pub usage_percent: f64,
+    pub usage_status: Status,
+    /// Hours until the limit is reached at the growth rate (`None`: not growing, or unknown).
+    pub hours_to_full: Option<f64>,
+    pub growth_status: Status,
+}
+
+impl DiskLimits {
+    /// The one judgement of a directory: usage against the percent bands, and the time its
+    /// growth leaves until the limit (a warning, never critical: the usage bands page).
+    pub fn judge(&self, d: DirectoryState) -> DiskVerdict {
+        let usage_percent = d.used_bytes as f64 * 100.0 / d.limit_bytes.max(1) as f64;
+        let usage_status = self.usage_percent.judge(usage_percent);
+        let hours_to_full = d
+            .growth_per_hour
+            .filter(|g| *g > 0.0)
+            .map(|g| d.limit_bytes.saturating_sub(d.used_bytes) as f64 / g);
+        let growth_status = match hours_to_full {
+            Some(h) if self.min_hours_to_full > 0.0 && h < self.min_hours_to_full => {
+                Status::Warning
+            }
+            _ => Status::Healthy,
+        };
+        DiskVerdict {
+            status: usage_status.max(growth_status),
+            usage_percent,
+            usage_status,
+            hours_to_full,
+            growth_status,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -97,6 +159,15 @@ impl Limits {
                 warning: processes,
                 critical: processes * CRITICAL_FACTOR,
             }),
+            disk: DiskLimits {
+                usage_percent: Bands {
+                    warning: t.max_disk_usage,
+                    critical: t.critical_disk_usage,
+                },
+                min_hours_to_full: t.min_hours_to_full,
+                operations_log_limit: config.operations_log.size_limit,
+                audit_log_limit: config.audit_log.size_limit,
+            },
         }
     }
 }
@@ -138,6 +209,52 @@ mod tests {
         assert_eq!((l.error_rate.warning, l.error_rate.critical), (5.0, 20.0));
         assert_eq!(l.memory_mb.unwrap().critical, 750.0);
         assert_eq!(l.processes.unwrap().critical, 15.0);
+    }
+
+    #[test]
+    fn disk_usage_is_judged_by_percent_of_the_limit_and_hours_to_full() {
+        let l = Limits::default().disk;
+        assert_eq!(
+            (l.usage_percent.warning, l.usage_percent.critical),
+            (80.0, 95.0)
+        );
+        let mib = 1u64 << 20;
+        let dir = |used: u64, growth: Option<f64>| DirectoryState {
+            used_bytes: used * mib,
+            limit_bytes: 100 * mib,
+            growth_per_hour: growth,
+        };
+        let v = l.judge(dir(50, None));
+        assert_eq!(
+            (v.status, v.usage_percent, v.hours_to_full),
+            (Status::Healthy, 50.0, None)
+        );
+        assert_eq!(l.judge(dir(81, None)).status, Status::Warning);
+        assert_eq!(l.judge(dir(96, None)).status, Status::Critical);
+        // 50 MiB left at 5 MiB/h: full in 10 h, sooner than 24 h.
+        let v = l.judge(dir(50, Some(5.0 * mib as f64)));
+        assert_eq!(v.hours_to_full, Some(10.0));
+        assert_eq!(
+            (v.usage_status, v.growth_status, v.status),
+            (Status::Healthy, Status::Warning, Status::Warning)
+        );
+        // 50 MiB left at 1 MiB/h: 50 h. Shrinking: never full.
+        assert_eq!(l.judge(dir(50, Some(mib as f64))).status, Status::Healthy);
+        assert_eq!(l.judge(dir(50, Some(-(mib as f64)))).hours_to_full, None);
+        // Critical usage stays critical whatever the growth says.
+        assert_eq!(
+            l.judge(dir(97, Some(5.0 * mib as f64))).status,
+            Status::Critical
+        );
+        let mut c = Config::default();
+        c.health_monitoring.thresholds.min_hours_to_full = 0.0;
+        c.operations_log.size_limit = Some(100 * mib);
+        let off = Limits::from_config(&c).disk;
+        assert_eq!(off.operations_log_limit, Some(100 * mib));
+        assert_eq!(
+            off.judge(dir(50, Some(50.0 * mib as f64))).status,
+            Status::Healthy
+        );
     }
 
     #[test]

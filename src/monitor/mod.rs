@@ -3,6 +3,7 @@
 //! [`Snapshot`] that every reader (HTTP, exporters, alerts) takes without waiting.
 
 pub mod availability;
+pub mod disk;
 pub mod executions;
 pub mod health;
 pub mod history;
@@ -54,6 +55,8 @@ pub enum Observation {
     Resources(ResourceSample),
     /// Lines read from the operations log, with the reader's positions after them.
     Executions(ExecutionBatch),
+    /// Bytes used by the log directories.
+    Disk(disk::DiskSample),
 }
 
 impl Observation {
@@ -62,6 +65,7 @@ impl Observation {
             Observation::Probe { .. } => "probe",
             Observation::Resources(_) => "processes",
             Observation::Executions(_) => "oplog",
+            Observation::Disk(_) => "disk",
         }
     }
 }
@@ -131,6 +135,7 @@ pub struct Monitor {
     availability: AvailabilityTracker,
     resources: ResourceStats,
     executions: ExecutionStats,
+    disk: disk::DiskStats,
     /// The agent's own counters and error lines (see [`crate::telemetry`]).
     telemetry: Telemetry,
     /// What the checks judge against: the one place thresholds are resolved.
@@ -166,6 +171,7 @@ impl Monitor {
         let persister = Persister::start();
         let executions = ExecutionStats::new(&config, &telemetry, persister.writer());
         let limits = limits::Limits::from_config(&config);
+        let config_growth_window = config.disk_usage.growth_window;
         let history = history::History::new(&config, &telemetry, persister.writer());
         Monitor {
             resources: ResourceStats::new(config.processes.window),
@@ -177,6 +183,7 @@ impl Monitor {
             probes,
             availability: AvailabilityTracker::default(),
             executions,
+            disk: disk::DiskStats::new(config_growth_window),
             telemetry,
             alerts: None,
             updates: None,
@@ -237,6 +244,7 @@ impl Monitor {
         match obs {
             Observation::Probe { run, start_delay } => self.apply_probe(run, start_delay),
             Observation::Resources(sample) => self.resources.record(sample),
+            Observation::Disk(sample) => self.disk.record(sample),
             Observation::Executions(batch) => {
                 let now = now_ms();
                 self.history.record_executions(&batch.executions, now);
@@ -320,6 +328,7 @@ impl Monitor {
         }
         checks.extend(self.executions.checks(now, &self.limits));
         checks.extend(self.resources.checks(&self.limits));
+        checks.extend(self.disk.check(&self.limits));
         let mut reliability = snapshot::ReliabilityMetrics::default();
         self.executions.fill_reliability(&mut reliability, now);
         self.availability.fill(&mut reliability, now);
@@ -365,6 +374,7 @@ impl Monitor {
             extra: {
                 let mut extra = serde_json::Map::new();
                 self.resources.fill_extra(&mut extra);
+                self.disk.fill_extra(&self.limits, &mut extra);
                 extra
             },
         };
@@ -497,7 +507,7 @@ impl Monitor {
             vec![env!("CARGO_PKG_VERSION").into()],
             SampleValue::Gauge(1.0),
         );
-        for source in ["probe", "processes", "oplog"] {
+        for source in ["probe", "processes", "oplog", "disk"] {
             let n = self.telemetry.dropped(source);
             push(
                 &catalog::AGENT_DROPPED_OBSERVATIONS,
@@ -519,6 +529,7 @@ impl Monitor {
                 }),
         );
         self.resources.extra_samples(&mut out);
+        self.disk.samples(&self.limits, &mut out);
         out
     }
 

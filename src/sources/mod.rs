@@ -1,5 +1,6 @@
 //! Sources observe and send; they never touch shared state.
 
+pub mod disk;
 pub mod oplog;
 pub mod probe;
 pub mod processes;
