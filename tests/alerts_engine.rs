@@ -11,6 +11,7 @@ use codex_sentinel::alerts::store::Store;
 use codex_sentinel::alerts::{AlertStatus, Category, Notification, Severity, SinkKind};
 use codex_sentinel::config::flatten as flatten_config;
 use codex_sentinel::config::Config;
+use codex_sentinel::monitor::disk::{Directory, DirectoryUsage, DiskSample};
 use codex_sentinel::monitor::executions::{Execution, ExecutionBatch, Outcome};
 use codex_sentinel::monitor::probes::{Attempt, Ending, ProbeRun};
 use codex_sentinel::monitor::resources::ResourceSample;
@@ -613,6 +614,20 @@ fn processes(now: u64, mb: u64, count: u64) -> Observation {
     })
 }
 
+/// The operations-log directory measured at `mib` MiB.
+fn disk(now: u64, mib: u64) -> Observation {
+    Observation::Disk(DiskSample {
+        timestamp: now,
+        directories: vec![DirectoryUsage {
+            directory: Directory::OperationsLog,
+            bytes: mib << 20,
+            files: 3,
+            truncated: false,
+            error: None,
+        }],
+    })
+}
+
 /// Every health check driven to each level it has: the snapshot says that level, and the rules
 /// raise exactly one alert, of the rule that owns the check, with that severity and the rule's
 /// category, title and runbook — never `probe-failing` for a built-in check.
@@ -620,6 +635,7 @@ fn processes(now: u64, mb: u64, count: u64) -> Observation {
 fn every_check_raises_exactly_one_alert_at_its_level() {
     let now = wall_clock();
     let mut cfg = Config::default();
+    cfg.operations_log.size_limit = Some(100 << 20);
     cfg.codex.probes = serde_json::from_value(serde_json::json!([
         {"name": "codex-login", "command": ["codex", "login", "status"]},
         {"name": "codex-exec", "command": ["codex", "exec", "hi"], "failureStatus": "critical"}
@@ -638,6 +654,7 @@ fn every_check_raises_exactly_one_alert_at_its_level() {
             probe("codex-exec", now, 50, Ending::Exited(0), ""),
             executions(now, 1_000.0, 0, 0),
             processes(now, 100, 2),
+            disk(now, 10),
         ]
     };
     let rules = builtin_rules(&cfg);
@@ -744,6 +761,25 @@ fn every_check_raises_exactly_one_alert_at_its_level() {
             Category::Resources,
             "High Codex process count",
             "high-process-count",
+        ),
+        // 85 % of the operations log's 100 MiB > maxDiskUsage 80 %; 97 % > criticalDiskUsage 95 %.
+        (
+            disk(now, 85),
+            "disk-usage",
+            Status::Warning,
+            "disk-usage",
+            Category::Resources,
+            "Codex log volume filling up",
+            "disk-usage",
+        ),
+        (
+            disk(now, 97),
+            "disk-usage",
+            Status::Critical,
+            "disk-usage",
+            Category::Resources,
+            "Codex log volume filling up",
+            "disk-usage",
         ),
         (
             probe("codex-login", now, 50, Ending::Exited(1), ""),
