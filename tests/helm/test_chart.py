@@ -120,6 +120,7 @@ COMBINATIONS = [
                 "codex": {"maxRetries": 5, "probes": [{"name": "codex-login", "command": ["codex", "login", "status"], "failureStatus": "critical"}]},
                 "processes": {"names": ["codex", "codex-linux"], "sampleInterval": 2000, "window": 600000},
                 "operationsLog": {"backfill": True},
+                "auditLog": {"enabled": True, "dir": "/var/lib/codex-sentinel/audit"},
                 "baselines": {"p95Time": 20000, "successRate": 97.5},
                 "logging": {"debug": True},
             },
@@ -224,6 +225,15 @@ def test_monitoring_json_is_accepted_by_the_binary(case, sentinel_bin, tmp_path)
     assert cfg["healthMonitoring.endpoints.enabled"] is True
     assert cfg["stateDir"] == "/var/lib/codex-sentinel"
     assert cfg["operationsLog.dir"] == "/var/log/codex"
+    # The disk-usage check's limits are the volumes' sizeLimits (statvfs on an emptyDir would
+    # report the node's disk): the operations log's emptyDir (256Mi), and the state volume's
+    # (32Mi) when the audit files live on it. A claim's or the user's own volume: not known.
+    volume = values.get("operationsLog", {}).get("volume", {})
+    emptydir = volume.get("type", "emptyDir") == "emptyDir"
+    assert cfg["operationsLog.sizeLimit"] == (256 * 2**20 if emptydir else None)
+    audit = values.get("config", {}).get("auditLog", {})
+    on_state_volume = audit.get("enabled") and audit.get("dir", "").startswith("/var/lib/codex-sentinel/")
+    assert cfg["auditLog.sizeLimit"] == (32 * 2**20 if on_state_volume else None)
     assert cfg["logging.format"] == agent.get("logFormat", "json")
     # The user's own settings pass through untouched.
     for section, settings in values.get("config", {}).items():

@@ -176,13 +176,24 @@ agree with the container's ports, probes and volumes).
 */}}
 {{- define "codex-sentinel.monitoringConfig" -}}
 {{- $v := .v -}}
+{{- /* The disk-usage check judges each log directory against its volume's sizeLimit: statvfs
+       on an emptyDir reports the node's disk, so the chart passes the limits in. */ -}}
+{{- $oplog := dict "dir" $v.operationsLog.agentMountPath -}}
+{{- if eq $v.operationsLog.volume.type "emptyDir" }}
+{{- $_ := set $oplog "sizeLimit" (toString $v.operationsLog.volume.sizeLimit) }}
+{{- end }}
 {{- $managed := dict
   "healthMonitoring" (dict "endpoints" (dict "enabled" true "host" $v.agent.listenHost "port" (int $v.agent.port)))
   "stateDir" $v.agent.stateDir.mountPath
-  "operationsLog" (dict "dir" $v.operationsLog.agentMountPath)
+  "operationsLog" $oplog
   "logging" (dict "format" $v.agent.logFormat) -}}
 {{- if include "codex-sentinel.webConfigOn" $v }}
 {{- $_ := set $managed.healthMonitoring.endpoints "webConfigFile" (include "codex-sentinel.webConfigPath" .) }}
+{{- end }}
+{{- $audit := (default dict $v.config).auditLog | default dict }}
+{{- $stateDir := printf "%s/" (trimSuffix "/" $v.agent.stateDir.mountPath) }}
+{{- if and $audit.enabled $audit.dir (not $audit.sizeLimit) (hasPrefix $stateDir (printf "%s/" (trimSuffix "/" $audit.dir))) }}
+{{- $_ := set $managed "auditLog" (dict "sizeLimit" (toString $v.agent.stateDir.sizeLimit)) }}
 {{- end }}
 {{- if $v.codexBinary.copyFrom.enabled }}
 {{- $_ := set $managed "codex" (dict "executable" (printf "%s/codex" (trimSuffix "/" $v.codexBinary.mountPath))) }}
