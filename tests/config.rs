@@ -47,6 +47,11 @@ fn sample_value(var: &str, kind: Kind) -> (&'static str, serde_json::Value) {
             "X-A=1,X-B=2",
             serde_json::json!({"X-A": "***redacted***", "X-B": "***redacted***"}),
         ),
+        // Kubernetes quantities, read as bytes.
+        ("CODEX_OPERATIONS_LOG_SIZE_LIMIT", _) => ("256Mi", serde_json::json!(268_435_456)),
+        ("CODEX_AUDIT_LOG_SIZE_LIMIT", _) => ("32Mi", serde_json::json!(33_554_432)),
+        // Must hold two default sample intervals.
+        ("CODEX_DISK_USAGE_GROWTH_WINDOW", _) => ("7200000", serde_json::json!(7_200_000)),
         ("CODEX_SENTINEL_LOG_FORMAT", _) => ("json", "json".into()),
         ("CODEX_HEALTH_HOST", _) => ("0.0.0.0", "0.0.0.0".into()),
         ("CODEX_HEALTH_PATH", _) => ("/status/codex", "/status/codex".into()),
@@ -234,6 +239,27 @@ fn bad_values_exit_2_with_one_line_naming_key_value_and_source() {
             vec![("CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "120")],
             None,
             vec!["CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "120"],
+        ),
+        // A size limit that is not a Kubernetes quantity; a growth window too short for two
+        // samples; a disk-usage percentage above 100.
+        (
+            vec![("CODEX_OPERATIONS_LOG_SIZE_LIMIT", "12MB")],
+            None,
+            vec!["CODEX_OPERATIONS_LOG_SIZE_LIMIT", "12MB", "unknown suffix"],
+        ),
+        (
+            vec![("CODEX_DISK_USAGE_GROWTH_WINDOW", "60000")],
+            None,
+            vec![
+                "CODEX_DISK_USAGE_GROWTH_WINDOW",
+                "diskUsage.growthWindow",
+                "two samples",
+            ],
+        ),
+        (
+            vec![("CODEX_HEALTH_THRESHOLD_MAX_DISK_USAGE", "150")],
+            None,
+            vec!["CODEX_HEALTH_THRESHOLD_MAX_DISK_USAGE", "150"],
         ),
         (
             vec![("CODEX_PERF_BASELINE_SUCCESS_RATE", "101")],
