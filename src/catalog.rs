@@ -516,16 +516,6 @@ metric!(
     &[]
 );
 metric!(
-    LOG_DISK_USAGE_RATIO,
-    "codex.logs.disk_usage_ratio",
-    Gauge,
-    "1",
-    "Bytes used by a log directory as a fraction (0..1) of its size limit; absent when no limit is set",
-    ["directory"],
-    Some("codex.logs.disk_usage_ratio"),
-    &[]
-);
-metric!(
     LOG_GROWTH_RATE,
     "codex.logs.growth_rate",
     Gauge,
@@ -582,7 +572,6 @@ pub const CATALOG: &[&MetricDef] = &[
     &APP_RETRY_RATE,
     &LOG_DISK_USAGE,
     &LOG_SIZE_LIMIT,
-    &LOG_DISK_USAGE_RATIO,
     &LOG_GROWTH_RATE,
 ];
 

@@ -258,8 +258,7 @@ impl DiskStats {
         })
     }
 
-    /// The catalog samples: bytes used always; limit and ratio when a limit is set; growth once
-    /// known.
+    /// The catalog samples: bytes used always; the limit when one is set; growth once known.
     pub fn samples(&self, limits: &Limits, out: &mut Vec<Sample>) {
         for s in &self.series {
             let d = s.last.directory;
@@ -274,10 +273,6 @@ impl DiskStats {
             push(&catalog::LOG_DISK_USAGE, s.last.bytes as f64);
             if let Some(limit) = d.limit(limits) {
                 push(&catalog::LOG_SIZE_LIMIT, limit as f64);
-                push(
-                    &catalog::LOG_DISK_USAGE_RATIO,
-                    s.last.bytes as f64 / limit.max(1) as f64,
-                );
             }
             if let Some(g) = self.growth_per_hour(s) {
                 push(&catalog::LOG_GROWTH_RATE, g);
@@ -390,8 +385,8 @@ mod tests {
             Some((256 * MIB) as f64)
         );
         assert_eq!(
-            gauge(&out, &catalog::LOG_DISK_USAGE_RATIO, "operations_log"),
-            Some(19.0 / 256.0)
+            gauge(&out, &catalog::LOG_DISK_USAGE, "operations_log"),
+            Some((19 * MIB) as f64)
         );
     }
 
