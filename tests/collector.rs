@@ -40,6 +40,10 @@ fn otlp_agent(endpoint: String, extra: &[(&'static str, &str)]) -> Agent {
         ("CODEX_HEALTH_CHECK_INTERVAL", "60000".into()),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
         ("OTEL_METRIC_EXPORT_INTERVAL", "300".into()),
+        // The log volumes' panels: a size limit, and a growth rate known after 200 ms.
+        ("CODEX_OPERATIONS_LOG_SIZE_LIMIT", "64Mi".into()),
+        ("CODEX_DISK_USAGE_INTERVAL", "100".into()),
+        ("CODEX_DISK_USAGE_GROWTH_WINDOW", "400".into()),
     ];
     env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     start_agent(AgentOptions {

@@ -227,3 +227,49 @@ fn recording_rules_pass_promtool_check_and_unit_tests() {
         }
     }
 }
+
+/// The specification's secondary metrics — the application's queue and retries, the log
+/// volumes' usage and growth — are on every dashboard, each in the spelling of its pipeline.
+#[test]
+fn every_dashboard_shows_the_secondary_metrics() {
+    use codex_sentinel::catalog::{
+        APP_QUEUE_SIZE, APP_QUEUE_WAIT, APP_RETRY_RATE, LOG_DISK_USAGE, LOG_GROWTH_RATE,
+        LOG_SIZE_LIMIT,
+    };
+    let secondary = [
+        &APP_QUEUE_SIZE,
+        &APP_QUEUE_WAIT,
+        &APP_RETRY_RATE,
+        &LOG_DISK_USAGE,
+        &LOG_SIZE_LIMIT,
+        &LOG_GROWTH_RATE,
+    ];
+    let grafana = load("grafana.json");
+    let exprs: Vec<String> = grafana["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    let grafana_ids: BTreeSet<String> = exprs
+        .iter()
+        .flat_map(|e| identifiers(e, &["codex_"]))
+        .collect();
+    let datadog = serde_json::to_string(&load("datadog.json")).unwrap();
+    let newrelic = serde_json::to_string(&load("newrelic.json")).unwrap();
+    for def in secondary {
+        let prom = def.prometheus_name();
+        assert!(grafana_ids.contains(&prom), "grafana lacks {prom}");
+        let statsd = def.statsd.expect("sent over StatsD");
+        assert!(
+            datadog.contains(&format!(":{statsd}{{")),
+            "datadog lacks {statsd}"
+        );
+        assert!(
+            newrelic.contains(&format!("({})", def.name)),
+            "newrelic lacks {}",
+            def.name
+        );
+    }
+}

@@ -20,6 +20,10 @@ fn agent_env() -> Vec<(&'static str, String)> {
         ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
         ("CODEX_HEALTH_CHECK_INTERVAL", "1000".into()),
         ("CODEX_OPERATIONS_LOG_BACKFILL", "true".into()),
+        // The log volumes' panels: a size limit, and a growth rate known after 200 ms.
+        ("CODEX_OPERATIONS_LOG_SIZE_LIMIT", "64Mi".into()),
+        ("CODEX_DISK_USAGE_INTERVAL", "100".into()),
+        ("CODEX_DISK_USAGE_GROWTH_WINDOW", "400".into()),
     ]
 }
 
