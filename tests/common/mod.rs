@@ -386,3 +386,48 @@ pub fn write_operations_log(workdir: &std::path::Path, operation: &str, duration
         .unwrap();
     std::io::Write::write_all(&mut f, lines.as_bytes()).unwrap();
 }
+
+/// Appends executions the application queued and retried to today's operations log: `waits_ms`
+/// each waited that long (`timing.queueWait`), and the first `retried` were retried once
+/// (`retryCount: 1`). All succeeded in 1 s.
+pub fn write_queued_operations(workdir: &std::path::Path, waits_ms: &[u64], retried: usize) {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let (y, m, d) = codex_sentinel::util::time::civil_from_days((now.as_secs() / 86_400) as i64);
+    let dir = workdir.join("logs/codex");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut lines = String::new();
+    for (i, wait) in waits_ms.iter().enumerate() {
+        lines.push_str(&format!(
+            "{{\"timestamp\":{},\"operationType\":\"review\",\"timing\":{{\"duration\":1000,\"queueWait\":{wait}}},\"result\":{{\"success\":true}},\"retryCount\":{}}}\n",
+            now.as_millis() as u64 - 1000 + i as u64,
+            u8::from(i < retried)
+        ));
+    }
+    let path = dir.join(format!("codex-operations-{y:04}-{m:02}-{d:02}.jsonl"));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, lines.as_bytes()).unwrap();
+}
+
+/// Bytes `du` (GNU coreutils) counts for `dir`: allocated blocks, the directory included.
+pub fn du_bytes(dir: &std::path::Path) -> u64 {
+    let out = Command::new("du")
+        .args(["-s", "-B1"])
+        .arg(dir)
+        .output()
+        .expect("du");
+    assert!(
+        out.status.success(),
+        "du: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("du prints bytes first")
+}
