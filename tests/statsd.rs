@@ -495,3 +495,76 @@ fn etsy_statsd_parses_the_agents_dogstatsd_tags() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The secondary metrics over DogStatsD into the real daemon, by value: the application's
+/// queue wait and retry rate from the operations log, the log volumes' bytes (against GNU `du`)
+/// and size limit tagged by directory (Etsy StatsD keeps tags as `name;tag=value`).
+#[test]
+fn etsy_statsd_receives_the_secondary_metrics() {
+    let statsd = EtsyStatsd::start();
+    let agent = start_agent(AgentOptions {
+        env: vec![
+            ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+            (
+                "DD_DOGSTATSD_URL",
+                format!("udp://127.0.0.1:{}", statsd.port),
+            ),
+            ("CODEX_STATSD_INTERVAL", "200".into()),
+            ("CODEX_OPERATIONS_LOG_BACKFILL", "true".into()),
+            ("CODEX_OPERATIONS_LOG_SIZE_LIMIT", "64Mi".into()),
+            ("CODEX_DISK_USAGE_INTERVAL", "100".into()),
+            ("CODEX_DISK_USAGE_GROWTH_WINDOW", "400".into()),
+        ],
+        ..Default::default()
+    });
+    // Eight executions that each waited 1.5 s in the application's queue; two were retried.
+    common::write_queued_operations(agent.path(), &[1500; 8], 2);
+    let oplog = agent.path().join("logs/codex");
+    let key = |name: &str, directory: Option<&str>| match directory {
+        Some(d) => format!("{name};directory={d}"),
+        None => name.to_string(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let gauges = loop {
+        let gauges = statsd.admin("gauges").unwrap();
+        let used = common::du_bytes(&oplog) as f64;
+        if admin_value(&gauges, &key("codex.operations.queue_wait", None)) == Some(1.5)
+            && admin_value(
+                &gauges,
+                &key("codex.logs.disk_usage", Some("operations_log")),
+            ) == Some(used)
+            && admin_value(
+                &gauges,
+                &key("codex.logs.growth_rate", Some("operations_log")),
+            ) == Some(0.0)
+        {
+            break gauges;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "statsd never saw the queue wait and the directory at rest; gauges: {gauges}\nagent:\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        admin_value(&gauges, &key("codex.operations.retry_rate", None)),
+        Some(0.25),
+        "{gauges}"
+    );
+    assert!(
+        admin_value(&gauges, &key("codex.operations.queue_size", None)).is_some(),
+        "{gauges}"
+    );
+    assert_eq!(
+        admin_value(
+            &gauges,
+            &key("codex.logs.size_limit", Some("operations_log"))
+        ),
+        Some(64.0 * 1024.0 * 1024.0)
+    );
+    assert!(
+        admin_value(&gauges, &key("codex.logs.disk_usage", Some("audit_log"))).is_some(),
+        "{gauges}"
+    );
+}
