@@ -390,3 +390,55 @@ fn exponential_histograms_become_prometheus_native_histograms() {
     assert!((2.3..=2.8).contains(&p50), "p50 {p50}");
     assert!(prom.query("sample_duration_count").is_empty());
 }
+
+/// The secondary metrics over OTLP through the real Collector, by value: the application's
+/// queue wait and retry rate, and the log volumes' bytes (against GNU `du`), size limit and
+/// growth per hour, in the Collector's Prometheus translation (unit `1` → `_ratio`, `By/h` →
+/// `_bytes_per_hour`).
+#[test]
+fn secondary_metrics_reach_prometheus_through_the_collector() {
+    let collector = Collector::start();
+    let agent = otlp_agent(
+        collector.grpc_endpoint(),
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("CODEX_OPERATIONS_LOG_BACKFILL", "true"),
+        ],
+    );
+    // Eight executions that each waited 4 s in the application's queue; two were retried.
+    common::write_queued_operations(agent.path(), &[4000; 8], 2);
+    let oplog = agent.path().join("logs/codex");
+    let directory = [("directory", "operations_log")];
+    let page = collector.wait_scrape("the queue and the directory at rest", |page| {
+        sample_value(page, "codex_operations_queue_wait_seconds", &[]) == Some(4.0)
+            && sample_value(page, "codex_logs_disk_usage_bytes", &directory)
+                == Some(common::du_bytes(&oplog) as f64)
+            && sample_value(page, "codex_logs_growth_rate_bytes_per_hour", &directory) == Some(0.0)
+    });
+    assert_eq!(
+        sample_value(&page, "codex_operations_retry_rate_ratio", &[]),
+        Some(0.25)
+    );
+    assert!(sample_value(&page, "codex_operations_queue_size", &[]).is_some());
+    assert_eq!(
+        sample_value(&page, "codex_logs_size_limit_bytes", &directory),
+        Some(64.0 * 1024.0 * 1024.0)
+    );
+    assert!(sample_value(
+        &page,
+        "codex_logs_disk_usage_bytes",
+        &[("directory", "audit_log")]
+    )
+    .is_some());
+    // As the receiver got them: gauges with the catalog's units.
+    for (name, unit) in [
+        ("codex.operations.queue_wait", "s"),
+        ("codex.logs.disk_usage", "By"),
+        ("codex.logs.growth_rate", "By/h"),
+    ] {
+        let metrics = received(&collector, name);
+        assert!(!metrics.is_empty(), "{name} not received");
+        assert_eq!(metrics[0]["unit"], unit, "{name}");
+        assert!(metrics[0]["gauge"].is_object(), "{name} is a gauge");
+    }
+}
