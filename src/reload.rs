@@ -35,6 +35,7 @@ pub const RESTART_ONLY: &[&str] = &[
     "processes",
     "auditLog",
     "history",
+    "diskUsage",
     "reload",
     "alerting.enabled",
     "alerting.webhook",
@@ -185,6 +186,7 @@ pub fn keep_restart_only(running: &Config, mut new: Config) -> Config {
     new.processes = running.processes.clone();
     new.audit_log = running.audit_log.clone();
     new.history = running.history.clone();
+    new.disk_usage = running.disk_usage.clone();
     new.reload = running.reload.clone();
     let (a, r) = (&mut new.alerting, &running.alerting);
     a.enabled = r.enabled;
