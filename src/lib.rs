@@ -322,7 +322,8 @@ async fn probe_supervisor(
     }
 }
 
-/// Runs every probe once and returns the resulting snapshot (`codex-sentinel check`).
+/// Runs every probe once, measures the log directories once, and returns the resulting snapshot
+/// (`codex-sentinel check`).
 pub async fn check_once(
     config: Config,
     on_attempt: impl Fn(probe::AttemptReport<'_>) + Send + Sync + 'static,
@@ -339,7 +340,13 @@ pub async fn check_once(
         Vec::new()
     };
     let (_sender, _rx, telemetry) = monitor::channel();
+    let disk = sources::disk::sample_once(&config).await;
     let mut monitor = Monitor::new(config, specs.clone(), telemetry);
+    // The log volumes, judged as the running agent judges them (usage only: one sample has
+    // no growth rate).
+    if let Some(sample) = disk {
+        monitor.apply(Observation::Disk(sample));
+    }
     let token = CancellationToken::new();
     let mut runs = tokio::task::JoinSet::new();
     for spec in specs {

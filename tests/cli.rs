@@ -208,3 +208,45 @@ fn baseline_save_says_why_it_failed_without_the_query_string() {
         "{stderr}"
     );
 }
+
+/// `check` judges the log volumes as the running agent does: one walk of the operations-log
+/// directory against its size limit (usage only: one sample has no growth rate).
+#[test]
+fn check_judges_the_log_volume_against_its_size_limit() {
+    let logs = tempfile::tempdir().unwrap();
+    std::fs::write(
+        logs.path().join("codex-operations-2026-01-01.jsonl"),
+        vec![b'x'; 40_000],
+    )
+    .unwrap();
+    let env = |limit: &str| {
+        vec![
+            ("ENABLE_CODEX_HEALTH_MONITORING", "false".to_string()),
+            (
+                "CODEX_OPERATIONS_LOG_DIR",
+                logs.path().display().to_string(),
+            ),
+            ("CODEX_OPERATIONS_LOG_SIZE_LIMIT", limit.to_string()),
+        ]
+    };
+    let disk_check = |out: &Output| -> serde_json::Value {
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "disk-usage")
+            .unwrap_or_else(|| panic!("no disk-usage check: {report}"))
+            .clone()
+    };
+    // 40,000 bytes (at least 40 KiB in blocks) over a 32 KiB limit: critical, exit 2.
+    let (out, _) = run(&["check", "--format", "json"], &env("32Ki"));
+    let check = disk_check(&out);
+    assert_eq!(check["status"], "critical", "{check}");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(check["details"]["operations_log"]["sizeLimit"], 32 * 1024);
+    // The same directory under 1 MiB: healthy, exit 0.
+    let (out, _) = run(&["check", "--format", "json"], &env("1Mi"));
+    assert_eq!(disk_check(&out)["status"], "healthy");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

@@ -88,6 +88,29 @@ pub fn measure(directory: Directory, root: &Path, max_entries: u64) -> Directory
     usage
 }
 
+/// Measures every directory once, on the blocking pool. `None` when nothing is measured
+/// (disk usage off, or neither log enabled) or the walk panicked.
+pub async fn sample_once(config: &Config) -> Option<DiskSample> {
+    let dirs = directories(config);
+    if !config.disk_usage.enabled || dirs.is_empty() {
+        return None;
+    }
+    let max_entries = config.disk_usage.max_entries;
+    tokio::task::spawn_blocking(move || measure_all(&dirs, max_entries))
+        .await
+        .ok()
+}
+
+fn measure_all(dirs: &[(Directory, PathBuf)], max_entries: u64) -> DiskSample {
+    DiskSample {
+        timestamp: now_ms(),
+        directories: dirs
+            .iter()
+            .map(|(d, path)| measure(*d, path, max_entries))
+            .collect(),
+    }
+}
+
 /// Measures every directory each `diskUsage.sampleInterval` until shutdown, the first time at
 /// once, and sends the sample to the monitor.
 pub async fn run(config: Arc<Config>, sender: ObservationSender, shutdown: CancellationToken) {
@@ -104,16 +127,7 @@ pub async fn run(config: Arc<Config>, sender: ObservationSender, shutdown: Cance
             _ = shutdown.cancelled() => return,
         }
         let dirs = dirs.clone();
-        let walk = tokio::task::spawn_blocking(move || {
-            let directories = dirs
-                .iter()
-                .map(|(d, path)| measure(*d, path, max_entries))
-                .collect();
-            DiskSample {
-                timestamp: now_ms(),
-                directories,
-            }
-        });
+        let walk = tokio::task::spawn_blocking(move || measure_all(&dirs, max_entries));
         let sample = tokio::select! {
             s = walk => match s {
                 Ok(s) => s,
