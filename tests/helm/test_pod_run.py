@@ -107,7 +107,11 @@ def test_agent_runs_as_the_pod_runs_it(sentinel_bin, pod_dir):
         while time.monotonic() < deadline:
             status, body = get(port, "/health/codex")
             health = json.loads(body)
-            if any(c["name"] == "codex-availability" for c in health.get("checks", [])):
+            # The check exists from the first snapshot as a placeholder: wait for the probe's verdict.
+            if any(
+                c["name"] == "codex-availability" and c["message"] != "Waiting for the first availability probe"
+                for c in health.get("checks", [])
+            ):
                 break
             time.sleep(0.2)
         check = next(c for c in health["checks"] if c["name"] == "codex-availability")
