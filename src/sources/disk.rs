@@ -119,6 +119,7 @@ pub async fn run(config: Arc<Config>, sender: ObservationSender, shutdown: Cance
         return;
     }
     let max_entries = config.disk_usage.max_entries;
+    let mut last_errors: Vec<Option<String>> = vec![None; dirs.len()];
     let mut ticks = tokio::time::interval(Duration::from_millis(config.disk_usage.sample_interval));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -138,12 +139,20 @@ pub async fn run(config: Arc<Config>, sender: ObservationSender, shutdown: Cance
             },
             _ = shutdown.cancelled() => return,
         };
-        for d in sample.directories.iter().filter(|d| d.error.is_some()) {
-            tracing::debug!(
-                directory = d.directory.label(),
-                error = d.error.as_deref(),
-                "disk usage: part of the directory unreadable"
-            );
+        // Logged when a directory becomes unreadable and when it recovers, not every sample.
+        for (d, last) in sample.directories.iter().zip(last_errors.iter_mut()) {
+            if d.error != *last {
+                match &d.error {
+                    Some(e) => {
+                        tracing::warn!(directory = d.directory.label(), error = %e, "disk usage: part of the directory cannot be read; its bytes are not counted")
+                    }
+                    None => tracing::info!(
+                        directory = d.directory.label(),
+                        "disk usage: the directory can be read again"
+                    ),
+                }
+                last.clone_from(&d.error);
+            }
         }
         sender.send(Observation::Disk(sample));
     }
