@@ -941,3 +941,67 @@ fn absurd_durations_are_rejected_and_the_saved_state_survives_a_restart() {
         "{logs_text}"
     );
 }
+
+/// Appends `n` lines numbered from `first` through `file` (one descriptor kept open with
+/// O_APPEND, as an application using copytruncate does).
+fn write_lines(file: &mut File, first: u64, n: u64) {
+    let text: String = (first..first + n).map(line).collect();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+fn run(cmd: &str, args: &[&Path]) {
+    let status = Command::new(cmd).args(args).status().unwrap();
+    assert!(status.success(), "{cmd} {args:?}: {status}");
+}
+
+#[test]
+fn log_directory_moved_away_and_back_is_counted_once() {
+    let (work, logs) = setup();
+    let agent = Agent::start(work.path(), &[]);
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs.join(DAY1))
+        .unwrap();
+    write_lines(&mut f, 0, 1000);
+    agent.expect_total(1000, work.path());
+    let away = work.path().join("logs/codex-away");
+    std::fs::rename(&logs, &away).unwrap();
+    // The reader reports the directory missing once it has given up on the files in it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while agent.metrics()["operationsLog"]["directoryExists"] != false {
+        assert!(Instant::now() < deadline, "the move was not noticed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::rename(&away, &logs).unwrap();
+    write_lines(&mut f, 1000, 10);
+    let m = agent.expect_total(1010, work.path());
+    assert_eq!(m["operationsLog"]["directoryExists"], true);
+}
+
+#[test]
+fn copytruncate_over_an_existing_rotated_file_is_counted_once() {
+    let (work, logs) = setup();
+    let agent = Agent::start(work.path(), &[]);
+    let (live, copy) = (logs.join(DAY1), logs.join(format!("{DAY1}.1")));
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&live)
+        .unwrap();
+    let mut written = 0;
+    // Copies of different lengths, each over the previous rotation's `.1` (same inode).
+    for lines in [1000, 500, 700] {
+        write_lines(&mut f, written, lines);
+        written += lines;
+        agent.wait_total_at_least(written);
+        // Ten lines the agent may not have read before the rotation: only the copy has them.
+        write_lines(&mut f, written, 10);
+        written += 10;
+        run("cp", &[&live, &copy]);
+        run("truncate", &[Path::new("-s0"), &live]);
+    }
+    write_lines(&mut f, written, 1);
+    let m = agent.expect_total(written + 1, work.path());
+    assert_eq!(line_counts(&m), (written + 1, 0), "{}", m["operationsLog"]);
+}

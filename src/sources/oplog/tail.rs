@@ -510,26 +510,30 @@ impl Tailer {
         let Ok(head) = read_exact_at(&candidate, n, 0) else {
             return false;
         };
-        self.tracked.iter().filter(|t| !t.gone).any(|t| {
-            let reopened;
-            let file = match &t.file {
-                Some(f) => f,
-                None => match File::open(&t.cursor.path) {
-                    Ok(f) => {
-                        reopened = f;
-                        &reopened
-                    }
-                    Err(_) => return false,
-                },
-            };
-            // Compare with what the followed file holds now, or, if it was truncated already,
-            // with the fingerprint of what it held.
-            let same_now = read_exact_at(file, n, 0).is_ok_and(|b| b == head);
-            let same_before = t.cursor.fp_len > 0
-                && t.cursor.fp_len <= n
-                && fnv1a(&head[..t.cursor.fp_len as usize]) == t.cursor.fp_hash;
-            same_now || same_before
-        })
+        let itself = |t: &&Tracked| t.cursor.dev == e.dev && t.cursor.ino == e.ino;
+        self.tracked
+            .iter()
+            .filter(|t| !t.gone && !itself(t))
+            .any(|t| {
+                let reopened;
+                let file = match &t.file {
+                    Some(f) => f,
+                    None => match File::open(&t.cursor.path) {
+                        Ok(f) => {
+                            reopened = f;
+                            &reopened
+                        }
+                        Err(_) => return false,
+                    },
+                };
+                // Compare with what the followed file holds now, or, if it was truncated already,
+                // with the fingerprint of what it held.
+                let same_now = read_exact_at(file, n, 0).is_ok_and(|b| b == head);
+                let same_before = t.cursor.fp_len > 0
+                    && t.cursor.fp_len <= n
+                    && fnv1a(&head[..t.cursor.fp_len as usize]) == t.cursor.fp_hash;
+                same_now || same_before
+            })
     }
 
     /// The position in `e` when it is a forgotten file come back: same device and inode, and
@@ -638,6 +642,19 @@ impl Tailer {
         };
         let truncated =
             size < t.cursor.offset || fingerprint(file, t.cursor.fp_len) != Some(t.cursor.fp_hash);
+        if !t.dated && (truncated || size > t.cursor.offset) {
+            // A rotated name rewritten in place (`cp F F.1` over an existing `F.1`), whole or
+            // half-made: a copy holds lines of a followed file, read there or recovered from
+            // the copy when that file is truncated; never read them a second time here.
+            let listed = listing
+                .iter()
+                .find(|e| e.dev == t.cursor.dev && e.ino == t.cursor.ino);
+            if listed.is_some_and(|e| self.is_copy_of_followed(e)) {
+                self.take_as_read(i);
+                return;
+            }
+        }
+        let t = &mut self.tracked[i];
         if truncated && t.renamed && reopened {
             // Another file under a reused inode (the old one was deleted while closed, and
             // logrotate created the new one at once): a new file, read from its start.
@@ -703,6 +720,25 @@ impl Tailer {
         t.cursor = cursor;
     }
 
+    /// Everything the followed file `i` holds now counts as read: position at its end, first
+    /// bytes fingerprinted afresh.
+    fn take_as_read(&mut self, i: usize) {
+        let t = &mut self.tracked[i];
+        let Some(file) = t.file.take().or_else(|| File::open(&t.cursor.path).ok()) else {
+            return;
+        };
+        let size = match file.metadata() {
+            Ok(md) if md.dev() == t.cursor.dev && md.ino() == t.cursor.ino => md.len(),
+            _ => return, // replaced meanwhile: the next poll sorts it out
+        };
+        t.cursor.offset = size;
+        t.cursor.skipping = false;
+        t.cursor.fp_len = 0;
+        t.cursor.fp_hash = fnv1a(&[]);
+        update_fingerprint(&file, &mut t.cursor);
+        t.file = Some(file);
+    }
+
     /// The followed file `of` shrank or changed: read the lines it had past our position from
     /// its rotated copy, if there is one.
     fn recover_truncated(
@@ -753,12 +789,15 @@ impl Tailer {
                 tracing::warn!(copy = %e.path.display(), error = %crate::logging::error_chain(&err), "cannot read the rotated copy");
             }
             *budget = budget.saturating_sub(e.size - of.offset);
+            // All of the copy is accounted for now: if it is followed already (an earlier
+            // rotation's copy overwritten in place), its position and first bytes are those of
+            // its new content, or it would look replaced and be read again.
             match self
                 .tracked
-                .iter_mut()
-                .find(|t| t.cursor.dev == e.dev && t.cursor.ino == e.ino)
+                .iter()
+                .position(|t| t.cursor.dev == e.dev && t.cursor.ino == e.ino)
             {
-                Some(t) => t.cursor.offset = t.cursor.offset.max(e.size),
+                Some(j) => self.take_as_read(j),
                 None => self.track(e, e.size),
             }
             return;
@@ -971,6 +1010,92 @@ mod tests {
         assert_eq!(ok_lines(&t.poll(0)), 0, "the same file, already read");
         append(&f, &line(1000));
         assert_eq!(ok_lines(&t.poll(0)), 1, "and followed on from where it was");
+    }
+
+    /// `cp F F.1` over an existing `F.1`: the copy is written into the old inode (truncated
+    /// first), first `upto` bytes only when the copy is seen half-made.
+    fn copy_in_place(from: &Path, to: &Path, upto: Option<usize>) {
+        let bytes = std::fs::read(from).unwrap();
+        let upto = upto.unwrap_or(bytes.len());
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(to)
+            .unwrap();
+        f.write_all(&bytes[..upto]).unwrap();
+    }
+
+    fn finish_copy(from: &Path, to: &Path) {
+        let bytes = std::fs::read(from).unwrap();
+        let have = std::fs::metadata(to).unwrap().len() as usize;
+        append(to, std::str::from_utf8(&bytes[have..]).unwrap());
+    }
+
+    /// Which moments of `cp F F.1; truncate -s0 F` a poll sees.
+    #[derive(Clone, Copy, Debug)]
+    enum Seen {
+        /// Only the end (copied and truncated).
+        AfterBoth,
+        /// The finished copy before the truncate, then the end.
+        BetweenCopyAndTruncate,
+        /// Half a copy, the finished copy, then the end.
+        HalfCopy,
+    }
+
+    #[test]
+    fn copytruncate_over_an_existing_rotated_file_is_counted_once() {
+        for seen in [
+            Seen::AfterBoth,
+            Seen::BetweenCopyAndTruncate,
+            Seen::HalfCopy,
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let f = dir.path().join("codex-operations-2026-11-26.jsonl");
+            let rotated = dir.path().join("codex-operations-2026-11-26.jsonl.1");
+            let mut t = Tailer::new(cfg(dir.path(), true), None);
+            t.poll(0);
+            let (mut written, mut counted) = (0u64, 0u64);
+            // Each rotation's copy shorter or longer than the one it overwrites.
+            for (round, lines) in [1000u64, 500, 700].into_iter().enumerate() {
+                let first = round as u64 * 1000;
+                // Lines read before the rotation, and lines only the copy holds.
+                let read: String = (first..first + lines).map(line).collect();
+                append(&f, &read);
+                counted += ok_lines(&t.poll(0));
+                let unread: String = (first + lines..first + lines + 10).map(line).collect();
+                append(&f, &unread);
+                written += lines + 10;
+                match seen {
+                    Seen::AfterBoth => copy_in_place(&f, &rotated, None),
+                    Seen::BetweenCopyAndTruncate => {
+                        copy_in_place(&f, &rotated, None);
+                        counted += ok_lines(&t.poll(0));
+                    }
+                    Seen::HalfCopy => {
+                        copy_in_place(&f, &rotated, Some(read.len() / 2 + 7));
+                        counted += ok_lines(&t.poll(0));
+                        finish_copy(&f, &rotated);
+                        counted += ok_lines(&t.poll(0));
+                    }
+                }
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&f)
+                    .unwrap()
+                    .set_len(0)
+                    .unwrap();
+                counted += ok_lines(&t.poll(0));
+                assert_eq!(counted, written, "{seen:?}, rotation {}", round + 1);
+            }
+            append(&f, &line(9999));
+            counted += ok_lines(&t.poll(0)) + ok_lines(&t.poll(0));
+            assert_eq!(
+                counted,
+                written + 1,
+                "{seen:?}: followed on after the rotations"
+            );
+        }
     }
 
     #[test]
