@@ -142,8 +142,16 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
     let shutdown = CancellationToken::new();
     let specs = probe_specs(&config);
     let observed = monitor::observed::ObservedSender::default();
-    let monitor = Monitor::new(config.clone(), specs.clone(), telemetry.clone())
-        .with_observed(observed.clone());
+    // One thread writes every state file (checkpoint, history, alert state): no fsync on the
+    // async workers, and one place that coalesces, retries and counts failed writes.
+    let persister = Arc::new(statefile::Persister::start());
+    let monitor = Monitor::with_persister(
+        config.clone(),
+        specs.clone(),
+        telemetry.clone(),
+        persister.clone(),
+    )
+    .with_observed(observed.clone());
     let (publish, snapshots) = watch::channel(Arc::new(monitor.snapshot(util::now_ms())));
     let heartbeat = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
@@ -155,22 +163,19 @@ pub async fn start(config: Config) -> Result<RunningAgent, StartError> {
         &mut tasks,
     );
 
-    // Alert rules run in their own task on the published snapshots; the monitor only reads
-    // the engine's published view (active alerts, notification counters).
+    // Alert rules run in their own task on the published snapshots; what the monitor shows
+    // of them (active alerts, maintenance) comes back on its queue as an observation.
     let alerting = alerts::start(
         config.clone(),
         snapshots.clone(),
         Some(updates.clone()),
-        &telemetry,
+        &sender,
+        persister,
         shutdown.clone(),
         &mut tasks,
     )
     .map_err(StartError::Alerting)?;
     let monitor = monitor.with_config_updates(updates.clone());
-    let monitor = match &alerting {
-        Some(handle) => monitor.with_alerts(handle.view.clone()),
-        None => monitor,
-    };
 
     let mut addr = None;
     if config.health_monitoring.endpoints.enabled {

@@ -118,12 +118,13 @@ struct Shared {
 }
 
 /// Writes the agent's state files on one plain thread, so that no fsync ever runs on an async
-/// worker or under a lock an async task waits for. A failed write (full disk, deleted state
-/// directory: it is made again) is retried with backoff ([`retry_backoff`]) and once more at
-/// shutdown. [`StateWriter::submit`] hands serialized
+/// worker or under a lock an async task waits for. One per agent: `start()` shares it (in an
+/// `Arc`) between the monitor (checkpoint, history) and the alert store. A failed write (full
+/// disk, deleted state directory: it is made again) is retried with backoff
+/// ([`retry_backoff`]) and once more at shutdown. [`StateWriter::submit`] hands serialized
 /// bytes over and returns at once; a file submitted again before the thread took it is written
 /// once, with the newest bytes. Dropping the persister writes what is pending and ends the
-/// thread (at teardown: everything submitted is on disk once the owner is gone).
+/// thread (at teardown: everything submitted is on disk once the last owner is gone).
 pub struct Persister {
     writer: StateWriter,
     thread: Option<std::thread::JoinHandle<()>>,

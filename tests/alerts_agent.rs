@@ -418,3 +418,36 @@ fn alerting_without_notifiers_shows_alerts_in_the_health_report() {
         "nothing to send to, but not silenced"
     );
 }
+
+/// Names of the agent's threads (`/proc/PID/task/*/comm`).
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn one_thread_writes_the_alert_state_and_the_monitors_files() {
+    let state = tempfile::tempdir().unwrap();
+    let env: Vec<_> = alerting_env(state.path(), "unused")
+        .into_iter()
+        .filter(|(k, _)| *k != "CODEX_ALERT_WEBHOOK_URL")
+        .collect();
+    let agent = start_agent(AgentOptions {
+        env,
+        ..Default::default()
+    });
+    // An alert fired: the engine's store has written, and the monitor's writer ran too.
+    agent.wait_json("/health/codex", Duration::from_secs(20), |j| {
+        j["alerts"].as_array().is_some_and(|a| !a.is_empty())
+    });
+    let writers = thread_names(agent.child.id())
+        .into_iter()
+        .filter(|n| n == "state-writer")
+        .count();
+    assert_eq!(writers, 1, "threads: {:?}", thread_names(agent.child.id()));
+    assert!(state.path().join("alerts/state.json").exists());
+}

@@ -1143,3 +1143,86 @@ fn a_steady_alert_with_changing_values_does_not_dirty_the_state() {
     let v = engine.view(&[], Default::default());
     assert_eq!(v.active[0].body.message, "value 9000");
 }
+
+/// The engine tells the monitor what the monitor shows of it (active alerts, maintenance) as
+/// an observation on the monitor's queue: once at start, then only when that changed. Steady
+/// evaluations send nothing, so the monitor rebuilds no snapshot for them.
+#[tokio::test]
+async fn the_monitor_hears_of_alerts_only_when_what_it_shows_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        state_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    cfg.alerting.enabled = true;
+    cfg.alerting.evaluation_interval = 5;
+    cfg.alerting.hold_evaluations = 2;
+    // Stamped now: a monitor that published recently (an old stamp fires `probe-machinery`,
+    // whose snapshot age changes at every evaluation).
+    let now = codex_sentinel::util::now_ms();
+    let healthy = snapshot(now, |_| {});
+    let unavailable = snapshot(now, |r| {
+        r.checks = vec![HealthCheck {
+            name: "codex-availability".into(),
+            status: Status::Unavailable,
+            message: "Codex CLI executable not found".into(),
+            timestamp: now,
+            duration: 5,
+            details: Default::default(),
+            recommendations: vec![],
+            raises_alert: true,
+        }];
+    });
+    let (snapshots_tx, snapshots) = tokio::sync::watch::channel(Arc::new(healthy));
+    let (sender, mut rx, _) = monitor::channel();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let persister = Arc::new(codex_sentinel::statefile::Persister::start());
+    let handle = codex_sentinel::alerts::start(
+        Arc::new(cfg),
+        snapshots,
+        None,
+        &sender,
+        persister,
+        shutdown.clone(),
+        &mut tasks,
+    )
+    .unwrap()
+    .expect("alerting on");
+    // Observations reach the monitor in order; the engine sends its view only after the
+    // evaluation that made it, so once evaluation `n + 1` is visible, `n`'s is queued.
+    let evaluated = |n: u64| {
+        let view = handle.view.clone();
+        async move {
+            while view.borrow().evaluations <= n {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    let heard = |rx: &mut tokio::sync::mpsc::Receiver<Observation>| {
+        let mut views = Vec::new();
+        while let Ok(obs) = rx.try_recv() {
+            match obs {
+                Observation::Alerts(view) => views.push(view.alerts_json().len()),
+                other => panic!("only the engine sends here: {other:?}"),
+            }
+        }
+        views
+    };
+    evaluated(20).await;
+    assert_eq!(
+        heard(&mut rx),
+        vec![0],
+        "the start only, not 20 evaluations"
+    );
+    let at = handle.view.borrow().evaluations;
+    snapshots_tx.send_replace(Arc::new(unavailable));
+    evaluated(at + 20).await;
+    assert_eq!(heard(&mut rx), vec![1], "one alert fired, told once");
+    let at = handle.view.borrow().evaluations;
+    snapshots_tx.send_replace(Arc::new(snapshot(now, |_| {})));
+    evaluated(at + 20).await;
+    assert_eq!(heard(&mut rx), vec![0], "resolved, told once");
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+}

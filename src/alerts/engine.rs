@@ -36,7 +36,8 @@ use super::{
 };
 use crate::config::{AlertingConfig, Config};
 use crate::monitor::snapshot::Snapshot;
-use crate::telemetry::Telemetry;
+use crate::monitor::{Observation, ObservationSender};
+use crate::statefile::Persister;
 use crate::util::now_ms;
 use crate::util::time::{format_rfc3339, parse_time};
 
@@ -657,12 +658,15 @@ pub fn human_duration(ms: u64) -> String {
 }
 
 /// Starts the engine, its delivery tasks and the Alertmanager refresher when
-/// `alerting.enabled`; `Ok(None)` when alerting is off.
+/// `alerting.enabled`; `Ok(None)` when alerting is off. The engine reads the monitor's
+/// `snapshots` and tells the `monitor` what to show of it as [`Observation::Alerts`]; its
+/// state file is written by `persister`, the agent's writer thread.
 pub fn start(
     config: Arc<Config>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     updates: Option<watch::Receiver<Arc<crate::reload::Update>>>,
-    telemetry: &Telemetry,
+    monitor: &ObservationSender,
+    persister: Arc<Persister>,
     shutdown: CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Result<Option<Handle>, String> {
@@ -675,7 +679,11 @@ pub fn start(
     }
     let notifiers = notify::build(&config)?;
     let sinks: Vec<SinkKind> = notifiers.iter().map(Notifier::kind).collect();
-    let store = Arc::new(Store::open(&config.state_dir.join("alerts"), telemetry)?);
+    let store = Arc::new(Store::open_with(
+        &config.state_dir.join("alerts"),
+        monitor.telemetry(),
+        persister,
+    )?);
     store.drop_sinks_not_in(&sinks);
     let counters = Arc::new(NotificationCounters::for_sinks(&sinks));
     let now = now_ms();
@@ -736,6 +744,7 @@ pub fn start(
         counters,
         snapshots,
         view_tx,
+        monitor.clone(),
         cmd_rx,
         updates,
         Duration::from_millis(a.evaluation_interval),
@@ -772,6 +781,7 @@ async fn run(
     counters: Arc<NotificationCounters>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     view_tx: watch::Sender<Arc<AlertsView>>,
+    monitor: ObservationSender,
     mut commands: mpsc::Receiver<Command>,
     mut updates: Option<watch::Receiver<Arc<crate::reload::Update>>>,
     interval: Duration,
@@ -784,6 +794,10 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let store = live.queue.clone();
     let mut last_saved = engine.state().clone();
+    let initial = view_tx.borrow().clone();
+    if !tell_monitor(&monitor, initial, &shutdown).await {
+        return;
+    }
     loop {
         // A command's answer waits until its effect is persisted and published, so a client
         // reading `/alerts` right after its POST sees the new state.
@@ -834,19 +848,35 @@ async fn run(
             log_queued(&sent, &sinks);
             last_saved = engine.state().clone();
         }
-        // Readers of the endpoint always get the latest view; the monitor is woken (and
+        // Readers of the endpoint always get the latest view; the monitor is told (and
         // rebuilds its snapshot) only when what it shows changed, not on every evaluation.
         let view = Arc::new(live.view(&engine, &sinks, &counters));
+        let mut changed = false;
         view_tx.send_if_modified(|current| {
-            let changed = current.maintenance != view.maintenance
-                || current.alerts_json() != view.alerts_json();
-            *current = view;
+            changed = current.shown_by_monitor_differs(&view);
+            *current = view.clone();
             changed
         });
+        if changed && !tell_monitor(&monitor, view, &shutdown).await {
+            break;
+        }
         if let Some(reply) = answer {
             store.persisted().await;
             let _ = reply.send(engine.maintenance().cloned());
         }
+    }
+}
+
+/// Hands `view` to the monitor, waiting for room in its queue (a change it shows must not be
+/// dropped). `false` when shutting down or the monitor is gone.
+async fn tell_monitor(
+    monitor: &ObservationSender,
+    view: Arc<AlertsView>,
+    shutdown: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        sent = monitor.send_wait(Observation::Alerts(view)) => sent,
+        _ = shutdown.cancelled() => false,
     }
 }
 

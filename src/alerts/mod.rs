@@ -4,8 +4,10 @@
 //! ```text
 //!  Snapshot (watch) ──▶ engine task: rules → hysteresis → max active → cooldown → maintenance
 //!                        │                         → aggregation → Notification
-//!                        ├─▶ AlertsView (watch) ──▶ monitor (`alerts` in /health/codex), server
-//!                        └─▶ store (state + outbox, one file, atomic writes)
+//!                        ├─▶ AlertsView ──▶ monitor's queue (Observation::Alerts, when what
+//!                        │                  it shows changed) · watch ──▶ server, Alertmanager
+//!                        └─▶ store (state + outbox, one file, atomic writes on the agent's
+//!                                 one state-writer thread)
 //!                                 └─▶ one delivery task per sink (webhook, slack, email,
 //!                                     alertmanager): timeout, backoff, Retry-After
 //! ```
@@ -338,6 +340,12 @@ pub struct AlertsView {
 }
 
 impl AlertsView {
+    /// Whether the monitor shows `other` differently (active alerts, maintenance); counters
+    /// and queue depths are read live and need no new view.
+    pub fn shown_by_monitor_differs(&self, other: &AlertsView) -> bool {
+        self.maintenance != other.maintenance || self.alerts_json() != other.alerts_json()
+    }
+
     /// The entries of `/health/codex` `alerts`.
     pub fn alerts_json(&self) -> Vec<Value> {
         self.active
@@ -435,6 +443,16 @@ impl AlertsView {
             }
         }
         out
+    }
+}
+
+impl crate::monitor::AlertsShown for AlertsView {
+    fn alerts_json(&self) -> Vec<Value> {
+        AlertsView::alerts_json(self)
+    }
+
+    fn samples(&self) -> Vec<Sample> {
+        AlertsView::samples(self)
     }
 }
 

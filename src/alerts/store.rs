@@ -54,8 +54,9 @@ pub struct Store {
     file: Option<PathBuf>,
     inner: Mutex<Persisted>,
     wake: Mutex<BTreeMap<SinkKind, Arc<Notify>>>,
-    /// Writes the file on its own thread: the lock above is never held across an fsync.
-    persister: Persister,
+    /// The agent's state-writer thread (shared with the monitor): the lock above is never held
+    /// across an fsync.
+    persister: Arc<Persister>,
     /// Failed writes already reported.
     write_failures: Mutex<u64>,
     /// This agent's id, stamped on every notification ([`super::identity`]).
@@ -74,6 +75,15 @@ impl Store {
     /// aside (`state.json.corrupt-<ms>`) and reported ([`crate::statefile`]), never silently
     /// overwritten.
     pub fn open(dir: &Path, telemetry: &Telemetry) -> Result<Store, String> {
+        Self::open_with(dir, telemetry, Arc::new(Persister::start()))
+    }
+
+    /// [`Store::open`], writing through `persister`, the writer thread of the agent.
+    pub fn open_with(
+        dir: &Path,
+        telemetry: &Telemetry,
+        persister: Arc<Persister>,
+    ) -> Result<Store, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create alert state directory {}: {e}", dir.display()))?;
         let file = dir.join(STATE_FILE);
@@ -87,7 +97,7 @@ impl Store {
             file: Some(file),
             inner: Mutex::new(persisted),
             wake: Mutex::new(BTreeMap::new()),
-            persister: Persister::start(),
+            persister,
             write_failures: Mutex::new(0),
             instance: super::identity::instance_id(dir),
         };
@@ -100,7 +110,7 @@ impl Store {
             file: None,
             inner: Mutex::new(Persisted::default()),
             wake: Mutex::new(BTreeMap::new()),
-            persister: Persister::start(),
+            persister: Arc::new(Persister::start()),
             write_failures: Mutex::new(0),
             instance: super::identity::ephemeral_instance_id(),
         }

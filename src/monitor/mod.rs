@@ -57,6 +57,18 @@ pub enum Observation {
     Executions(ExecutionBatch),
     /// Bytes used by the log directories.
     Disk(disk::DiskSample),
+    /// What the alert engine shows in `/health/codex` and the metrics (active alerts,
+    /// maintenance, notification counters), sent when that changed, not at every evaluation.
+    Alerts(Arc<dyn AlertsShown>),
+}
+
+/// What the monitor shows of the alert engine. Defined here, implemented by the engine's
+/// view: the monitor knows nothing of alerting, the engine only sends to the monitor.
+pub trait AlertsShown: std::fmt::Debug + Send + Sync {
+    /// The entries of `/health/codex` `alerts`.
+    fn alerts_json(&self) -> Vec<serde_json::Value>;
+    /// Series for the metric exporters (active alerts, notification counters and queues).
+    fn samples(&self) -> Vec<Sample>;
 }
 
 impl Observation {
@@ -66,6 +78,7 @@ impl Observation {
             Observation::Resources(_) => "processes",
             Observation::Executions(_) => "oplog",
             Observation::Disk(_) => "disk",
+            Observation::Alerts(_) => "alerts",
         }
     }
 }
@@ -140,20 +153,32 @@ pub struct Monitor {
     telemetry: Telemetry,
     /// What the checks judge against: the one place thresholds are resolved.
     limits: limits::Limits,
-    /// The alert engine's published view, when alerting is on (read, never waited for).
-    alerts: Option<watch::Receiver<Arc<crate::alerts::AlertsView>>>,
+    /// The alert engine's latest view ([`Observation::Alerts`]), when alerting is on.
+    alerts: Option<Arc<dyn AlertsShown>>,
     /// Applied configuration reloads.
     updates: Option<watch::Receiver<Arc<crate::config::update::Update>>>,
     /// Per-hour aggregates for reports and learned baselines.
     history: history::History,
-    /// The thread that writes the checkpoint and the history: no fsync on this task.
-    persister: Persister,
+    /// The agent's one state-writer thread (shared with the alert store): the checkpoint and
+    /// the history are written there, no fsync on this task.
+    persister: Arc<Persister>,
     /// Individual values for push exporters ([`observed`]).
     observed: observed::ObservedSender,
 }
 
 impl Monitor {
+    /// A monitor with a state-writer thread of its own (`check`, tests, benchmarks).
     pub fn new(config: Arc<Config>, specs: Vec<ProbeSpec>, telemetry: Telemetry) -> Self {
+        Self::with_persister(config, specs, telemetry, Arc::new(Persister::start()))
+    }
+
+    /// A monitor whose files are written by `persister`, the writer thread of the agent.
+    pub fn with_persister(
+        config: Arc<Config>,
+        specs: Vec<ProbeSpec>,
+        telemetry: Telemetry,
+        persister: Arc<Persister>,
+    ) -> Self {
         let probes = specs
             .iter()
             .map(|s| {
@@ -168,7 +193,6 @@ impl Monitor {
                 (s.name.clone(), stats)
             })
             .collect();
-        let persister = Persister::start();
         let executions = ExecutionStats::new(&config, &telemetry, persister.writer());
         let limits = limits::Limits::from_config(&config);
         let config_growth_window = config.disk_usage.growth_window;
@@ -233,18 +257,13 @@ impl Monitor {
         self.config = config;
     }
 
-    /// Includes the alert engine's active alerts and counters in every snapshot.
-    pub fn with_alerts(mut self, view: watch::Receiver<Arc<crate::alerts::AlertsView>>) -> Self {
-        self.alerts = Some(view);
-        self
-    }
-
     /// Folds one observation into the state.
     pub fn apply(&mut self, obs: Observation) {
         match obs {
             Observation::Probe { run, start_delay } => self.apply_probe(run, start_delay),
             Observation::Resources(sample) => self.resources.record(sample),
             Observation::Disk(sample) => self.disk.record(sample),
+            Observation::Alerts(view) => self.alerts = Some(view),
             Observation::Executions(batch) => {
                 let now = now_ms();
                 self.history.record_executions(&batch.executions, now);
@@ -362,7 +381,7 @@ impl Monitor {
             alerts: self
                 .alerts
                 .as_ref()
-                .map(|v| v.borrow().alerts_json())
+                .map(|v| v.alerts_json())
                 .unwrap_or_default(),
             recommendations,
         };
@@ -516,7 +535,7 @@ impl Monitor {
             );
         }
         if let Some(view) = &self.alerts {
-            out.extend(view.borrow().samples());
+            out.extend(view.samples());
         }
         out.extend(
             self.telemetry
@@ -547,7 +566,6 @@ impl Monitor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // With every source stopped (or none configured) the monitor still publishes.
         let mut sources_open = true;
-        let mut alerts = self.alerts.clone();
         let mut updates = self.updates.take();
         loop {
             tokio::select! {
@@ -564,8 +582,6 @@ impl Monitor {
                     let specs = probes::specs(&update.config);
                     self.reconfigure(update.config.clone(), specs);
                 }
-                // New alert state: republish so /health/codex shows it without waiting a tick.
-                _ = alerts_changed(&mut alerts) => {}
                 obs = rx.recv(), if sources_open => {
                     let Some(obs) = obs else {
                         sources_open = false;
@@ -600,19 +616,6 @@ impl Monitor {
         self.executions.flush();
         self.history.flush();
         self.persister.writer().flushed().await;
-    }
-}
-
-/// Resolves when the alert view changes; never when alerting is off or the engine stopped.
-async fn alerts_changed(view: &mut Option<watch::Receiver<Arc<crate::alerts::AlertsView>>>) {
-    match view {
-        Some(rx) => {
-            if rx.changed().await.is_err() {
-                *view = None;
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending().await,
     }
 }
 
