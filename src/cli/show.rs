@@ -37,7 +37,9 @@ pub fn effective(
     let resolved = match export::effective(config) {
         Ok(resolved) => resolved,
         Err((key, value, why)) => {
-            config::Check::new(fig).bad(key, value, &why)?;
+            let check = config::Check::new(fig);
+            check.bad(key, value, &why);
+            check.finish()?;
             Vec::new()
         }
     };

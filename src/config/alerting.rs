@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{secret, Check, ConfigError, Secret};
+use super::{secret, Check, Secret};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -196,11 +196,11 @@ impl Default for AlertmanagerConfig {
 
 impl AlertingConfig {
     /// Checks of the `alerting` section (see docs/alerting.md).
-    pub(crate) fn validate(&self, c: &Check) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, c: &Check) {
         let bad = |key: &str, value: String, why: &str| c.bad(key, value, why);
         if let Some(f) = &self.webhook.format {
             if !matches!(f.as_str(), "generic" | "slack") {
-                return bad(
+                bad(
                     "alerting.webhook.format",
                     format!("{f:?}"),
                     "must be generic or slack",
@@ -209,7 +209,7 @@ impl AlertingConfig {
         }
         if let Some(t) = &self.email.tls {
             if !matches!(t.as_str(), "starttls" | "tls" | "none") {
-                return bad(
+                bad(
                     "alerting.email.tls",
                     format!("{t:?}"),
                     "must be starttls, tls or none",
@@ -230,11 +230,11 @@ impl AlertingConfig {
             ),
         ] {
             if v == 0 {
-                return bad(key, "0".into(), "must be > 0 ms");
+                bad(key, "0".into(), "must be > 0 ms");
             }
         }
         if a.aggregation && a.aggregation_window == 0 {
-            return bad("alerting.aggregationWindow", "0".into(), "must be > 0 ms");
+            bad("alerting.aggregationWindow", "0".into(), "must be > 0 ms");
         }
         for (key, v) in [
             ("alerting.holdEvaluations", a.hold_evaluations),
@@ -242,11 +242,11 @@ impl AlertingConfig {
             ("alerting.delivery.maxAttempts", a.delivery.max_attempts),
         ] {
             if v == 0 {
-                return bad(key, "0".into(), "must be at least 1");
+                bad(key, "0".into(), "must be at least 1");
             }
         }
         if a.max_active_alerts == 0 {
-            return bad("alerting.maxActiveAlerts", "0".into(), "must be at least 1");
+            bad("alerting.maxActiveAlerts", "0".into(), "must be at least 1");
         }
         for (key, v) in [
             (
@@ -259,7 +259,7 @@ impl AlertingConfig {
             ),
         ] {
             if let Some(v) = v.filter(|v| !(0.0..=100.0).contains(v)) {
-                return bad(key, v.to_string(), "a percentage must be within 0..100");
+                bad(key, v.to_string(), "a percentage must be within 0..100");
             }
         }
         for (i, w) in a.maintenance.windows.iter().enumerate() {
@@ -268,14 +268,12 @@ impl AlertingConfig {
             let end = crate::util::time::parse_time(&w.end);
             match (start, end) {
                 (Some(s), Some(e)) if s < e => {}
-                (Some(_), Some(_)) => return bad(&key, w.end.clone(), "end must be after start"),
-                _ => {
-                    return bad(
-                        &key,
-                        format!("{:?} .. {:?}", w.start, w.end),
-                        "start and end must be RFC 3339 (2026-11-26T22:00:00Z) or epoch ms",
-                    )
-                }
+                (Some(_), Some(_)) => bad(&key, w.end.clone(), "end must be after start"),
+                _ => bad(
+                    &key,
+                    format!("{:?} .. {:?}", w.start, w.end),
+                    "start and end must be RFC 3339 (2026-11-26T22:00:00Z) or epoch ms",
+                ),
             }
         }
         for (key, url) in [
@@ -288,7 +286,7 @@ impl AlertingConfig {
                     .map(|u| !matches!(u.scheme(), "http" | "https"))
                     .unwrap_or(true)
                 {
-                    return bad(
+                    bad(
                         key,
                         secret::REDACTED.into(),
                         "must be an http:// or https:// URL",
@@ -298,7 +296,7 @@ impl AlertingConfig {
         }
         for name in a.webhook.headers.keys() {
             if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return bad(
+                bad(
                     "alerting.webhook.headers",
                     format!("{name:?}"),
                     "not a valid header name",
@@ -309,7 +307,7 @@ impl AlertingConfig {
             .as_deref()
             .is_some_and(|u| reqwest::Url::parse(u).is_err())
         {
-            return bad(
+            bad(
                 "alerting.generatorUrl",
                 format!("{:?}", a.generator_url.as_deref().unwrap_or_default()),
                 "must be an absolute URL",
@@ -320,7 +318,7 @@ impl AlertingConfig {
         if email.smtp_host.is_some() && !email.recipients.is_empty() {
             for r in &email.recipients {
                 if r.parse::<lettre::message::Mailbox>().is_err() {
-                    return bad(
+                    bad(
                         "alerting.email.recipients",
                         format!("{r:?}"),
                         "not an email address",
@@ -330,22 +328,17 @@ impl AlertingConfig {
             let from = email.smtp_from.as_ref().or(email.smtp_user.as_ref());
             match from {
                 Some(f) if f.parse::<lettre::message::Mailbox>().is_ok() => {}
-                Some(f) => {
-                    return bad(
-                        "alerting.email.smtpFrom",
-                        format!("{f:?}"),
-                        "not an email address",
-                    )
-                }
-                None => {
-                    return bad(
-                        "alerting.email.smtpFrom",
-                        "unset".into(),
-                        "set CODEX_ALERT_SMTP_FROM (or an address in CODEX_ALERT_SMTP_USER)",
-                    )
-                }
+                Some(f) => bad(
+                    "alerting.email.smtpFrom",
+                    format!("{f:?}"),
+                    "not an email address",
+                ),
+                None => bad(
+                    "alerting.email.smtpFrom",
+                    "unset".into(),
+                    "set CODEX_ALERT_SMTP_FROM (or an address in CODEX_ALERT_SMTP_USER)",
+                ),
             }
         }
-        Ok(())
     }
 }
