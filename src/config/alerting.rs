@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{secret, Check, Secret};
+use super::{secret, Check, Origin, Secret};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -156,6 +156,56 @@ pub struct WebhookConfig {
     pub headers: std::collections::BTreeMap<String, Secret>,
 }
 
+/// The body a webhook receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookFormat {
+    Generic,
+    Slack,
+}
+
+impl WebhookFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookFormat::Generic => "generic",
+            WebhookFormat::Slack => "slack",
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// The body the webhook gets, and why: `format` if set, else Slack's for a
+    /// `hooks.slack.com` address (Slack rejects the generic body). `None` without a URL.
+    pub fn resolved_format(&self) -> Option<(WebhookFormat, Origin)> {
+        let url = self.url.as_ref()?;
+        if let Some(f) = &self.format {
+            let format = if f == "slack" {
+                WebhookFormat::Slack
+            } else {
+                WebhookFormat::Generic
+            };
+            return Some((format, Origin::Key("alerting.webhook.format")));
+        }
+        let slack_host = reqwest::Url::parse(url.expose())
+            .ok()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| h.eq_ignore_ascii_case("hooks.slack.com"))
+            })
+            .unwrap_or(false);
+        Some(if slack_host {
+            (
+                WebhookFormat::Slack,
+                Origin::Derived("slack because the URL's host is hooks.slack.com"),
+            )
+        } else {
+            (
+                WebhookFormat::Generic,
+                Origin::Derived("generic because the URL is not a hooks.slack.com address"),
+            )
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct SlackConfig {
@@ -175,6 +225,84 @@ pub struct EmailConfig {
     pub recipients: Vec<String>,
     /// `starttls`, `tls` or `none`.
     pub tls: Option<String>,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which is required.
+    StartTls,
+    /// TLS from the first byte (SMTPS).
+    Implicit,
+    /// Plain text: only for a local relay, and only when asked for.
+    None,
+}
+
+impl SmtpTls {
+    /// The value of `alerting.email.tls` that selects it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmtpTls::StartTls => "starttls",
+            SmtpTls::Implicit => "tls",
+            SmtpTls::None => "none",
+        }
+    }
+
+    /// The port used when `smtpPort` is unset.
+    fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::StartTls => 587,
+            SmtpTls::Implicit => 465,
+            SmtpTls::None => 25,
+        }
+    }
+}
+
+impl EmailConfig {
+    /// Email is on only with both a host and recipients (one alone is reported at start).
+    pub fn is_on(&self) -> bool {
+        self.smtp_host.is_some() && !self.recipients.is_empty()
+    }
+
+    /// `tls` if set, else implicit TLS on port 465 and STARTTLS on any other port.
+    pub fn tls_mode(&self) -> (SmtpTls, Origin) {
+        match self.tls.as_deref() {
+            Some("none") => (SmtpTls::None, Origin::Key("alerting.email.tls")),
+            Some("tls") => (SmtpTls::Implicit, Origin::Key("alerting.email.tls")),
+            Some(_) => (SmtpTls::StartTls, Origin::Key("alerting.email.tls")),
+            None if self.smtp_port == Some(465) => (
+                SmtpTls::Implicit,
+                Origin::Derived("tls because smtpPort is 465"),
+            ),
+            None => (SmtpTls::StartTls, Origin::Default),
+        }
+    }
+
+    /// `smtpPort` if set, else the port of the TLS mode (587, 465 or 25).
+    pub fn port(&self) -> (u16, Origin) {
+        match self.smtp_port {
+            Some(p) => (p, Origin::Key("alerting.email.smtpPort")),
+            None => (
+                self.tls_mode().0.default_port(),
+                Origin::Derived("the TLS mode's port: starttls 587, tls 465, none 25"),
+            ),
+        }
+    }
+
+    /// The From address: `smtpFrom`, else `smtpUser` (an address for most providers).
+    pub fn from_address(&self) -> Option<(&str, Origin)> {
+        match (&self.smtp_from, &self.smtp_user) {
+            (Some(from), _) => Some((from, Origin::Key("alerting.email.smtpFrom"))),
+            (None, Some(user)) => Some((
+                user,
+                Origin::From {
+                    how: "the SMTP user",
+                    key: "alerting.email.smtpUser",
+                },
+            )),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -314,8 +442,7 @@ impl AlertingConfig {
             );
         }
         let email = &a.email;
-        // Email is on only with both a host and recipients (one alone is reported at start).
-        if email.smtp_host.is_some() && !email.recipients.is_empty() {
+        if email.is_on() {
             for r in &email.recipients {
                 if r.parse::<lettre::message::Mailbox>().is_err() {
                     bad(
@@ -325,8 +452,7 @@ impl AlertingConfig {
                     );
                 }
             }
-            let from = email.smtp_from.as_ref().or(email.smtp_user.as_ref());
-            match from {
+            match email.from_address().map(|(f, _)| f) {
                 Some(f) if f.parse::<lettre::message::Mailbox>().is_ok() => {}
                 Some(f) => bad(
                     "alerting.email.smtpFrom",

@@ -23,7 +23,7 @@ pub mod update;
 pub use agent::{ApplicationSettings, AuditLogConfig, HistoryConfig, LoggingConfig, ReloadConfig};
 pub use alerting::{
     AlertRulesConfig, AlertingConfig, AlertmanagerConfig, DeliveryConfig, EmailConfig,
-    MaintenanceConfig, MaintenanceWindow, SlackConfig, WebhookConfig,
+    MaintenanceConfig, MaintenanceWindow, SlackConfig, SmtpTls, WebhookConfig, WebhookFormat,
 };
 pub use baselines::Baselines;
 pub use codex::{CodexConfig, ExtraProbe};
@@ -36,13 +36,16 @@ pub use health::{
 pub use oplog::OperationsLogConfig;
 pub use processes::ProcessesConfig;
 pub use secret::Secret;
-pub use show::{flatten, leaves};
+pub use show::{flatten, leaves, Effective, Origin};
 
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Format, Json, Serialized};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+
+/// The source of a value that no file or variable sets: the built-in default.
+pub const DEFAULTS_SOURCE: &str = "defaults";
 
 /// Default location of the configuration file, relative to the working directory (as in the
 /// specification). It is optional: a missing default file is not an error.
@@ -435,7 +438,7 @@ fn describe_source(
     match &md.source {
         Some(figment::Source::File(p)) => format!("config file {}", p.display()),
         // The only other provider is the embedded defaults.
-        _ => "defaults".into(),
+        _ => DEFAULTS_SOURCE.into(),
     }
 }
 
@@ -454,7 +457,7 @@ pub fn source_of(fig: &Figment, key: &str) -> String {
             let path: Vec<String> = known.split('.').map(str::to_string).collect();
             describe_source(md, &None, &path)
         }
-        None => "defaults".into(),
+        None => DEFAULTS_SOURCE.into(),
     }
 }
 
