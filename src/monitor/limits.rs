@@ -267,6 +267,25 @@ mod tests {
     }
 
     #[test]
+    fn config_show_sees_the_limits_the_checks_use() {
+        let mut c = Config::default();
+        c.health_monitoring.thresholds.min_success_rate = 90.0;
+        c.health_monitoring.thresholds.max_memory_usage = 333;
+        c.alerting.rules.failure_rate_warning = Some(7.5);
+        let l = Limits::from_config(&c);
+        let shown: Vec<serde_json::Value> = effective(&c).into_iter().map(|e| e.value).collect();
+        assert_eq!(
+            shown,
+            [
+                serde_json::json!(l.error_rate.warning),
+                serde_json::json!(l.error_rate.critical),
+                serde_json::json!(l.memory_mb.unwrap().critical),
+            ]
+        );
+        assert_eq!(shown[2], 499.5);
+    }
+
+    #[test]
     fn defaults_are_five_and_twenty_percent() {
         let l = Limits::default();
         assert_eq!((l.error_rate.warning, l.error_rate.critical), (5.0, 20.0));
