@@ -427,13 +427,18 @@ fn one_problem(problems: &[String], key: &str, needles: &[&str]) {
 #[test]
 fn unknown_keys_and_bad_types_of_every_section_are_reported_in_one_run() {
     let file = r#"{
-        "healthMonitoring": {"bogus": {"bogus": 1}, "checkIntervl": 5},
+        "healthMonitoring": {"bogus": {"bogus": 1}, "checkIntervl": 5,
+                             "thresholds": {"maxErrorRate": "lots", "minSuccessRate": "most"}},
         "processes": {"sampleInterval": "fast"},
         "exprt": {}
     }"#;
-    let (code, problems) = validate_problems(file, &[("CODEX_ALERT_COOLDOWN", "soon")]);
+    let env = [
+        ("CODEX_ALERT_COOLDOWN", "soon"),
+        ("CODEX_ALERT_EVALUATION_INTERVAL", "often"),
+    ];
+    let (code, problems) = validate_problems(file, &env);
     assert_eq!(code, 2, "{problems:#?}");
-    assert_eq!(problems.len(), 5, "{problems:#?}");
+    assert_eq!(problems.len(), 8, "{problems:#?}");
     one_problem(
         &problems,
         "healthMonitoring.bogus",
@@ -462,6 +467,25 @@ fn unknown_keys_and_bad_types_of_every_section_are_reported_in_one_run() {
         &problems,
         "alerting.cooldown",
         &["soon", "environment variable CODEX_ALERT_COOLDOWN"],
+    );
+    // Bad values behind an unknown key or another bad value of their section show too.
+    one_problem(
+        &problems,
+        "alerting.evaluationInterval",
+        &[
+            "often",
+            "environment variable CODEX_ALERT_EVALUATION_INTERVAL",
+        ],
+    );
+    one_problem(
+        &problems,
+        "healthMonitoring.thresholds.maxErrorRate",
+        &["lots", "config file", "monitoring.json"],
+    );
+    one_problem(
+        &problems,
+        "healthMonitoring.thresholds.minSuccessRate",
+        &["most", "config file", "monitoring.json"],
     );
 }
 

@@ -249,8 +249,14 @@ pub(crate) fn extract(fig: &Figment, check: &Check) -> Result<Config, ConfigErro
             // section on its own to find the problems of the others too.
             let unknown = unknown_keys(fig);
             let mut problems: Vec<String> = unknown.iter().map(|(_, p)| p.clone()).collect();
-            let errors = std::iter::once(first).chain(section_errors(fig).1);
-            for e in errors {
+            let mut add = |problem: String| {
+                let new = !problems.contains(&problem);
+                if new {
+                    problems.push(problem);
+                }
+                new
+            };
+            for e in std::iter::once(first).chain(section_errors(fig).1) {
                 if let figment::error::Kind::UnknownField(field, _) = &e.kind {
                     if unknown
                         .iter()
@@ -259,10 +265,30 @@ pub(crate) fn extract(fig: &Figment, check: &Check) -> Result<Config, ConfigErro
                         continue;
                     }
                 }
-                let problem = describe_figment_error(fig, e);
-                if !problems.contains(&problem) {
-                    problems.push(problem);
+                add(describe_figment_error(fig, e));
+            }
+            // A section stops at its first bad value too: take away the unknown keys and each
+            // bad value found, and extract again, until no new problem shows.
+            // (A layer that cannot be read, such as a file that is not JSON, has no values.)
+            let mut values = without(fig, unknown.iter().map(|(k, _)| k.as_str()));
+            let mut taken: Vec<String> = Vec::new();
+            for _ in 0..MAX_EXTRACTIONS {
+                let Some(current) = &values else { break };
+                let mut found = Vec::new();
+                for mut e in section_errors(current).1 {
+                    let key = e.path.join(".");
+                    // The source is looked up by key in the real layers.
+                    e.metadata = None;
+                    add(describe_figment_error(fig, e));
+                    if !taken.contains(&key) && !found.contains(&key) {
+                        found.push(key);
+                    }
                 }
+                if found.is_empty() {
+                    break;
+                }
+                values = without(current, found.iter().map(String::as_str));
+                taken.extend(found);
             }
             Err(ConfigError(problems.join("\n")))
         }
@@ -318,6 +344,34 @@ fn unknown_keys(fig: &Figment) -> Vec<(String, String)> {
         walk(fig, known, &given, &mut Vec::new(), &mut out);
     }
     out
+}
+
+/// Rounds of [`extract`]'s search for bad values hidden behind others in their section.
+const MAX_EXTRACTIONS: usize = 32;
+
+/// The merged values of `fig` without the dotted `keys`, as one layer: what the configuration
+/// would be without them (keys inside lists stay: a list is one value here). `None` when the
+/// values cannot be read.
+fn without<'k>(fig: &Figment, keys: impl Iterator<Item = &'k str>) -> Option<Figment> {
+    fn remove(dict: &mut figment::value::Dict, path: &[&str]) {
+        match path {
+            [] => {}
+            [last] => {
+                dict.remove(*last);
+            }
+            [first, rest @ ..] => {
+                if let Some(figment::value::Value::Dict(_, inner)) = dict.get_mut(*first) {
+                    remove(inner, rest);
+                }
+            }
+        }
+    }
+    let mut dict = fig.find_value("").ok()?.into_dict()?;
+    for key in keys {
+        let path: Vec<&str> = key.split('.').collect();
+        remove(&mut dict, &path);
+    }
+    Some(Figment::from(Serialized::defaults(dict)))
 }
 
 /// The dotted key of an unknown field: figment's path sometimes already ends with the field.
