@@ -150,14 +150,15 @@ pub struct MaintenanceWindow {
 pub struct WebhookConfig {
     /// Contains tokens for Slack: a secret.
     pub url: Option<Secret>,
-    /// `generic` or `slack`; guessed from the URL when unset.
-    pub format: Option<String>,
+    /// `generic` or `slack`; guessed from the URL when unset ([`WebhookConfig::resolved_format`]).
+    pub format: Option<WebhookFormat>,
     /// Extra request headers (e.g. an `Authorization` for the receiver); values are secrets.
     pub headers: std::collections::BTreeMap<String, Secret>,
 }
 
 /// The body a webhook receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WebhookFormat {
     Generic,
     Slack,
@@ -177,12 +178,7 @@ impl WebhookConfig {
     /// `hooks.slack.com` address (Slack rejects the generic body). `None` without a URL.
     pub fn resolved_format(&self) -> Option<(WebhookFormat, Origin)> {
         let url = self.url.as_ref()?;
-        if let Some(f) = &self.format {
-            let format = if f == "slack" {
-                WebhookFormat::Slack
-            } else {
-                WebhookFormat::Generic
-            };
+        if let Some(format) = self.format {
             return Some((format, Origin::Key("alerting.webhook.format")));
         }
         let slack_host = reqwest::Url::parse(url.expose())
@@ -223,18 +219,21 @@ pub struct EmailConfig {
     pub smtp_from: Option<String>,
     /// Comma-separated in the environment, a list in the file.
     pub recipients: Vec<String>,
-    /// `starttls`, `tls` or `none`.
-    pub tls: Option<String>,
+    /// `starttls`, `tls` or `none`; unset: by the port ([`EmailConfig::tls_mode`]).
+    pub tls: Option<SmtpTls>,
 }
 
 /// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SmtpTls {
     /// Plain connection upgraded with STARTTLS, which is required.
+    #[serde(rename = "starttls")]
     StartTls,
     /// TLS from the first byte (SMTPS).
+    #[serde(rename = "tls")]
     Implicit,
     /// Plain text: only for a local relay, and only when asked for.
+    #[serde(rename = "none")]
     None,
 }
 
@@ -266,10 +265,8 @@ impl EmailConfig {
 
     /// `tls` if set, else implicit TLS on port 465 and STARTTLS on any other port.
     pub fn tls_mode(&self) -> (SmtpTls, Origin) {
-        match self.tls.as_deref() {
-            Some("none") => (SmtpTls::None, Origin::Key("alerting.email.tls")),
-            Some("tls") => (SmtpTls::Implicit, Origin::Key("alerting.email.tls")),
-            Some(_) => (SmtpTls::StartTls, Origin::Key("alerting.email.tls")),
+        match self.tls {
+            Some(tls) => (tls, Origin::Key("alerting.email.tls")),
             None if self.smtp_port == Some(465) => (
                 SmtpTls::Implicit,
                 Origin::Derived("tls because smtpPort is 465"),
@@ -326,24 +323,6 @@ impl AlertingConfig {
     /// Checks of the `alerting` section (see docs/alerting.md).
     pub(crate) fn validate(&self, c: &Check) {
         let bad = |key: &str, value: String, why: &str| c.bad(key, value, why);
-        if let Some(f) = &self.webhook.format {
-            if !matches!(f.as_str(), "generic" | "slack") {
-                bad(
-                    "alerting.webhook.format",
-                    format!("{f:?}"),
-                    "must be generic or slack",
-                );
-            }
-        }
-        if let Some(t) = &self.email.tls {
-            if !matches!(t.as_str(), "starttls" | "tls" | "none") {
-                bad(
-                    "alerting.email.tls",
-                    format!("{t:?}"),
-                    "must be starttls, tls or none",
-                );
-            }
-        }
         let a = self;
         for (key, v) in [
             ("alerting.evaluationInterval", a.evaluation_interval),

@@ -265,23 +265,26 @@ mod tests {
 
     #[test]
     fn slack_is_guessed_from_the_host_and_overridable() {
-        let format = |url: &str, format: Option<&str>| {
+        let format = |url: &str, format: Option<WebhookFormat>| {
             let w = crate::config::WebhookConfig {
                 url: Some(crate::config::Secret::new(url.to_string())),
-                format: format.map(str::to_string),
+                format,
                 headers: Default::default(),
             };
             w.resolved_format().unwrap().0
         };
         let hook = "https://hooks.slack.com/services/T00000000/B00000000/XXXX";
         assert_eq!(format(hook, None), WebhookFormat::Slack);
-        assert_eq!(format(hook, Some("generic")), WebhookFormat::Generic);
+        assert_eq!(
+            format(hook, Some(WebhookFormat::Generic)),
+            WebhookFormat::Generic
+        );
         assert_eq!(
             format("https://example.com/hooks.slack.com", None),
             WebhookFormat::Generic
         );
         assert_eq!(
-            format("http://127.0.0.1:9/x", Some("slack")),
+            format("http://127.0.0.1:9/x", Some(WebhookFormat::Slack)),
             WebhookFormat::Slack
         );
     }
