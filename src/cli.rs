@@ -35,19 +35,17 @@ pub fn load_all(sources: &Sources) -> Result<Loaded, ConfigError> {
     })
 }
 
-/// [`load`] from an already built figment.
+/// [`load`] from an already built figment. Every problem is reported, one a line.
 pub fn load_from(fig: &Figment) -> Result<Config, ConfigError> {
-    let config = config::extract(fig)?;
     let check = Check::new(fig);
-    for section in [
-        crate::alerts::rules::validate(&config.alerting),
-        crate::export::validate(&config),
-        crate::server::webconfig::validate(&config),
-    ] {
-        if let Err((key, value, why)) = section {
-            check.bad(key, value, &why)?;
-        }
+    let config = config::extract(fig, &check)?;
+    let mut problems = crate::alerts::rules::validate(&config.alerting);
+    problems.extend(crate::export::validate(&config).err());
+    problems.extend(crate::server::webconfig::validate(&config).err());
+    for (key, value, why) in problems {
+        check.bad(key, value, &why);
     }
+    check.finish()?;
     Ok(config)
 }
 

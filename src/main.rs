@@ -340,7 +340,9 @@ fn check_text(outcome: &codex_sentinel::CheckOutcome) -> String {
 }
 
 fn config_error(e: config::ConfigError) -> ExitCode {
-    eprintln!("codex-sentinel: {e}");
+    for problem in e.problems() {
+        eprintln!("codex-sentinel: {problem}");
+    }
     ExitCode::from(EXIT_CONFIG)
 }
 

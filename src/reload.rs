@@ -123,7 +123,8 @@ impl Reloader {
             Err(e) => {
                 self.telemetry
                     .add(&catalog::CONFIG_RELOADS, &["rejected"], 1);
-                let reason = e.to_string();
+                // Every problem, on the one line a log event has.
+                let reason = e.problems().collect::<Vec<_>>().join("; ");
                 tracing::error!(trigger, reason = %reason, "configuration reload rejected: the running configuration is kept");
                 self.telemetry.error(
                     "reload",
@@ -305,10 +306,11 @@ mod tests {
             Arc::new(Config::default()),
             telemetry.clone(),
         );
-        assert!(matches!(
-            r.reload(Err(ConfigError("bad".into())), "test"),
-            Outcome::Rejected(_)
-        ));
+        // Every problem is in the reason, on one line.
+        assert_eq!(
+            r.reload(Err(ConfigError("bad one\nbad two".into())), "test"),
+            Outcome::Rejected("bad one; bad two".into())
+        );
         assert_eq!(rx.borrow().generation, 0);
         assert_eq!(r.reload(Ok(Config::default()), "test"), Outcome::Unchanged);
         let mut c = Config::default();

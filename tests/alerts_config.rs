@@ -92,7 +92,18 @@ fn bad_values_name_the_variable_and_keep_secrets() {
     let e = load(&[("CODEX_ALERT_HOLD_EVALUATIONS", "0")]).unwrap_err();
     assert!(e.contains("CODEX_ALERT_HOLD_EVALUATIONS"), "{e}");
     let e = load(&[("CODEX_ALERT_WEBHOOK_FORMAT", "teams")]).unwrap_err();
-    assert!(e.contains("generic or slack"), "{e}");
+    assert!(
+        e.contains("CODEX_ALERT_WEBHOOK_FORMAT")
+            && e.contains("teams")
+            && e.contains("generic")
+            && e.contains("slack"),
+        "{e}"
+    );
+    let e = load(&[("CODEX_ALERT_SMTP_TLS", "ssl")]).unwrap_err();
+    assert!(
+        e.contains("CODEX_ALERT_SMTP_TLS") && e.contains("ssl") && e.contains("starttls"),
+        "{e}"
+    );
     let e = load(&[
         ("CODEX_ALERT_SMTP_HOST", "smtp.company.com"),
         ("CODEX_ALERT_EMAIL_RECIPIENTS", "admin@company.com"),

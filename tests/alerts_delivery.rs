@@ -294,7 +294,7 @@ async fn slack_payload_colour_and_pace() {
     let rx = Receiver::start();
     rx.script(&[Answer::Status(200), Answer::TooMany(1)]);
     let rig = rig(rx.url("/services/T0/B0/x"), 2_000, 5, |c| {
-        c.alerting.webhook.format = Some("slack".into());
+        c.alerting.webhook.format = Some(codex_sentinel::config::WebhookFormat::Slack);
         c.alerting.slack.channel = Some("#alerts".into());
         c.alerting.slack.username = Some("GansAuditor-Codex".into());
     });

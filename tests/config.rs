@@ -392,3 +392,196 @@ fn configuration_reference_lists_every_variable() {
         );
     }
 }
+
+/// Runs `config validate` on `file` (written as monitoring.json) with `env`; (exit code, the
+/// problems, one a line, each without the program's prefix).
+fn validate_problems(file: &str, env: &[(&str, &str)]) -> (i32, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("monitoring.json");
+    std::fs::write(&path, file).unwrap();
+    let path = path.to_string_lossy().into_owned();
+    let (code, _, stderr) = run_cli(&["config", "validate", &path], env, dir.path());
+    let problems = stderr
+        .lines()
+        .map(|l| {
+            l.strip_prefix("codex-sentinel: ")
+                .unwrap_or_else(|| panic!("a problem a line: {l}"))
+                .to_string()
+        })
+        .collect();
+    (code, problems)
+}
+
+/// Asserts that exactly one problem names `key` and that it contains every needle.
+fn one_problem(problems: &[String], key: &str, needles: &[&str]) {
+    let named: Vec<&String> = problems
+        .iter()
+        .filter(|p| p.contains(&format!("`{key}`")))
+        .collect();
+    assert_eq!(named.len(), 1, "`{key}` once in {problems:#?}");
+    for n in needles {
+        assert!(named[0].contains(n), "`{n}` missing in {}", named[0]);
+    }
+}
+
+#[test]
+fn unknown_keys_and_bad_types_of_every_section_are_reported_in_one_run() {
+    let file = r#"{
+        "healthMonitoring": {"bogus": {"bogus": 1}, "checkIntervl": 5,
+                             "thresholds": {"maxErrorRate": "lots", "minSuccessRate": "most"}},
+        "processes": {"sampleInterval": "fast"},
+        "exprt": {}
+    }"#;
+    let env = [
+        ("CODEX_ALERT_COOLDOWN", "soon"),
+        ("CODEX_ALERT_EVALUATION_INTERVAL", "often"),
+    ];
+    let (code, problems) = validate_problems(file, &env);
+    assert_eq!(code, 2, "{problems:#?}");
+    assert_eq!(problems.len(), 8, "{problems:#?}");
+    one_problem(
+        &problems,
+        "healthMonitoring.bogus",
+        &["unknown key", "monitoring.json"],
+    );
+    assert!(
+        !problems.iter().any(|p| p.contains("bogus.bogus")),
+        "{problems:#?}"
+    );
+    one_problem(
+        &problems,
+        "healthMonitoring.checkIntervl",
+        &["monitoring.json", "did you mean `checkInterval`?"],
+    );
+    one_problem(
+        &problems,
+        "exprt",
+        &["monitoring.json", "did you mean `export`?"],
+    );
+    one_problem(
+        &problems,
+        "processes.sampleInterval",
+        &["fast", "monitoring.json"],
+    );
+    one_problem(
+        &problems,
+        "alerting.cooldown",
+        &["soon", "environment variable CODEX_ALERT_COOLDOWN"],
+    );
+    // Bad values behind an unknown key or another bad value of their section show too.
+    one_problem(
+        &problems,
+        "alerting.evaluationInterval",
+        &[
+            "often",
+            "environment variable CODEX_ALERT_EVALUATION_INTERVAL",
+        ],
+    );
+    one_problem(
+        &problems,
+        "healthMonitoring.thresholds.maxErrorRate",
+        &["lots", "config file", "monitoring.json"],
+    );
+    one_problem(
+        &problems,
+        "healthMonitoring.thresholds.minSuccessRate",
+        &["most", "config file", "monitoring.json"],
+    );
+}
+
+#[test]
+fn every_bad_value_is_reported_in_one_run_naming_its_key_and_source() {
+    let file = r#"{
+        "codex": {"probes": [{"name": "", "command": ["codex", "login", "status"]}]},
+        "alerting": {"maintenance": {"windows": [{"start": "tomorrow", "end": "later"}]}},
+        "baselines": {"availability": 100.5}
+    }"#;
+    let env = [
+        ("CODEX_HEALTH_CHECK_INTERVAL", "0"),
+        ("CODEX_HEALTH_THRESHOLD_MAX_ERROR_RATE", "101"),
+        ("CODEX_ALERT_FAILURE_RATE_WARNING", "250"),
+        (
+            "CODEX_ALERT_DISABLED_RULES",
+            "nope,maintenance,cpu-usage,nada",
+        ),
+    ];
+    let (code, problems) = validate_problems(file, &env);
+    assert_eq!(code, 2, "{problems:#?}");
+    assert_eq!(problems.len(), 8, "{problems:#?}");
+    one_problem(
+        &problems,
+        "healthMonitoring.checkInterval",
+        &["environment variable CODEX_HEALTH_CHECK_INTERVAL", "> 0 ms"],
+    );
+    one_problem(
+        &problems,
+        "healthMonitoring.thresholds.maxErrorRate",
+        &["CODEX_HEALTH_THRESHOLD_MAX_ERROR_RATE", "101", "0..100"],
+    );
+    one_problem(
+        &problems,
+        "alerting.rules.failureRateWarning",
+        &["CODEX_ALERT_FAILURE_RATE_WARNING", "250", "0..100"],
+    );
+    one_problem(
+        &problems,
+        "baselines.availability",
+        &["config file", "monitoring.json", "100.5", "0..100"],
+    );
+    // Values inside lists come from the file, not "defaults".
+    one_problem(
+        &problems,
+        "codex.probes.0",
+        &["config file", "monitoring.json", "name must not be empty"],
+    );
+    one_problem(
+        &problems,
+        "alerting.maintenance.windows.0",
+        &["config file", "monitoring.json", "tomorrow", "RFC 3339"],
+    );
+    let rules: Vec<&String> = problems
+        .iter()
+        .filter(|p| p.contains("`alerting.rules.disabled`"))
+        .collect();
+    assert_eq!(rules.len(), 2, "{problems:#?}");
+    assert!(rules[0].contains("\"nope\"") && rules[1].contains("\"nada\""));
+    assert!(rules
+        .iter()
+        .all(|p| p.contains("environment variable CODEX_ALERT_DISABLED_RULES")));
+}
+
+/// The rule ids of docs/alerting.md's table are exactly the ones `CODEX_ALERT_DISABLED_RULES`
+/// accepts: each can be disabled, and the binary knows no other.
+#[test]
+fn the_rule_ids_of_the_alerting_table_are_the_ones_that_can_be_disabled() {
+    let doc = std::fs::read_to_string(common::root().join("docs/alerting.md")).unwrap();
+    let table: Vec<&str> = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("| condition |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    // A row with an empty rule cell continues the row above (another severity).
+    let mut documented: Vec<String> = table
+        .iter()
+        .map(|row| row.split('|').nth(3).unwrap().trim())
+        .filter(|rule| !rule.is_empty())
+        .map(|rule| rule.trim_matches('`').to_string())
+        .collect();
+    documented.sort();
+    documented.dedup();
+    let mut known: Vec<String> = codex_sentinel::alerts::rules::RULE_IDS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    known.sort();
+    assert_eq!(documented, known, "docs/alerting.md's table vs the rules");
+    let all = documented.join(",");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run_cli(
+        &["config", "validate"],
+        &[("CODEX_ALERT_DISABLED_RULES", &all)],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{all}: {stderr}");
+}

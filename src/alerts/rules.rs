@@ -37,18 +37,22 @@ pub const RULE_IDS: &[&str] = &[
 ];
 
 /// The rule ids named in `alerting.rules.disabled` must exist: a typo would silently leave the
-/// rule on. Returns the bad key, its value and why, as [`crate::config::Check::bad`] reports them.
-pub fn validate(alerting: &AlertingConfig) -> Result<(), (&'static str, String, String)> {
-    for id in &alerting.rules.disabled {
-        if !RULE_IDS.contains(&id.as_str()) {
-            return Err((
+/// rule on. Returns each unknown id as (key, value, why), as [`crate::config::Check::bad`]
+/// reports them.
+pub fn validate(alerting: &AlertingConfig) -> Vec<(&'static str, String, String)> {
+    alerting
+        .rules
+        .disabled
+        .iter()
+        .filter(|id| !RULE_IDS.contains(&id.as_str()))
+        .map(|id| {
+            (
                 "alerting.rules.disabled",
                 format!("{id:?}"),
                 format!("unknown rule; known: {}", RULE_IDS.join(", ")),
-            ));
-        }
-    }
-    Ok(())
+            )
+        })
+        .collect()
 }
 
 pub const CODEX_UNAVAILABLE: &str = "codex-unavailable";

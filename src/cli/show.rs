@@ -1,15 +1,19 @@
 //! `codex-sentinel config show`: the effective configuration, one key a line, each value with
-//! where it came from. Above both the configuration and the exporters: the configuration's own
-//! values come from [`config::leaves`], the exporters' resolved values (presets and defaults
-//! filled in) from [`export::effective`] — the very resolution the exporters run with.
+//! where it came from. Above the configuration and the parts that fill in its unset keys: the
+//! configuration's own values come from [`config::leaves`], the resolved ones from the very
+//! functions the parts run with — the exporters' ([`export::effective`]: presets and defaults),
+//! the thresholds' ([`limits::effective`]), the sinks' ([`notify::effective`]) and the probes'
+//! ([`probes::effective`]). A key still without a value is `null`, shown as `unset`.
 //! Secrets are redacted by [`config::Secret`]'s serialization; endpoints by the exporters.
 
 use figment::Figment;
 use serde_json::{Map, Value};
 
+use crate::alerts::notify;
 use crate::config::renames::{Deprecation, Kind};
-use crate::config::{self, source_of, Config};
-use crate::export::{self, Effective, Origin};
+use crate::config::{self, source_of, Config, Effective, Origin};
+use crate::export;
+use crate::monitor::{limits, probes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ShowFormat {
@@ -34,13 +38,18 @@ pub fn effective(
     fig: &Figment,
     deprecations: &[Deprecation],
 ) -> Result<Vec<Shown>, config::ConfigError> {
-    let resolved = match export::effective(config) {
+    let mut resolved = match export::effective(config) {
         Ok(resolved) => resolved,
         Err((key, value, why)) => {
-            config::Check::new(fig).bad(key, value, &why)?;
+            let check = config::Check::new(fig);
+            check.bad(key, value, &why);
+            check.finish()?;
             Vec::new()
         }
     };
+    resolved.extend(limits::effective(config));
+    resolved.extend(notify::effective(config));
+    resolved.extend(probes::effective(config));
     let replaces_headers = resolved
         .iter()
         .any(|e| e.key.starts_with("export.otlp.headers."));
@@ -55,6 +64,13 @@ pub fn effective(
             source: source_of(fig, &key),
             key,
             value,
+        })
+        // An optional key nobody set and nothing fills in: say so rather than "defaults".
+        .map(|mut s| {
+            if s.value.is_null() && s.source == config::DEFAULTS_SOURCE {
+                s.source = UNSET.into();
+            }
+            s
         })
         .collect();
     for Effective { key, value, origin } in resolved {
@@ -83,17 +99,24 @@ pub fn effective(
     Ok(shown)
 }
 
-/// An exporter's origin in words: `preset newrelic`, `defaults`, the file or the variable.
+/// The source of a key without a value, set nowhere and filled in by nothing.
+pub const UNSET: &str = "unset";
+
+/// An origin in words: `preset newrelic`, `defaults`, the file or the variable, or how a value
+/// is derived and where what it is derived from comes from.
 fn describe(origin: &Origin, fig: &Figment) -> String {
     match origin {
         Origin::Key(key) => source_of(fig, key),
-        Origin::Default => "defaults".into(),
+        Origin::Default => config::DEFAULTS_SOURCE.into(),
         Origin::Preset { preset, from: None } => format!("preset {preset}"),
         Origin::Preset {
             preset,
             from: Some(key),
         } => format!("preset {preset}, value from {}", source_of(fig, key)),
         Origin::Derived(why) => format!("derived: {why}"),
+        Origin::From { how, key } => {
+            format!("derived: {how}; `{key}` from {}", source_of(fig, key))
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Check, ConfigError};
+use super::Check;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -107,52 +107,48 @@ pub struct ApplicationSettings {
 
 impl LoggingConfig {
     /// Checks serde cannot express; every problem names its key and source.
-    pub(crate) fn validate(&self, c: &Check) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, c: &Check) {
         let bad = |key: &str, value: String, why: &str| c.bad(key, value, why);
         if !matches!(self.format.as_str(), "text" | "json") {
-            return bad(
+            bad(
                 "logging.format",
                 format!("{:?}", self.format),
                 "must be text or json",
             );
         }
-        Ok(())
     }
 }
 
 impl AuditLogConfig {
     /// Checks serde cannot express; every problem names its key and source.
-    pub(crate) fn validate(&self, c: &Check) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, c: &Check) {
         let bad = |key: &str, value: String, why: &str| c.bad(key, value, why);
         if self.enabled && self.performance_interval == 0 {
-            return bad("auditLog.performanceInterval", "0".into(), "must be > 0 ms");
+            bad("auditLog.performanceInterval", "0".into(), "must be > 0 ms");
         }
-        Ok(())
     }
 }
 
 impl HistoryConfig {
     /// Checks serde cannot express; every problem names its key and source.
-    pub(crate) fn validate(&self, c: &Check) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, c: &Check) {
         let bad = |key: &str, value: String, why: &str| c.bad(key, value, why);
         if self.enabled && self.retention_days == 0 {
-            return bad(
+            bad(
                 "history.retentionDays",
                 "0".into(),
                 "must be at least 1 day",
             );
         }
-        Ok(())
     }
 }
 
 impl ReloadConfig {
     /// Checks serde cannot express; every problem names its key and source.
-    pub(crate) fn validate(&self, c: &Check) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, c: &Check) {
         let bad = |key: &str, value: String, why: &str| c.bad(key, value, why);
         if self.watch_file && self.watch_interval == 0 {
-            return bad("reload.watchInterval", "0".into(), "must be > 0 ms");
+            bad("reload.watchInterval", "0".into(), "must be > 0 ms");
         }
-        Ok(())
     }
 }

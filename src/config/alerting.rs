@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{secret, Check, ConfigError, Secret};
+use super::{secret, Check, Origin, Secret};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -150,10 +150,56 @@ pub struct MaintenanceWindow {
 pub struct WebhookConfig {
     /// Contains tokens for Slack: a secret.
     pub url: Option<Secret>,
-    /// `generic` or `slack`; guessed from the URL when unset.
-    pub format: Option<String>,
+    /// `generic` or `slack`; guessed from the URL when unset ([`WebhookConfig::resolved_format`]).
+    pub format: Option<WebhookFormat>,
     /// Extra request headers (e.g. an `Authorization` for the receiver); values are secrets.
     pub headers: std::collections::BTreeMap<String, Secret>,
+}
+
+/// The body a webhook receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    Generic,
+    Slack,
+}
+
+impl WebhookFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookFormat::Generic => "generic",
+            WebhookFormat::Slack => "slack",
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// The body the webhook gets, and why: `format` if set, else Slack's for a
+    /// `hooks.slack.com` address (Slack rejects the generic body). `None` without a URL.
+    pub fn resolved_format(&self) -> Option<(WebhookFormat, Origin)> {
+        let url = self.url.as_ref()?;
+        if let Some(format) = self.format {
+            return Some((format, Origin::Key("alerting.webhook.format")));
+        }
+        let slack_host = reqwest::Url::parse(url.expose())
+            .ok()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| h.eq_ignore_ascii_case("hooks.slack.com"))
+            })
+            .unwrap_or(false);
+        Some(if slack_host {
+            (
+                WebhookFormat::Slack,
+                Origin::Derived("slack because the URL's host is hooks.slack.com"),
+            )
+        } else {
+            (
+                WebhookFormat::Generic,
+                Origin::Derived("generic because the URL is not a hooks.slack.com address"),
+            )
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -173,8 +219,87 @@ pub struct EmailConfig {
     pub smtp_from: Option<String>,
     /// Comma-separated in the environment, a list in the file.
     pub recipients: Vec<String>,
-    /// `starttls`, `tls` or `none`.
-    pub tls: Option<String>,
+    /// `starttls`, `tls` or `none`; unset: by the port ([`EmailConfig::tls_mode`]).
+    pub tls: Option<SmtpTls>,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which is required.
+    #[serde(rename = "starttls")]
+    StartTls,
+    /// TLS from the first byte (SMTPS).
+    #[serde(rename = "tls")]
+    Implicit,
+    /// Plain text: only for a local relay, and only when asked for.
+    #[serde(rename = "none")]
+    None,
+}
+
+impl SmtpTls {
+    /// The value of `alerting.email.tls` that selects it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmtpTls::StartTls => "starttls",
+            SmtpTls::Implicit => "tls",
+            SmtpTls::None => "none",
+        }
+    }
+
+    /// The port used when `smtpPort` is unset.
+    fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::StartTls => 587,
+            SmtpTls::Implicit => 465,
+            SmtpTls::None => 25,
+        }
+    }
+}
+
+impl EmailConfig {
+    /// Email is on only with both a host and recipients (one alone is reported at start).
+    pub fn is_on(&self) -> bool {
+        self.smtp_host.is_some() && !self.recipients.is_empty()
+    }
+
+    /// `tls` if set, else implicit TLS on port 465 and STARTTLS on any other port.
+    pub fn tls_mode(&self) -> (SmtpTls, Origin) {
+        match self.tls {
+            Some(tls) => (tls, Origin::Key("alerting.email.tls")),
+            None if self.smtp_port == Some(465) => (
+                SmtpTls::Implicit,
+                Origin::Derived("tls because smtpPort is 465"),
+            ),
+            None => (SmtpTls::StartTls, Origin::Default),
+        }
+    }
+
+    /// `smtpPort` if set, else the port of the TLS mode (587, 465 or 25).
+    pub fn port(&self) -> (u16, Origin) {
+        match self.smtp_port {
+            Some(p) => (p, Origin::Key("alerting.email.smtpPort")),
+            None => (
+                self.tls_mode().0.default_port(),
+                Origin::Derived("the TLS mode's port: starttls 587, tls 465, none 25"),
+            ),
+        }
+    }
+
+    /// The From address: `smtpFrom`, else `smtpUser` (an address for most providers).
+    pub fn from_address(&self) -> Option<(&str, Origin)> {
+        match (&self.smtp_from, &self.smtp_user) {
+            (Some(from), _) => Some((from, Origin::Key("alerting.email.smtpFrom"))),
+            (None, Some(user)) => Some((
+                user,
+                Origin::From {
+                    how: "the SMTP user",
+                    key: "alerting.email.smtpUser",
+                },
+            )),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -196,26 +321,8 @@ impl Default for AlertmanagerConfig {
 
 impl AlertingConfig {
     /// Checks of the `alerting` section (see docs/alerting.md).
-    pub(crate) fn validate(&self, c: &Check) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, c: &Check) {
         let bad = |key: &str, value: String, why: &str| c.bad(key, value, why);
-        if let Some(f) = &self.webhook.format {
-            if !matches!(f.as_str(), "generic" | "slack") {
-                return bad(
-                    "alerting.webhook.format",
-                    format!("{f:?}"),
-                    "must be generic or slack",
-                );
-            }
-        }
-        if let Some(t) = &self.email.tls {
-            if !matches!(t.as_str(), "starttls" | "tls" | "none") {
-                return bad(
-                    "alerting.email.tls",
-                    format!("{t:?}"),
-                    "must be starttls, tls or none",
-                );
-            }
-        }
         let a = self;
         for (key, v) in [
             ("alerting.evaluationInterval", a.evaluation_interval),
@@ -230,11 +337,11 @@ impl AlertingConfig {
             ),
         ] {
             if v == 0 {
-                return bad(key, "0".into(), "must be > 0 ms");
+                bad(key, "0".into(), "must be > 0 ms");
             }
         }
         if a.aggregation && a.aggregation_window == 0 {
-            return bad("alerting.aggregationWindow", "0".into(), "must be > 0 ms");
+            bad("alerting.aggregationWindow", "0".into(), "must be > 0 ms");
         }
         for (key, v) in [
             ("alerting.holdEvaluations", a.hold_evaluations),
@@ -242,11 +349,11 @@ impl AlertingConfig {
             ("alerting.delivery.maxAttempts", a.delivery.max_attempts),
         ] {
             if v == 0 {
-                return bad(key, "0".into(), "must be at least 1");
+                bad(key, "0".into(), "must be at least 1");
             }
         }
         if a.max_active_alerts == 0 {
-            return bad("alerting.maxActiveAlerts", "0".into(), "must be at least 1");
+            bad("alerting.maxActiveAlerts", "0".into(), "must be at least 1");
         }
         for (key, v) in [
             (
@@ -259,7 +366,7 @@ impl AlertingConfig {
             ),
         ] {
             if let Some(v) = v.filter(|v| !(0.0..=100.0).contains(v)) {
-                return bad(key, v.to_string(), "a percentage must be within 0..100");
+                bad(key, v.to_string(), "a percentage must be within 0..100");
             }
         }
         for (i, w) in a.maintenance.windows.iter().enumerate() {
@@ -268,14 +375,12 @@ impl AlertingConfig {
             let end = crate::util::time::parse_time(&w.end);
             match (start, end) {
                 (Some(s), Some(e)) if s < e => {}
-                (Some(_), Some(_)) => return bad(&key, w.end.clone(), "end must be after start"),
-                _ => {
-                    return bad(
-                        &key,
-                        format!("{:?} .. {:?}", w.start, w.end),
-                        "start and end must be RFC 3339 (2026-11-26T22:00:00Z) or epoch ms",
-                    )
-                }
+                (Some(_), Some(_)) => bad(&key, w.end.clone(), "end must be after start"),
+                _ => bad(
+                    &key,
+                    format!("{:?} .. {:?}", w.start, w.end),
+                    "start and end must be RFC 3339 (2026-11-26T22:00:00Z) or epoch ms",
+                ),
             }
         }
         for (key, url) in [
@@ -288,7 +393,7 @@ impl AlertingConfig {
                     .map(|u| !matches!(u.scheme(), "http" | "https"))
                     .unwrap_or(true)
                 {
-                    return bad(
+                    bad(
                         key,
                         secret::REDACTED.into(),
                         "must be an http:// or https:// URL",
@@ -298,7 +403,7 @@ impl AlertingConfig {
         }
         for name in a.webhook.headers.keys() {
             if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return bad(
+                bad(
                     "alerting.webhook.headers",
                     format!("{name:?}"),
                     "not a valid header name",
@@ -309,43 +414,36 @@ impl AlertingConfig {
             .as_deref()
             .is_some_and(|u| reqwest::Url::parse(u).is_err())
         {
-            return bad(
+            bad(
                 "alerting.generatorUrl",
                 format!("{:?}", a.generator_url.as_deref().unwrap_or_default()),
                 "must be an absolute URL",
             );
         }
         let email = &a.email;
-        // Email is on only with both a host and recipients (one alone is reported at start).
-        if email.smtp_host.is_some() && !email.recipients.is_empty() {
+        if email.is_on() {
             for r in &email.recipients {
                 if r.parse::<lettre::message::Mailbox>().is_err() {
-                    return bad(
+                    bad(
                         "alerting.email.recipients",
                         format!("{r:?}"),
                         "not an email address",
                     );
                 }
             }
-            let from = email.smtp_from.as_ref().or(email.smtp_user.as_ref());
-            match from {
+            match email.from_address().map(|(f, _)| f) {
                 Some(f) if f.parse::<lettre::message::Mailbox>().is_ok() => {}
-                Some(f) => {
-                    return bad(
-                        "alerting.email.smtpFrom",
-                        format!("{f:?}"),
-                        "not an email address",
-                    )
-                }
-                None => {
-                    return bad(
-                        "alerting.email.smtpFrom",
-                        "unset".into(),
-                        "set CODEX_ALERT_SMTP_FROM (or an address in CODEX_ALERT_SMTP_USER)",
-                    )
-                }
+                Some(f) => bad(
+                    "alerting.email.smtpFrom",
+                    format!("{f:?}"),
+                    "not an email address",
+                ),
+                None => bad(
+                    "alerting.email.smtpFrom",
+                    "unset".into(),
+                    "set CODEX_ALERT_SMTP_FROM (or an address in CODEX_ALERT_SMTP_USER)",
+                ),
             }
         }
-        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Check, ConfigError};
+use super::Check;
 
 /// Performance baselines (`CODEX_PERF_BASELINE_*`). Unset values are not used, unless `learn`
 /// fills them from history (an explicit value always wins).
@@ -40,10 +40,10 @@ impl Default for Baselines {
 
 impl Baselines {
     /// Checks serde cannot express; every problem names its key and source.
-    pub(crate) fn validate(&self, c: &Check) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, c: &Check) {
         let bad = |key: &str, value: String, why: &str| c.bad(key, value, why);
         if self.learning_days == 0 {
-            return bad(
+            bad(
                 "baselines.learningDays",
                 "0".into(),
                 "must be at least 1 day",
@@ -54,9 +54,8 @@ impl Baselines {
             ("baselines.availability", self.availability),
         ] {
             if let Some(v) = v.filter(|v| !(0.0..=100.0).contains(v)) {
-                return bad(key, v.to_string(), "a percentage must be within 0..100");
+                bad(key, v.to_string(), "a percentage must be within 0..100");
             }
         }
-        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Check, ConfigError};
+use super::Check;
 
 /// How the Codex CLI is invoked by the probes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -59,34 +59,33 @@ fn default_probe_failure_status() -> String {
 
 impl CodexConfig {
     /// Checks serde cannot express; every problem names its key and source.
-    pub(crate) fn validate(&self, c: &Check) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, c: &Check) {
         let bad = |key: &str, value: String, why: &str| c.bad(key, value, why);
         if self.executable.is_empty() {
-            return bad("codex.executable", "\"\"".into(), "must not be empty");
+            bad("codex.executable", "\"\"".into(), "must not be empty");
         }
         for (i, p) in self.probes.iter().enumerate() {
             let key = format!("codex.probes.{i}");
             if p.command.is_empty() || p.command[0].is_empty() {
-                return bad(
+                bad(
                     &key,
                     format!("{:?}", p.command),
                     "command must name an executable",
                 );
             }
             if p.name.is_empty() {
-                return bad(&key, "\"\"".into(), "name must not be empty");
+                bad(&key, "\"\"".into(), "name must not be empty");
             }
             if !matches!(p.failure_status.as_str(), "warning" | "critical") {
-                return bad(
+                bad(
                     &key,
                     p.failure_status.clone(),
                     "failureStatus must be warning or critical",
                 );
             }
             if p.timeout == Some(0) || p.interval == Some(0) {
-                return bad(&key, "0".into(), "timeout and interval must be > 0 ms");
+                bad(&key, "0".into(), "timeout and interval must be > 0 ms");
             }
         }
-        Ok(())
     }
 }

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{Check, ConfigError};
+use super::Check;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -36,24 +36,23 @@ impl Default for DiskUsageConfig {
 
 impl DiskUsageConfig {
     /// Checks serde cannot express; every problem names its key and source.
-    pub(crate) fn validate(&self, c: &Check) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, c: &Check) {
         for (key, v) in [
             ("diskUsage.sampleInterval", self.sample_interval),
             ("diskUsage.growthWindow", self.growth_window),
             ("diskUsage.maxEntries", self.max_entries),
         ] {
             if v == 0 {
-                return c.bad(key, "0".into(), "must be > 0");
+                c.bad(key, "0".into(), "must be > 0");
             }
         }
         if self.growth_window < 2 * self.sample_interval {
-            return c.bad(
+            c.bad(
                 "diskUsage.growthWindow",
                 self.growth_window.to_string(),
                 "must hold at least two samples (>= 2 x diskUsage.sampleInterval)",
             );
         }
-        Ok(())
     }
 }
 

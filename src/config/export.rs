@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Check, ConfigError, Secret};
+use super::{Check, Secret};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -135,13 +135,13 @@ impl Default for StatsdConfig {
 
 impl ExportConfig {
     /// Checks serde cannot express; every problem names its key and source.
-    pub(crate) fn validate(&self, c: &Check) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, c: &Check) {
         let bad = |key: &str, value: String, why: &str| c.bad(key, value, why);
         if !matches!(
             self.statsd.timing_kind.as_str(),
             "distribution" | "histogram"
         ) {
-            return bad(
+            bad(
                 "export.statsd.timingKind",
                 format!("{:?}", self.statsd.timing_kind),
                 "must be distribution or histogram",
@@ -152,7 +152,7 @@ impl ExportConfig {
                 t.to_ascii_lowercase().as_str(),
                 "cumulative" | "delta" | "lowmemory"
             ) {
-                return bad(
+                bad(
                     "export.otlp.temporality",
                     format!("{t:?}"),
                     "must be cumulative, delta or lowmemory",
@@ -161,13 +161,12 @@ impl ExportConfig {
         }
         if let Some(p) = &self.otlp.protocol {
             if !matches!(p.as_str(), "grpc" | "http/protobuf") {
-                return bad(
+                bad(
                     "export.otlp.protocol",
                     format!("{p:?}"),
                     "must be grpc or http/protobuf",
                 );
             }
         }
-        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Check, ConfigError};
+use super::Check;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -117,18 +117,18 @@ impl Default for Endpoints {
 
 impl HealthMonitoring {
     /// Checks serde cannot express; every problem names its key and source.
-    pub(crate) fn validate(&self, c: &Check) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, c: &Check) {
         let bad = |key: &str, value: String, why: &str| c.bad(key, value, why);
         let hm = self;
         if hm.check_interval == 0 {
-            return bad(
+            bad(
                 "healthMonitoring.checkInterval",
                 "0".into(),
                 "must be > 0 ms",
             );
         }
         if hm.health_check_timeout == 0 {
-            return bad(
+            bad(
                 "healthMonitoring.healthCheckTimeout",
                 "0".into(),
                 "must be > 0 ms",
@@ -153,7 +153,7 @@ impl HealthMonitoring {
             ),
         ] {
             if !(0.0..=100.0).contains(&v) {
-                return bad(key, v.to_string(), "a percentage must be within 0..100");
+                bad(key, v.to_string(), "a percentage must be within 0..100");
             }
         }
         if !(hm.thresholds.min_hours_to_full >= 0.0 && hm.thresholds.min_hours_to_full.is_finite())
@@ -165,33 +165,32 @@ impl HealthMonitoring {
             );
         }
         if !hm.endpoints.path.starts_with('/') || hm.endpoints.path.len() < 2 {
-            return bad(
+            bad(
                 "healthMonitoring.endpoints.path",
                 format!("{:?}", hm.endpoints.path),
                 "must start with / and name a path",
             );
         }
         if hm.endpoints.max_connections == 0 {
-            return bad(
+            bad(
                 "healthMonitoring.endpoints.maxConnections",
                 "0".into(),
                 "must be at least 1",
             );
         }
         if hm.endpoints.header_read_timeout == 0 {
-            return bad(
+            bad(
                 "healthMonitoring.endpoints.headerReadTimeout",
                 "0".into(),
                 "must be > 0 ms",
             );
         }
         if hm.endpoints.host.parse::<std::net::IpAddr>().is_err() {
-            return bad(
+            bad(
                 "healthMonitoring.endpoints.host",
                 format!("{:?}", hm.endpoints.host),
                 "must be an IP address such as 127.0.0.1 or 0.0.0.0",
             );
         }
-        Ok(())
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Check, ConfigError};
+use super::Check;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -38,18 +38,17 @@ impl Default for OperationsLogConfig {
 
 impl OperationsLogConfig {
     /// Checks serde cannot express; every problem names its key and source.
-    pub(crate) fn validate(&self, c: &Check) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, c: &Check) {
         let bad = |key: &str, value: String, why: &str| c.bad(key, value, why);
         if self.window == 0 {
-            return bad("operationsLog.window", "0".into(), "must be > 0 ms");
+            bad("operationsLog.window", "0".into(), "must be > 0 ms");
         }
         if !self.pattern.contains("YYYY-MM-DD") {
-            return bad(
+            bad(
                 "operationsLog.pattern",
                 format!("{:?}", self.pattern),
                 "must contain YYYY-MM-DD",
             );
         }
-        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Check, ConfigError};
+use super::Check;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -56,26 +56,25 @@ impl Default for ProcessesConfig {
 
 impl ProcessesConfig {
     /// Checks serde cannot express; every problem names its key and source.
-    pub(crate) fn validate(&self, c: &Check) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, c: &Check) {
         let bad = |key: &str, value: String, why: &str| c.bad(key, value, why);
         if self.sample_interval == 0 {
-            return bad("processes.sampleInterval", "0".into(), "must be > 0 ms");
+            bad("processes.sampleInterval", "0".into(), "must be > 0 ms");
         }
         if self.window < self.sample_interval {
-            return bad(
+            bad(
                 "processes.window",
                 self.window.to_string(),
                 "must be at least one sample interval",
             );
         }
         if self.discovery_interval == 0 {
-            return bad("processes.discoveryInterval", "0".into(), "must be > 0 ms");
+            bad("processes.discoveryInterval", "0".into(), "must be > 0 ms");
         }
         if let Some(re) = &self.cmdline_regex {
             if let Err(e) = regex::Regex::new(re) {
-                return bad("processes.cmdlineRegex", format!("{re:?}"), &e.to_string());
+                bad("processes.cmdlineRegex", format!("{re:?}"), &e.to_string());
             }
         }
-        Ok(())
     }
 }

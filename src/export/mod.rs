@@ -316,43 +316,7 @@ impl FailureLog {
     }
 }
 
-/// Where an exporter's effective setting came from. `config show` prints it next to the value;
-/// the exporter resolves both in the same step ([`otlp::Settings::resolve`],
-/// [`statsd::Settings::resolve`]), so what is shown is what runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// The value at this configuration key: the file, a variable or the key's own default
-    /// (the figment knows which).
-    Key(&'static str),
-    /// The exporter's default for an unset key.
-    Default,
-    /// Filled in by a preset; `from` is the key the value itself is read from (the license
-    /// key, the agent's host), if any.
-    Preset {
-        preset: &'static str,
-        from: Option<&'static str>,
-    },
-    /// Decided from other settings, in words (`on because an endpoint or preset is set`).
-    Derived(&'static str),
-}
-
-/// One effective exporter setting, under the configuration key it resolves.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Effective {
-    pub key: String,
-    pub value: serde_json::Value,
-    pub origin: Origin,
-}
-
-impl Effective {
-    fn new(key: &str, value: impl Into<serde_json::Value>, origin: Origin) -> Self {
-        Effective {
-            key: key.to_string(),
-            value: value.into(),
-            origin,
-        }
-    }
-}
+pub use crate::config::{Effective, Origin};
 
 /// Every exporter setting as it will be used, with its origin: the effective part of
 /// `config show`. An exporter that is off shows only why (`enabled`).

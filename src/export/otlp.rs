@@ -266,6 +266,7 @@ pub struct Origins {
     pub temporality: Origin,
     pub compression: Origin,
     pub service_name: Origin,
+    pub histograms: Origin,
 }
 
 /// Whether OTLP export is on, and why: `enabled`, or — unset — whether an endpoint or a
@@ -473,6 +474,10 @@ impl Settings {
             parse_resource_attributes(raw)
                 .map_err(|why| ("export.otlp.resourceAttributes", format!("{raw:?}"), why))?;
         }
+        let histograms_origin = match c.histogram_aggregation {
+            Some(_) => Origin::Key("export.otlp.histogramAggregation"),
+            None => Origin::Default,
+        };
         let histograms = match c.histogram_aggregation.as_deref() {
             None | Some("base2_exponential_bucket_histogram") => {
                 HistogramAggregation::Base2Exponential
@@ -528,6 +533,7 @@ impl Settings {
                 temporality: temporality_origin,
                 compression: compression_origin,
                 service_name: service_name_origin,
+                histograms: histograms_origin,
             },
             histograms,
         }))
@@ -578,6 +584,11 @@ impl Settings {
                 "export.otlp.serviceName",
                 self.service_name.as_str(),
                 o.service_name.clone(),
+            ),
+            Effective::new(
+                "export.otlp.histogramAggregation",
+                self.histograms.as_str(),
+                o.histograms.clone(),
             ),
         ];
         for ((name, value), origin) in self.headers.iter().zip(&o.headers) {

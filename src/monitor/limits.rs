@@ -14,7 +14,7 @@
 //! alert judge one number.
 
 use super::snapshot::Status;
-use crate::config::Config;
+use crate::config::{Config, Effective, Origin};
 
 /// Above a warning level, or above a critical one.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -136,24 +136,19 @@ impl Limits {
     pub fn from_config(config: &Config) -> Self {
         let t = &config.health_monitoring.thresholds;
         let ar = &config.alerting.rules;
-        let memory = t.max_memory_usage as f64;
         let processes = t.max_concurrent_processes as f64;
         Limits {
             error_rate: Bands {
-                warning: ar.failure_rate_warning.unwrap_or(t.max_error_rate),
-                critical: ar
-                    .failure_rate_critical
-                    .unwrap_or(100.0 - t.min_success_rate),
+                warning: failure_rate_warning(config).0,
+                critical: failure_rate_critical(config).0,
             },
             min_executions: ar.min_executions.max(1),
             max_execution_time: t.max_execution_time as f64,
             p95_baseline: config.baselines.p95_time.map(|v| v as f64),
             p99_baseline: config.baselines.p99_time.map(|v| v as f64),
-            memory_mb: (t.max_memory_usage > 0).then(|| Bands {
-                warning: memory,
-                critical: ar
-                    .memory_critical_mb
-                    .map_or(memory * CRITICAL_FACTOR, |v| v as f64),
+            memory_mb: memory_critical_mb(config).0.map(|critical| Bands {
+                warning: t.max_memory_usage as f64,
+                critical,
             }),
             processes: (t.max_concurrent_processes > 0).then_some(Bands {
                 warning: processes,
@@ -170,6 +165,74 @@ impl Limits {
             },
         }
     }
+}
+
+/// The error rate (percent) above which executions are a warning, and where it comes from.
+fn failure_rate_warning(config: &Config) -> (f64, Origin) {
+    match config.alerting.rules.failure_rate_warning {
+        Some(v) => (v, Origin::Key("alerting.rules.failureRateWarning")),
+        None => (
+            config.health_monitoring.thresholds.max_error_rate,
+            Origin::From {
+                how: "the health threshold",
+                key: "healthMonitoring.thresholds.maxErrorRate",
+            },
+        ),
+    }
+}
+
+/// The error rate (percent) above which executions are critical, and where it comes from.
+fn failure_rate_critical(config: &Config) -> (f64, Origin) {
+    match config.alerting.rules.failure_rate_critical {
+        Some(v) => (v, Origin::Key("alerting.rules.failureRateCritical")),
+        None => (
+            100.0 - config.health_monitoring.thresholds.min_success_rate,
+            Origin::From {
+                how: "100 − minSuccessRate",
+                key: "healthMonitoring.thresholds.minSuccessRate",
+            },
+        ),
+    }
+}
+
+/// MB of Codex memory that is critical (`None`: the memory check is off), and where it comes
+/// from.
+fn memory_critical_mb(config: &Config) -> (Option<f64>, Origin) {
+    let max = config.health_monitoring.thresholds.max_memory_usage;
+    match config.alerting.rules.memory_critical_mb {
+        _ if max == 0 => (
+            None,
+            Origin::Derived("memory check off: healthMonitoring.thresholds.maxMemoryUsage is 0"),
+        ),
+        Some(v) => (
+            Some(v as f64),
+            Origin::Key("alerting.rules.memoryCriticalMb"),
+        ),
+        None => (
+            Some(max as f64 * CRITICAL_FACTOR),
+            Origin::From {
+                how: "1.5 × maxMemoryUsage",
+                key: "healthMonitoring.thresholds.maxMemoryUsage",
+            },
+        ),
+    }
+}
+
+/// The alert-rule keys that default to health thresholds, as the checks and rules use them:
+/// `config show`'s view of this module.
+pub fn effective(config: &Config) -> Vec<Effective> {
+    let (warning, warning_origin) = failure_rate_warning(config);
+    let (critical, critical_origin) = failure_rate_critical(config);
+    let (memory, memory_origin) = memory_critical_mb(config);
+    vec![
+        Effective::new("alerting.rules.failureRateWarning", warning, warning_origin),
+        Effective::new(
+            "alerting.rules.failureRateCritical",
+            critical,
+            critical_origin,
+        ),
+        Effective::new("alerting.rules.memoryCriticalMb", memory, memory_origin),
+    ]
 }
 
 #[cfg(test)]
@@ -201,6 +264,25 @@ mod tests {
             }
         );
         assert_eq!(l.memory_mb.unwrap().critical, 2000.0);
+    }
+
+    #[test]
+    fn config_show_sees_the_limits_the_checks_use() {
+        let mut c = Config::default();
+        c.health_monitoring.thresholds.min_success_rate = 90.0;
+        c.health_monitoring.thresholds.max_memory_usage = 333;
+        c.alerting.rules.failure_rate_warning = Some(7.5);
+        let l = Limits::from_config(&c);
+        let shown: Vec<serde_json::Value> = effective(&c).into_iter().map(|e| e.value).collect();
+        assert_eq!(
+            shown,
+            [
+                serde_json::json!(l.error_rate.warning),
+                serde_json::json!(l.error_rate.critical),
+                serde_json::json!(l.memory_mb.unwrap().critical),
+            ]
+        );
+        assert_eq!(shown[2], 499.5);
     }
 
     #[test]

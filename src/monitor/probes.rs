@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::snapshot::Status;
-use crate::config::Config;
+use crate::config::{Config, Effective, Origin};
 
 /// Name of the availability check, as in the specification's example.
 pub const AVAILABILITY_CHECK: &str = "codex-availability";
@@ -45,6 +45,41 @@ pub fn specs(config: &Config) -> Vec<ProbeSpec> {
         });
     }
     specs
+}
+
+/// The extra probes as [`specs`] runs them (unset `timeout` and `interval` filled in):
+/// `config show`'s view of `codex.probes`. Nothing when there is none.
+pub fn effective(config: &Config) -> Vec<Effective> {
+    if config.codex.probes.is_empty() {
+        return Vec::new();
+    }
+    let specs = specs(config);
+    let probes: Vec<serde_json::Value> = config
+        .codex
+        .probes
+        .iter()
+        .zip(&specs[1..])
+        .map(|(probe, spec)| {
+            let mut value = serde_json::to_value(probe).expect("probe serializes");
+            value["timeout"] = (spec.timeout.as_millis() as u64).into();
+            value["interval"] = (spec.interval.as_millis() as u64).into();
+            value
+        })
+        .collect();
+    let origin = if config
+        .codex
+        .probes
+        .iter()
+        .all(|p| p.timeout.is_some() && p.interval.is_some())
+    {
+        Origin::Key("codex.probes")
+    } else {
+        Origin::From {
+            how: "unset timeout and interval: healthCheckTimeout and checkInterval",
+            key: "codex.probes",
+        }
+    };
+    vec![Effective::new("codex.probes", probes, origin)]
 }
 
 /// What to run and how.

@@ -13,7 +13,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use super::webhook::{group_title, label};
 use super::SendError;
 use crate::alerts::Notification;
-use crate::config::EmailConfig;
+use crate::config::{EmailConfig, SmtpTls};
 use crate::util::time::format_rfc3339;
 
 pub struct Email {
@@ -25,23 +25,16 @@ pub struct Email {
 impl Email {
     pub fn new(cfg: &EmailConfig, timeout: Duration) -> Result<Self, String> {
         let host = cfg.smtp_host.clone().unwrap_or_default();
-        let tls = cfg.tls.clone().unwrap_or_else(|| {
-            if cfg.smtp_port == Some(465) {
-                "tls".into()
-            } else {
-                "starttls".into()
-            }
-        });
-        let builder = match tls.as_str() {
-            "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
-                .port(cfg.smtp_port.unwrap_or(25)),
-            "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&host)
-                .map_err(|e| format!("SMTP {host}: {}", crate::logging::error_chain(&e)))?
-                .port(cfg.smtp_port.unwrap_or(465)),
-            _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)
-                .map_err(|e| format!("SMTP {host}: {}", crate::logging::error_chain(&e)))?
-                .port(cfg.smtp_port.unwrap_or(587)),
-        };
+        // The mode and port `config show` shows: resolved in one place, `EmailConfig`.
+        let (port, _) = cfg.port();
+        let builder = match cfg.tls_mode().0 {
+            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host),
+            SmtpTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(&host)
+                .map_err(|e| format!("SMTP {host}: {}", crate::logging::error_chain(&e)))?,
+            SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)
+                .map_err(|e| format!("SMTP {host}: {}", crate::logging::error_chain(&e)))?,
+        }
+        .port(port);
         let mut builder = builder.timeout(Some(timeout));
         if let Some(user) = &cfg.smtp_user {
             let pass = cfg
@@ -51,12 +44,7 @@ impl Email {
                 .unwrap_or_default();
             builder = builder.credentials(Credentials::new(user.clone(), pass));
         }
-        let from_text = cfg
-            .smtp_from
-            .as_ref()
-            .or(cfg.smtp_user.as_ref())
-            .cloned()
-            .unwrap_or_default();
+        let from_text = cfg.from_address().map(|(f, _)| f).unwrap_or_default();
         let from: Mailbox = from_text
             .parse()
             .map_err(|e| format!("CODEX_ALERT_SMTP_FROM {from_text:?}: {e}"))?;

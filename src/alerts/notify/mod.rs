@@ -9,7 +9,7 @@ pub mod webhook;
 use std::time::{Duration, SystemTime};
 
 use super::{Notification, SinkKind};
-use crate::config::Config;
+use crate::config::{Config, Effective, Origin, WebhookFormat};
 
 /// Why a send failed, and whether trying again can help.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,21 +81,6 @@ impl Notifier {
     }
 }
 
-/// Whether a webhook URL gets Slack's payload: `CODEX_ALERT_WEBHOOK_FORMAT` if set, else a
-/// `hooks.slack.com` address does (Slack rejects the generic body).
-pub fn webhook_is_slack(url: &str, format: Option<&str>) -> bool {
-    match format {
-        Some(f) => f == "slack",
-        None => reqwest::Url::parse(url)
-            .ok()
-            .and_then(|u| {
-                u.host_str()
-                    .map(|h| h.eq_ignore_ascii_case("hooks.slack.com"))
-            })
-            .unwrap_or(false),
-    }
-}
-
 /// The HTTP client of the webhook-like sinks. Its own timeout backs up the delivery timeout.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
     crate::util::http::client_builder(timeout)
@@ -111,7 +96,7 @@ pub fn build(config: &Config) -> Result<Vec<Notifier>, String> {
     let mut out = Vec::new();
     if let Some(url) = &a.webhook.url {
         let client = http_client(timeout)?;
-        if webhook_is_slack(url.expose(), a.webhook.format.as_deref()) {
+        if let Some((WebhookFormat::Slack, _)) = a.webhook.resolved_format() {
             out.push(Notifier::Slack(slack::Slack::new(
                 client,
                 url.clone(),
@@ -136,17 +121,18 @@ pub fn build(config: &Config) -> Result<Vec<Notifier>, String> {
         out.push(Notifier::Alertmanager(alertmanager::Alertmanager::new(
             http_client(timeout)?,
             url.clone(),
-            generator_url(config),
+            generator_url(config).0,
             Duration::from_millis(a.alertmanager.resend_interval),
         )));
     }
     Ok(out)
 }
 
-/// `alerting.generatorUrl`, else this agent's alerts endpoint on its host name.
-pub fn generator_url(config: &Config) -> String {
+/// `alerting.generatorUrl`, else this agent's alerts endpoint on its host name; and where it
+/// comes from.
+pub fn generator_url(config: &Config) -> (String, Origin) {
     if let Some(u) = &config.alerting.generator_url {
-        return u.clone();
+        return (u.clone(), Origin::Key("alerting.generatorUrl"));
     }
     let ep = &config.health_monitoring.endpoints;
     let host = match ep.host.as_str() {
@@ -158,7 +144,43 @@ pub fn generator_url(config: &Config) -> String {
     } else {
         host
     };
-    format!("http://{host}:{}{}/alerts", ep.port, config.health_path())
+    (
+        format!("http://{host}:{}{}/alerts", ep.port, config.health_path()),
+        Origin::Derived("this agent's alerts endpoint"),
+    )
+}
+
+/// The sinks' settings that are filled in where they are used (webhook format, SMTP TLS mode,
+/// port and From, Alertmanager's generatorURL), for the sinks that are on: `config show`'s
+/// view of the sinks, from the functions [`build`] uses.
+pub fn effective(config: &Config) -> Vec<Effective> {
+    let a = &config.alerting;
+    let mut out = Vec::new();
+    if let Some((format, origin)) = a.webhook.resolved_format() {
+        out.push(Effective::new(
+            "alerting.webhook.format",
+            format.as_str(),
+            origin,
+        ));
+    }
+    if a.email.is_on() {
+        let (tls, tls_origin) = a.email.tls_mode();
+        let (port, port_origin) = a.email.port();
+        out.push(Effective::new(
+            "alerting.email.tls",
+            tls.as_str(),
+            tls_origin,
+        ));
+        out.push(Effective::new("alerting.email.smtpPort", port, port_origin));
+        if let Some((from, origin)) = a.email.from_address() {
+            out.push(Effective::new("alerting.email.smtpFrom", from, origin));
+        }
+    }
+    if a.alertmanager.url.is_some() {
+        let (url, origin) = generator_url(config);
+        out.push(Effective::new("alerting.generatorUrl", url, origin));
+    }
+    out
 }
 
 /// Turns an HTTP answer into the delivery verdict: 2xx delivered; 429 retried after
@@ -243,14 +265,28 @@ mod tests {
 
     #[test]
     fn slack_is_guessed_from_the_host_and_overridable() {
+        let format = |url: &str, format: Option<WebhookFormat>| {
+            let w = crate::config::WebhookConfig {
+                url: Some(crate::config::Secret::new(url.to_string())),
+                format,
+                headers: Default::default(),
+            };
+            w.resolved_format().unwrap().0
+        };
         let hook = "https://hooks.slack.com/services/T00000000/B00000000/XXXX";
-        assert!(webhook_is_slack(hook, None));
-        assert!(!webhook_is_slack(hook, Some("generic")));
-        assert!(!webhook_is_slack(
-            "https://example.com/hooks.slack.com",
-            None
-        ));
-        assert!(webhook_is_slack("http://127.0.0.1:9/x", Some("slack")));
+        assert_eq!(format(hook, None), WebhookFormat::Slack);
+        assert_eq!(
+            format(hook, Some(WebhookFormat::Generic)),
+            WebhookFormat::Generic
+        );
+        assert_eq!(
+            format("https://example.com/hooks.slack.com", None),
+            WebhookFormat::Generic
+        );
+        assert_eq!(
+            format("http://127.0.0.1:9/x", Some(WebhookFormat::Slack)),
+            WebhookFormat::Slack
+        );
     }
 
     #[test]
