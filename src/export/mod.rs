@@ -12,6 +12,7 @@
 pub mod deltas;
 pub mod docs;
 pub mod otlp;
+pub mod otlp_reports;
 pub mod prometheus;
 pub mod statsd;
 

@@ -684,29 +684,58 @@ fn hostname() -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-/// The OTLP exporter, and for HTTP what its client saw of the last failure.
+/// The OTLP exporter, what its HTTP client saw of the last failure, and what the SDK reported
+/// only to its internal log ([`super::otlp_reports`]).
 pub struct Exporter {
     metrics: MetricExporter,
     http_cause: Option<LastHttpFailure>,
+    reports: super::otlp_reports::SdkReports,
 }
 
 impl Exporter {
-    /// Exports once; the error says why, with the cause the SDK's own message leaves out.
+    /// Exports once; the error says why, with the cause the SDK's own message leaves out. A
+    /// partial success that rejected data points is an error too: they are lost.
     async fn export(&self, rm: &ResourceMetrics) -> Result<(), String> {
         if let Some(cause) = &self.http_cause {
             cause.clear();
         }
-        match self.metrics.export(rm).await {
-            Ok(()) => Ok(()),
+        let (result, reported) = self.reports.capture(self.metrics.export(rm)).await;
+        match result {
+            Ok(()) => match reported.rejected {
+                Some((rejected, why)) if rejected > 0 => Err(partial_success(rejected, &why)),
+                Some((_, why)) => {
+                    // Accepted in full, with a warning from the receiver.
+                    tracing::debug!(exporter = EXPORTER, warning = %why, "receiver accepted with a warning");
+                    Ok(())
+                }
+                None => Ok(()),
+            },
             Err(e) => {
-                let sdk = e.to_string();
-                match self.http_cause.as_ref().and_then(LastHttpFailure::take) {
-                    Some(cause) => Err(format!("{sdk}: {cause}")),
-                    None => Err(crate::logging::redact_urls(&sdk)),
+                let sdk = crate::logging::redact_urls(&e.to_string());
+                let cause = self
+                    .http_cause
+                    .as_ref()
+                    .and_then(LastHttpFailure::take)
+                    .or(reported.grpc_status);
+                match cause {
+                    Some(cause) => Err(format!("{sdk}: {}", crate::logging::excerpt(&cause, crate::logging::BODY_EXCERPT))),
+                    None => Err(sdk),
                 }
             }
         }
     }
+}
+
+/// A receiver's partial success as an export failure: how many data points it rejected and a
+/// bounded excerpt of its reason.
+fn partial_success(rejected: i64, why: &str) -> String {
+    let why = why.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = format!("partial success: the receiver rejected {rejected} data points");
+    if !why.is_empty() {
+        out.push_str(": ");
+        out.push_str(&crate::logging::excerpt(&why, crate::logging::BODY_EXCERPT));
+    }
+    crate::logging::redact_urls(&out)
 }
 
 /// The last failure the HTTP client saw, in full. opentelemetry-otlp 0.33 reports a transport
@@ -831,6 +860,7 @@ pub fn build_exporter(s: &Settings) -> Result<Exporter, String> {
     Ok(Exporter {
         metrics,
         http_cause,
+        reports: Default::default(),
     })
 }
 
