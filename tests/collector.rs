@@ -442,3 +442,126 @@ fn secondary_metrics_reach_prometheus_through_the_collector() {
         assert!(metrics[0]["gauge"].is_object(), "{name} is a gauge");
     }
 }
+
+/// `codex_sentinel_export_errors_total{exporter="otlp"}` on the agent's own page.
+fn otlp_errors(agent: &Agent) -> f64 {
+    common::collector::sample_value(
+        &agent.get("/metrics").1,
+        "codex_sentinel_export_errors_total",
+        &[("exporter", "otlp")],
+    )
+    .expect("export error counter")
+}
+
+/// Waits until `pred` holds for the agent's log; panics with the log after 30 s.
+fn wait_stderr(agent: &Agent, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let stderr = agent.stderr();
+        if pred(&stderr) {
+            return stderr;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} not in the agent's log:\n{stderr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A 4xx from the real Collector (a metrics path its OTLP/HTTP receiver does not serve): counted,
+/// and one log line with the status and the Collector's own words, not "network error".
+#[test]
+fn a_collector_4xx_is_logged_with_its_status_and_body() {
+    let collector = Collector::start();
+    let agent = otlp_agent(
+        collector.http_endpoint(),
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                &format!("{}/v1/no-such-signal", collector.http_endpoint()),
+            ),
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while otlp_errors(&agent) < 3.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "404s not counted:\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let stderr = agent.stderr();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("export failed"))
+        .collect();
+    assert_eq!(lines.len(), 1, "rate-limited to one line:\n{stderr}");
+    assert!(
+        lines[0].contains("HTTP 404 Not Found: 404 page not found"),
+        "{}",
+        lines[0]
+    );
+}
+
+/// The real Collector killed and started again on the same ports, under a gRPC and an HTTP
+/// agent: both count the failures with their cause, then deliver again without a restart of
+/// their own and say so once.
+#[test]
+fn a_restarted_collector_gets_data_again_on_both_protocols() {
+    let mut collector = Collector::start();
+    let grpc = otlp_agent(
+        collector.grpc_endpoint(),
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=grpc-agent"),
+        ],
+    );
+    let http = otlp_agent(
+        collector.http_endpoint(),
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=http-agent"),
+        ],
+    );
+    let both_available = |page: &str| {
+        ["grpc-agent", "http-agent"].iter().all(|instance| {
+            sample_value(
+                page,
+                "codex_availability_status_ratio",
+                &[("instance", instance)],
+            ) == Some(1.0)
+        })
+    };
+    collector.wait_scrape("both agents", both_available);
+
+    collector.stop();
+    for (agent, cause) in [(&grpc, "Unavailable"), (&http, "Connection refused")] {
+        let before = otlp_errors(agent);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while otlp_errors(agent) < before + 2.0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "failures not counted:\n{}",
+                agent.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let stderr = agent.stderr();
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("export failed"))
+            .unwrap_or_else(|| panic!("no failure logged:\n{stderr}"));
+        assert!(line.contains(cause), "{cause}: {line}");
+    }
+
+    collector.restart();
+    collector.wait_scrape("both agents after the restart", both_available);
+    for agent in [&grpc, &http] {
+        wait_stderr(agent, "export resumed", |s| s.contains("export resumed"));
+    }
+}

@@ -718,7 +718,10 @@ impl Exporter {
                     .and_then(LastHttpFailure::take)
                     .or(reported.grpc_status);
                 match cause {
-                    Some(cause) => Err(format!("{sdk}: {}", crate::logging::excerpt(&cause, crate::logging::BODY_EXCERPT))),
+                    Some(cause) => Err(format!(
+                        "{sdk}: {}",
+                        crate::logging::excerpt(&cause, crate::logging::BODY_EXCERPT)
+                    )),
                     None => Err(sdk),
                 }
             }

@@ -161,7 +161,11 @@ mod tests {
         assert_eq!(seen.rejected, Some((3, "metric name too long".to_string())));
         assert_eq!(seen.grpc_status, None);
         let ((), seen) = reports.capture(async {}).await;
-        assert_eq!(seen, Reported::default(), "reports do not outlive their export");
+        assert_eq!(
+            seen,
+            Reported::default(),
+            "reports do not outlive their export"
+        );
         emit();
         assert_eq!(reports.take(), Reported::default());
     }
