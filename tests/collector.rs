@@ -565,3 +565,70 @@ fn a_restarted_collector_gets_data_again_on_both_protocols() {
         wait_stderr(agent, "export resumed", |s| s.contains("export resumed"));
     }
 }
+
+/// `export.metrics.exclude` (`codex_sentinel.*`) on both push paths into the real Collector: the
+/// agent's self-metrics (and their OTLP `process.*` twins) reach it neither over OTLP nor over
+/// DogStatsD, the Codex metrics do; the agent's own `/metrics` keeps everything; the start-up
+/// line counts the series pushed after the filter.
+#[test]
+fn excluded_metrics_reach_the_collector_on_no_push_path() {
+    let collector = Collector::start();
+    let statsd = format!("udp://127.0.0.1:{}", collector.statsd_port);
+    let agent = otlp_agent(
+        collector.grpc_endpoint(),
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("DD_DOGSTATSD_URL", &statsd),
+            ("CODEX_STATSD_INTERVAL", "300"),
+            ("CODEX_EXPORT_METRICS_EXCLUDE", "codex_sentinel.*"),
+        ],
+    );
+    // Several requests from both receivers, each a whole export.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let names = loop {
+        let received = collector.received();
+        let names: BTreeSet<String> = received
+            .iter()
+            .flat_map(|r| r["resourceMetrics"].as_array().cloned().unwrap_or_default())
+            .flat_map(|rm| rm["scopeMetrics"].as_array().cloned().unwrap_or_default())
+            .flat_map(|sm| sm["metrics"].as_array().cloned().unwrap_or_default())
+            .filter_map(|m| m["name"].as_str().map(String::from))
+            .collect();
+        // `codex.availability_status` over OTLP, `codex.availability` over DogStatsD.
+        if received.len() >= 6
+            && names.contains("codex.availability_status")
+            && names.contains("codex.availability")
+        {
+            break names;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both paths not seen: {names:?}\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let leaked: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("codex_sentinel") || n.starts_with("process."))
+        .collect();
+    assert!(leaked.is_empty(), "excluded metrics pushed: {leaked:?}");
+    assert!(names.contains("codex.probe.runs"), "{names:?}");
+
+    let (_, page) = agent.get("/metrics");
+    assert!(page.contains("\ncodex_sentinel_uptime_seconds "), "{page}");
+    let stderr = agent.stderr();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("metric series at start"))
+        .unwrap_or_else(|| panic!("no series line:\n{stderr}"));
+    let field = |name: &str| -> usize {
+        let at = line.find(&format!(" {name}=")).unwrap() + name.len() + 2;
+        line[at..].split(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(
+        field("series") < field("prometheus_series"),
+        "the count does not reflect the filter: {line}"
+    );
+    assert!(line.contains("filtered=true"), "{line}");
+}

@@ -39,6 +39,10 @@ fn sample_value(var: &str, kind: Kind) -> (&'static str, serde_json::Value) {
         ("CODEX_ALERT_GENERATOR_URL", _) => {
             ("http://agent.example/a", "http://agent.example/a".into())
         }
+        ("CODEX_EXPORT_METRICS_INCLUDE" | "CODEX_EXPORT_METRICS_EXCLUDE", _) => (
+            "codex_sentinel.*, process.cpu.time",
+            serde_json::json!(["codex_sentinel.*", "process.cpu.time"]),
+        ),
         ("CODEX_ALERT_DISABLED_RULES", _) => (
             "cpu-usage, queue-backlog",
             serde_json::json!(["cpu-usage", "queue-backlog"]),
@@ -234,6 +238,25 @@ fn bad_values_exit_2_with_one_line_naming_key_value_and_source() {
             ],
             None,
             vec!["OTEL_RESOURCE_ATTRIBUTES", "canary", "key=value"],
+        ),
+        (
+            vec![("CODEX_EXPORT_METRICS_EXCLUDE", "codex_sentinel.*,codex.[x")],
+            None,
+            vec![
+                "CODEX_EXPORT_METRICS_EXCLUDE",
+                "codex.[x",
+                "unclosed character class",
+            ],
+        ),
+        (
+            vec![],
+            Some(r#"{"export":{"metrics":{"include":["codex.exectuion_time"]}}}"#),
+            vec![
+                "export.metrics.include",
+                "codex.exectuion_time",
+                "monitoring.json",
+                "matches no metric",
+            ],
         ),
         (
             vec![("CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "120")],

@@ -252,6 +252,8 @@ pub struct Settings {
     pub service_name: String,
     /// Where each setting came from; `headers` in the order of [`Settings::headers`].
     pub origins: Origins,
+    /// `export.metrics`: the loop filters the catalog's metrics; the twins are made here.
+    pub metrics: super::filter::MetricFilter,
 }
 
 /// Where each of [`Settings`]' values came from.
@@ -530,6 +532,7 @@ impl Settings {
                 service_name: service_name_origin,
             },
             histograms,
+            metrics: super::filter::MetricFilter::from_config(config)?,
         }))
     }
 
@@ -954,6 +957,9 @@ impl Instruments {
             let Some(def) = CATALOG.iter().copied().find(|d| d.name == twin.source) else {
                 continue;
             };
+            if !settings.metrics.allows_twin(twin.name, def) {
+                continue;
+            }
             let cur = current.clone();
             let observe = move |f: &mut dyn FnMut(f64, &[KeyValue])| {
                 for_samples(&cur, def, |s| {

@@ -156,7 +156,9 @@ mod tests {
                 error_message = "metric name too long",
             )
         };
-        emit();
+        // Inside first: with no global subscriber in a unit test, this dispatcher is the only
+        // one, and tracing caches a callsite's interest from the default dispatcher at its first
+        // use (the agent always has its global one as well).
         let ((), seen) = reports.capture(async { emit() }).await;
         assert_eq!(seen.rejected, Some((3, "metric name too long".to_string())));
         assert_eq!(seen.grpc_status, None);
