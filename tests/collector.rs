@@ -632,3 +632,65 @@ fn excluded_metrics_reach_the_collector_on_no_push_path() {
     );
     assert!(line.contains("filtered=true"), "{line}");
 }
+
+/// `packValues: false` into the real Collector's statsd receiver: every execution of a flush on
+/// its own `|d` line, so all of them arrive — count, sum and buckets exact — where packed lines
+/// are dropped (test above). Datadog's unified service tags (`DD_ENV`, `DD_SERVICE`,
+/// `DD_VERSION`) arrive as `env`, `service`, `version` on every series.
+#[test]
+fn one_value_a_line_delivers_every_execution_with_unified_service_tags() {
+    let collector = Collector::start();
+    let agent = start_agent(AgentOptions {
+        env: vec![
+            ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+            ("CODEX_HEALTH_CHECK_INTERVAL", "60000".into()),
+            (
+                "DD_DOGSTATSD_URL",
+                format!("udp://127.0.0.1:{}", collector.statsd_port),
+            ),
+            ("CODEX_STATSD_PACK_VALUES", "false".into()),
+            ("CODEX_STATSD_INTERVAL", "200".into()),
+            ("DD_ENV", "staging".into()),
+            ("DD_SERVICE", "reviews-api".into()),
+            ("DD_VERSION", "2.4.1".into()),
+        ],
+        ..Default::default()
+    });
+    let ust = [
+        ("env", "staging"),
+        ("service", "reviews-api"),
+        ("version", "2.4.1"),
+    ];
+    collector.wait_scrape("codex_availability with the service tags", |page| {
+        sample_value(page, "codex_availability", &ust) == Some(1.0)
+    });
+    // Three executions in one flush, then two more.
+    write_operations_log(agent.path(), "review", &DURATIONS_MS);
+    write_operations_log(agent.path(), "review", &[45_000, 2_500]);
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut labels = ust.to_vec();
+        labels.push(("operation_type", "review"));
+        labels.extend_from_slice(extra);
+        labels
+    };
+    let page = collector.wait_scrape("five executions, one value a line", |page| {
+        sample_value(page, "codex_execution_time_count", &with(&[])) == Some(5.0)
+    });
+    let sum = sample_value(&page, "codex_execution_time_sum", &with(&[])).unwrap();
+    assert!((sum - (SUM_S + 47.5)).abs() < 1e-9, "sum {sum}");
+    for (le, count) in [("1", 1.0), ("5", 3.0), ("10", 4.0), ("30", 4.0), ("60", 5.0)] {
+        assert_eq!(
+            sample_value(&page, "codex_execution_time_bucket", &with(&[("le", le)])),
+            Some(count),
+            "le={le}\n{page}"
+        );
+    }
+    assert_eq!(
+        sample_value(
+            &page,
+            "codex_executions_total",
+            &with(&[("result", "success")])
+        ),
+        Some(5.0)
+    );
+}

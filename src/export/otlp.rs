@@ -459,9 +459,12 @@ impl Settings {
         let (gzip, compression_origin) = match c.compression.as_deref() {
             Some("gzip") => (true, Origin::Key("export.otlp.compression")),
             Some("none") | Some("") => (false, Origin::Key("export.otlp.compression")),
-            None => match preset {
-                Preset::NewRelic { .. } => (true, by_preset(None)),
-                _ => (false, Origin::Default),
+            // gzip by default over HTTP: a third of the bytes (docs/PERFORMANCE.md, bench-wire);
+            // over gRPC only where a preset asks, as receivers may lack the codec.
+            None => match (preset, protocol) {
+                (Preset::NewRelic { .. }, _) => (true, by_preset(None)),
+                (_, Protocol::HttpProtobuf) => (true, Origin::Default),
+                (_, Protocol::Grpc) => (false, Origin::Default),
             },
             Some(other) => {
                 return Err((
