@@ -678,7 +678,13 @@ fn one_value_a_line_delivers_every_execution_with_unified_service_tags() {
     });
     let sum = sample_value(&page, "codex_execution_time_sum", &with(&[])).unwrap();
     assert!((sum - (SUM_S + 47.5)).abs() < 1e-9, "sum {sum}");
-    for (le, count) in [("1", 1.0), ("5", 3.0), ("10", 4.0), ("30", 4.0), ("60", 5.0)] {
+    for (le, count) in [
+        ("1", 1.0),
+        ("5", 3.0),
+        ("10", 4.0),
+        ("30", 4.0),
+        ("60", 5.0),
+    ] {
         assert_eq!(
             sample_value(&page, "codex_execution_time_bucket", &with(&[("le", le)])),
             Some(count),
