@@ -13,6 +13,7 @@ pub mod deltas;
 pub mod docs;
 pub mod filter;
 pub mod otlp;
+pub mod otlp_limits;
 pub mod otlp_reports;
 pub mod prometheus;
 pub mod statsd;

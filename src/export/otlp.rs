@@ -499,6 +499,15 @@ impl Settings {
             return Err(("export.otlp.timeout", "0".into(), "must be > 0 ms".into()));
         }
         let resource = resource_attributes(config);
+        if let Preset::NewRelic { .. } = preset {
+            super::otlp_limits::check_resource(&resource).map_err(|why| {
+                (
+                    "export.otlp.resourceAttributes",
+                    format!("{} attributes", resource.len()),
+                    why,
+                )
+            })?;
+        }
         // `service.name` as the resource carries it: the key, else the resource attributes.
         let service_name = resource
             .iter()
@@ -904,12 +913,10 @@ pub struct Instruments {
     histograms: HashMap<&'static str, Histogram<f64>>,
 }
 
-fn attributes(sample: &Sample) -> Vec<KeyValue> {
-    sample
-        .def
-        .labels
-        .iter()
-        .zip(&sample.labels)
+/// A data point's attributes: `keys` with the label `values`.
+fn attributes(keys: &[&'static str], values: &[String]) -> Vec<KeyValue> {
+    keys.iter()
+        .zip(values)
         .map(|(k, v)| KeyValue::new(*k, v.clone()))
         .collect()
 }
@@ -974,13 +981,7 @@ impl Instruments {
                         Convert::Same => v,
                         Convert::PercentOfCoreToUtilization => v / 100.0 / cores,
                     };
-                    let attrs: Vec<KeyValue> = twin
-                        .attribute_keys
-                        .iter()
-                        .zip(&s.labels)
-                        .map(|(k, v)| KeyValue::new(*k, v.clone()))
-                        .collect();
-                    f(v, &attrs);
+                    f(v, &attributes(twin.attribute_keys, &s.labels));
                 })
             };
             match twin.kind {
@@ -1024,13 +1025,7 @@ impl Instruments {
             let Some(hist) = self.histograms.get(series.def.name) else {
                 continue;
             };
-            let attrs: Vec<KeyValue> = series
-                .def
-                .labels
-                .iter()
-                .zip(&series.labels)
-                .map(|(k, v)| KeyValue::new(*k, v.clone()))
-                .collect();
+            let attrs = attributes(series.def.labels, &series.labels);
             for &v in &series.values {
                 hist.record(v, &attrs);
             }
@@ -1095,7 +1090,7 @@ fn register(
                 .with_callback(move |obs| {
                     for_samples(&cur, def, |s| {
                         if let SampleValue::Gauge(v) = s.value {
-                            obs.observe(v, &attributes(s));
+                            obs.observe(v, &attributes(def.labels, &s.labels));
                         }
                     })
                 })
@@ -1109,7 +1104,7 @@ fn register(
                 .with_callback(move |obs| {
                     for_samples(&cur, def, |s| {
                         if let SampleValue::Counter(v) = s.value {
-                            obs.observe(v, &attributes(s));
+                            obs.observe(v, &attributes(def.labels, &s.labels));
                         }
                     })
                 })
