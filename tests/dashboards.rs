@@ -240,6 +240,11 @@ fn newrelic_names_only_catalog_otlp_metrics() {
                     nrql.starts_with("SELECT ") && nrql.contains(" FROM Metric "),
                     "{nrql}"
                 );
+                // The service from the dashboard's variable, never a fixed name.
+                assert!(
+                    nrql.contains(" WHERE service.name IN ({{service}})"),
+                    "newrelic: `{nrql}` does not take the service from the variable"
+                );
                 for id in identifiers(nrql, &["codex.", "codex_sentinel.", "process."]) {
                     if id == "process.executable.name" {
                         continue; // an attribute, not a metric
@@ -254,6 +259,27 @@ fn newrelic_names_only_catalog_otlp_metrics() {
         }
     }
     assert!(named >= 10);
+    // `{{service}}`: the services that send the agent's availability, codex-sentinel first.
+    let vars = dash["variables"].as_array().unwrap();
+    assert_eq!(vars.len(), 1);
+    let service = &vars[0];
+    assert_eq!(service["name"], "service");
+    assert_eq!(service["type"], "NRQL");
+    assert_eq!(service["replacementStrategy"], "STRING");
+    assert_eq!(service["isMultiSelection"], true);
+    let query = service["nrqlQuery"]["query"].as_str().unwrap();
+    assert!(
+        query.starts_with("SELECT uniques(service.name) FROM Metric")
+            && query.contains("'codex.availability_status'"),
+        "{query}"
+    );
+    assert_eq!(
+        service["defaultValues"][0]["value"]["string"],
+        codex_sentinel::export::otlp::DEFAULT_SERVICE_NAME
+    );
+    assert!(!serde_json::to_string(&dash["pages"])
+        .unwrap()
+        .contains("'codex-sentinel'"));
 }
 
 #[test]
