@@ -25,7 +25,13 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `debug` raises the level (`CODEX_DEBUG=true`).
 pub fn init(json: bool, debug: bool) {
-    let default = if debug { "debug" } else { "info" };
+    // The OpenTelemetry crates' internal log (`internal-logs`, which the OTLP exporter needs for
+    // partial successes) at warnings only: their info and debug lines are per export.
+    let default = if debug {
+        "debug,opentelemetry=warn"
+    } else {
+        "info,opentelemetry=warn"
+    };
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => EnvFilter::new(spec),
         _ => EnvFilter::new(default),

@@ -442,3 +442,261 @@ fn secondary_metrics_reach_prometheus_through_the_collector() {
         assert!(metrics[0]["gauge"].is_object(), "{name} is a gauge");
     }
 }
+
+/// `codex_sentinel_export_errors_total{exporter="otlp"}` on the agent's own page.
+fn otlp_errors(agent: &Agent) -> f64 {
+    common::collector::sample_value(
+        &agent.get("/metrics").1,
+        "codex_sentinel_export_errors_total",
+        &[("exporter", "otlp")],
+    )
+    .expect("export error counter")
+}
+
+/// Waits until `pred` holds for the agent's log; panics with the log after 30 s.
+fn wait_stderr(agent: &Agent, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let stderr = agent.stderr();
+        if pred(&stderr) {
+            return stderr;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} not in the agent's log:\n{stderr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A 4xx from the real Collector (a metrics path its OTLP/HTTP receiver does not serve): counted,
+/// and one log line with the status and the Collector's own words, not "network error".
+#[test]
+fn a_collector_4xx_is_logged_with_its_status_and_body() {
+    let collector = Collector::start();
+    let agent = otlp_agent(
+        collector.http_endpoint(),
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                &format!("{}/v1/no-such-signal", collector.http_endpoint()),
+            ),
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while otlp_errors(&agent) < 3.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "404s not counted:\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let stderr = agent.stderr();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("export failed"))
+        .collect();
+    assert_eq!(lines.len(), 1, "rate-limited to one line:\n{stderr}");
+    assert!(
+        lines[0].contains("HTTP 404 Not Found: 404 page not found"),
+        "{}",
+        lines[0]
+    );
+}
+
+/// The real Collector killed and started again on the same ports, under a gRPC and an HTTP
+/// agent: both count the failures with their cause, then deliver again without a restart of
+/// their own and say so once.
+#[test]
+fn a_restarted_collector_gets_data_again_on_both_protocols() {
+    let mut collector = Collector::start();
+    let grpc = otlp_agent(
+        collector.grpc_endpoint(),
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=grpc-agent"),
+        ],
+    );
+    let http = otlp_agent(
+        collector.http_endpoint(),
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=http-agent"),
+        ],
+    );
+    let both_available = |page: &str| {
+        ["grpc-agent", "http-agent"].iter().all(|instance| {
+            sample_value(
+                page,
+                "codex_availability_status_ratio",
+                &[("instance", instance)],
+            ) == Some(1.0)
+        })
+    };
+    collector.wait_scrape("both agents", both_available);
+
+    collector.stop();
+    for (agent, cause) in [(&grpc, "Unavailable"), (&http, "Connection refused")] {
+        let before = otlp_errors(agent);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while otlp_errors(agent) < before + 2.0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "failures not counted:\n{}",
+                agent.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let stderr = agent.stderr();
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("export failed"))
+            .unwrap_or_else(|| panic!("no failure logged:\n{stderr}"));
+        assert!(line.contains(cause), "{cause}: {line}");
+    }
+
+    collector.restart();
+    collector.wait_scrape("both agents after the restart", both_available);
+    for agent in [&grpc, &http] {
+        wait_stderr(agent, "export resumed", |s| s.contains("export resumed"));
+    }
+}
+
+/// `export.metrics.exclude` (`codex_sentinel.*`) on both push paths into the real Collector: the
+/// agent's self-metrics (and their OTLP `process.*` twins) reach it neither over OTLP nor over
+/// DogStatsD, the Codex metrics do; the agent's own `/metrics` keeps everything; the start-up
+/// line counts the series pushed after the filter.
+#[test]
+fn excluded_metrics_reach_the_collector_on_no_push_path() {
+    let collector = Collector::start();
+    let statsd = format!("udp://127.0.0.1:{}", collector.statsd_port);
+    let agent = otlp_agent(
+        collector.grpc_endpoint(),
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("DD_DOGSTATSD_URL", &statsd),
+            ("CODEX_STATSD_INTERVAL", "300"),
+            ("CODEX_EXPORT_METRICS_EXCLUDE", "codex_sentinel.*"),
+        ],
+    );
+    // Several requests from both receivers, each a whole export.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let names = loop {
+        let received = collector.received();
+        let names: BTreeSet<String> = received
+            .iter()
+            .flat_map(|r| r["resourceMetrics"].as_array().cloned().unwrap_or_default())
+            .flat_map(|rm| rm["scopeMetrics"].as_array().cloned().unwrap_or_default())
+            .flat_map(|sm| sm["metrics"].as_array().cloned().unwrap_or_default())
+            .filter_map(|m| m["name"].as_str().map(String::from))
+            .collect();
+        // `codex.availability_status` over OTLP, `codex.availability` over DogStatsD.
+        if received.len() >= 6
+            && names.contains("codex.availability_status")
+            && names.contains("codex.availability")
+        {
+            break names;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both paths not seen: {names:?}\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let leaked: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("codex_sentinel") || n.starts_with("process."))
+        .collect();
+    assert!(leaked.is_empty(), "excluded metrics pushed: {leaked:?}");
+    assert!(names.contains("codex.probe.runs"), "{names:?}");
+
+    let (_, page) = agent.get("/metrics");
+    assert!(page.contains("\ncodex_sentinel_uptime_seconds "), "{page}");
+    let stderr = agent.stderr();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("metric series at start"))
+        .unwrap_or_else(|| panic!("no series line:\n{stderr}"));
+    let field = |name: &str| -> usize {
+        let at = line.find(&format!(" {name}=")).unwrap() + name.len() + 2;
+        line[at..].split(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(
+        field("series") < field("prometheus_series"),
+        "the count does not reflect the filter: {line}"
+    );
+    assert!(line.contains("filtered=true"), "{line}");
+}
+
+/// `packValues: false` into the real Collector's statsd receiver: every execution of a flush on
+/// its own `|d` line, so all of them arrive — count, sum and buckets exact — where packed lines
+/// are dropped (test above). Datadog's unified service tags (`DD_ENV`, `DD_SERVICE`,
+/// `DD_VERSION`) arrive as `env`, `service`, `version` on every series.
+#[test]
+fn one_value_a_line_delivers_every_execution_with_unified_service_tags() {
+    let collector = Collector::start();
+    let agent = start_agent(AgentOptions {
+        env: vec![
+            ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+            ("CODEX_HEALTH_CHECK_INTERVAL", "60000".into()),
+            (
+                "DD_DOGSTATSD_URL",
+                format!("udp://127.0.0.1:{}", collector.statsd_port),
+            ),
+            ("CODEX_STATSD_PACK_VALUES", "false".into()),
+            ("CODEX_STATSD_INTERVAL", "200".into()),
+            ("DD_ENV", "staging".into()),
+            ("DD_SERVICE", "reviews-api".into()),
+            ("DD_VERSION", "2.4.1".into()),
+        ],
+        ..Default::default()
+    });
+    let ust = [
+        ("env", "staging"),
+        ("service", "reviews-api"),
+        ("version", "2.4.1"),
+    ];
+    collector.wait_scrape("codex_availability with the service tags", |page| {
+        sample_value(page, "codex_availability", &ust) == Some(1.0)
+    });
+    // Three executions in one flush, then two more.
+    write_operations_log(agent.path(), "review", &DURATIONS_MS);
+    write_operations_log(agent.path(), "review", &[45_000, 2_500]);
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut labels = ust.to_vec();
+        labels.push(("operation_type", "review"));
+        labels.extend_from_slice(extra);
+        labels
+    };
+    let page = collector.wait_scrape("five executions, one value a line", |page| {
+        sample_value(page, "codex_execution_time_count", &with(&[])) == Some(5.0)
+    });
+    let sum = sample_value(&page, "codex_execution_time_sum", &with(&[])).unwrap();
+    assert!((sum - (SUM_S + 47.5)).abs() < 1e-9, "sum {sum}");
+    for (le, count) in [
+        ("1", 1.0),
+        ("5", 3.0),
+        ("10", 4.0),
+        ("30", 4.0),
+        ("60", 5.0),
+    ] {
+        assert_eq!(
+            sample_value(&page, "codex_execution_time_bucket", &with(&[("le", le)])),
+            Some(count),
+            "le={le}\n{page}"
+        );
+    }
+    assert_eq!(
+        sample_value(
+            &page,
+            "codex_executions_total",
+            &with(&[("result", "success")])
+        ),
+        Some(5.0)
+    );
+}

@@ -39,6 +39,10 @@ fn sample_value(var: &str, kind: Kind) -> (&'static str, serde_json::Value) {
         ("CODEX_ALERT_GENERATOR_URL", _) => {
             ("http://agent.example/a", "http://agent.example/a".into())
         }
+        ("CODEX_EXPORT_METRICS_INCLUDE" | "CODEX_EXPORT_METRICS_EXCLUDE", _) => (
+            "codex_sentinel.*, process.cpu.time",
+            serde_json::json!(["codex_sentinel.*", "process.cpu.time"]),
+        ),
         ("CODEX_ALERT_DISABLED_RULES", _) => (
             "cpu-usage, queue-backlog",
             serde_json::json!(["cpu-usage", "queue-backlog"]),
@@ -194,6 +198,13 @@ fn run_cli(args: &[&str], env: &[(&str, &str)], cwd: &std::path::Path) -> (i32, 
 /// (environment, file content, words the error line must contain)
 type BadCase<'a> = (Vec<(&'a str, &'a str)>, Option<&'a str>, Vec<&'a str>);
 
+/// A resource attribute value past New Relic's 4095 characters.
+const LONG_RESOURCE_ATTRIBUTE: &str =
+    concat!("team=", include_str!("fixtures/long-attribute-value.txt"));
+
+/// A probe named with 65 characters: its name is a label on every platform.
+const LONG_PROBE_NAME: &str = r#"{"codex":{"probes":[{"name":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","command":["codex","--help"]}]}}"#;
+
 #[test]
 fn bad_values_exit_2_with_one_line_naming_key_value_and_source() {
     let dir = tempfile::tempdir().unwrap();
@@ -234,6 +245,39 @@ fn bad_values_exit_2_with_one_line_naming_key_value_and_source() {
             ],
             None,
             vec!["OTEL_RESOURCE_ATTRIBUTES", "canary", "key=value"],
+        ),
+        (
+            vec![("CODEX_EXPORT_METRICS_EXCLUDE", "codex_sentinel.*,codex.[x")],
+            None,
+            vec![
+                "CODEX_EXPORT_METRICS_EXCLUDE",
+                "codex.[x",
+                "unclosed character class",
+            ],
+        ),
+        (
+            vec![],
+            Some(r#"{"export":{"metrics":{"include":["codex.exectuion_time"]}}}"#),
+            vec![
+                "export.metrics.include",
+                "codex.exectuion_time",
+                "monitoring.json",
+                "matches no metric",
+            ],
+        ),
+        (
+            vec![
+                ("CODEX_OTLP_PRESET", "newrelic"),
+                ("NEW_RELIC_LICENSE_KEY", "0123456789abcdef0123NRAL"),
+                ("OTEL_RESOURCE_ATTRIBUTES", LONG_RESOURCE_ATTRIBUTE),
+            ],
+            None,
+            vec!["OTEL_RESOURCE_ATTRIBUTES", "New Relic's 4095 characters"],
+        ),
+        (
+            vec![],
+            Some(LONG_PROBE_NAME),
+            vec!["codex.probes.0", "at most 64 characters", "monitoring.json"],
         ),
         (
             vec![("CODEX_HEALTH_THRESHOLD_SUCCESS_RATE", "120")],

@@ -131,6 +131,95 @@ fn datadog_names_only_catalog_statsd_metrics() {
     assert!(text.contains("p95:codex.execution_time"));
 }
 
+/// Every widget of a Datadog dashboard as (title, queries); a check widget as its check.
+fn datadog_widgets(dash: &serde_json::Value) -> Vec<(String, Vec<String>)> {
+    dash["widgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let def = &w["definition"];
+            let queries = match def["type"].as_str() {
+                Some("check_status") => vec![format!("check:{}", def["check"].as_str().unwrap())],
+                _ => def["requests"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|r| r["queries"].as_array().unwrap())
+                    .map(|q| q["query"].as_str().unwrap().to_string())
+                    .collect(),
+            };
+            (def["title"].as_str().unwrap().to_string(), queries)
+        })
+        .collect()
+}
+
+/// The metric of a Datadog query, `aggregation:metric{scope}…`.
+fn datadog_metric(query: &str) -> &str {
+    query
+        .split_once(':')
+        .and_then(|(_, rest)| rest.split_once('{'))
+        .map(|(m, _)| m)
+        .unwrap_or_else(|| panic!("datadog: cannot read `{query}`"))
+}
+
+/// Through the Datadog Agent's OTLP receiver metrics keep their OpenTelemetry names
+/// (`codex.availability_status`, not DogStatsD's `codex.availability`) and there is no service
+/// check: `datadog-otlp.json` is `datadog.json` with exactly that changed, so the two modes show
+/// the same panels, and it names only metrics the agent sends over OTLP.
+#[test]
+fn datadog_otlp_dashboard_is_the_dogstatsd_one_with_otlp_names() {
+    let statsd = datadog_widgets(&load("datadog.json"));
+    let otlp = datadog_widgets(&load("datadog-otlp.json"));
+    let otlp_names: BTreeSet<&str> = CATALOG.iter().map(|d| d.name).collect();
+    let by_statsd_name = |name: &str| {
+        CATALOG
+            .iter()
+            .find(|d| d.statsd == Some(name))
+            .unwrap_or_else(|| panic!("{name} is not a StatsD name"))
+            .name
+    };
+    let expected: Vec<(String, Vec<String>)> = statsd
+        .into_iter()
+        .filter(|(_, queries)| !queries.iter().any(|q| q.starts_with("check:")))
+        .map(|(title, queries)| {
+            let queries = queries
+                .iter()
+                .map(|q| {
+                    let metric = datadog_metric(q);
+                    q.replacen(
+                        &format!(":{metric}{{"),
+                        &format!(":{}{{", by_statsd_name(metric)),
+                        1,
+                    )
+                })
+                .collect();
+            (title, queries)
+        })
+        .collect();
+    assert_eq!(otlp, expected);
+    for (_, queries) in &otlp {
+        for q in queries {
+            assert!(otlp_names.contains(datadog_metric(q)), "{q}");
+        }
+    }
+    assert!(otlp
+        .iter()
+        .any(|(_, q)| q.iter().any(|q| q.contains(":codex.availability_status{"))));
+    let dash = load("datadog-otlp.json");
+    let vars: Vec<&str> = dash["template_variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["prefix"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        vars,
+        ["env", "service"],
+        "unified service tags from the resource"
+    );
+}
+
 #[test]
 fn newrelic_names_only_catalog_otlp_metrics() {
     let dash = load("newrelic.json");
@@ -151,6 +240,11 @@ fn newrelic_names_only_catalog_otlp_metrics() {
                     nrql.starts_with("SELECT ") && nrql.contains(" FROM Metric "),
                     "{nrql}"
                 );
+                // The service from the dashboard's variable, never a fixed name.
+                assert!(
+                    nrql.contains(" WHERE service.name IN ({{service}})"),
+                    "newrelic: `{nrql}` does not take the service from the variable"
+                );
                 for id in identifiers(nrql, &["codex.", "codex_sentinel.", "process."]) {
                     if id == "process.executable.name" {
                         continue; // an attribute, not a metric
@@ -165,6 +259,27 @@ fn newrelic_names_only_catalog_otlp_metrics() {
         }
     }
     assert!(named >= 10);
+    // `{{service}}`: the services that send the agent's availability, codex-sentinel first.
+    let vars = dash["variables"].as_array().unwrap();
+    assert_eq!(vars.len(), 1);
+    let service = &vars[0];
+    assert_eq!(service["name"], "service");
+    assert_eq!(service["type"], "NRQL");
+    assert_eq!(service["replacementStrategy"], "STRING");
+    assert_eq!(service["isMultiSelection"], true);
+    let query = service["nrqlQuery"]["query"].as_str().unwrap();
+    assert!(
+        query.starts_with("SELECT uniques(service.name) FROM Metric")
+            && query.contains("'codex.availability_status'"),
+        "{query}"
+    );
+    assert_eq!(
+        service["defaultValues"][0]["value"]["string"],
+        codex_sentinel::export::otlp::DEFAULT_SERVICE_NAME
+    );
+    assert!(!serde_json::to_string(&dash["pages"])
+        .unwrap()
+        .contains("'codex-sentinel'"));
 }
 
 #[test]
@@ -175,18 +290,20 @@ fn datadog_dashboard_parses_into_the_official_client_models() {
         "datadog-api-client venv missing at {}: run scripts/test (or scripts/setup.d/40-export-peers.sh)",
         python.display()
     );
-    let out = Command::new(&python)
-        .arg(common::root().join("scripts/check_datadog_dashboard.py"))
-        .arg(common::root().join("dashboards/datadog.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "datadog-api-client: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok:"));
+    for dashboard in ["datadog.json", "datadog-otlp.json"] {
+        let out = Command::new(&python)
+            .arg(common::root().join("scripts/check_datadog_dashboard.py"))
+            .arg(common::root().join("dashboards").join(dashboard))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "datadog-api-client, {dashboard}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok:"));
+    }
 }
 
 /// The recording rules behind the specification's Grafana series parse (`promtool check rules`)

@@ -317,7 +317,8 @@ fn a_full_run_with_every_sink_failing_writes_typed_json_lines_with_causes_and_no
     assert_eq!(field(otlp_on, "protocol"), "http/protobuf");
     assert_eq!(field(otlp_on, "preset"), "collector");
     assert_eq!(field(otlp_on, "temporality"), "cumulative");
-    assert_eq!(field(otlp_on, "compression"), "none");
+    // gzip: the default over HTTP.
+    assert_eq!(field(otlp_on, "compression"), "gzip");
     assert_eq!(field(otlp_on, "interval_ms"), 200);
     assert_eq!(
         field(otlp_on, "endpoint"),

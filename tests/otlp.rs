@@ -415,6 +415,76 @@ fn collector_down_then_up_resumes_on_both_protocols() {
     }
 }
 
+/// A receiver that answers partial success (`rejected_data_points`), on both protocols: the SDK
+/// calls it success; the agent counts an export error and logs one line with the number
+/// rejected and a bounded excerpt of the receiver's (long) reason; when the receiver accepts
+/// everything again, one line says so.
+#[test]
+fn partial_success_is_counted_and_logged_with_its_reason() {
+    for (proto, name) in [(Proto::Grpc, "grpc"), (Proto::Http, "http/protobuf")] {
+        let port = free_port();
+        let receiver = Receiver::start(proto, port, Mode::PartialSuccess(2));
+        let mut env = base_env(port);
+        env.push(("OTEL_EXPORTER_OTLP_PROTOCOL", name.into()));
+        let agent = start_agent(AgentOptions {
+            env,
+            ..Default::default()
+        });
+        let errors = |agent: &common::Agent| {
+            prometheus_value(
+                &agent.get("/metrics").1,
+                "codex_sentinel_export_errors_total{exporter=\"otlp\"}",
+            )
+            .unwrap()
+        };
+        let deadline = Instant::now() + WAIT;
+        while errors(&agent) < 3.0 {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: partial successes not counted:\n{}",
+                agent.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let stderr = agent.stderr();
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("export failed"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{name}: one line (rate-limited):\n{stderr}");
+        assert!(
+            lines[0].contains("partial success: the receiver rejected 2 data points: metric name too long for this backend;"),
+            "{name}: {}",
+            lines[0]
+        );
+        assert!(
+            lines[0].len() < otlp_receiver::PARTIAL_SUCCESS_LEN / 2,
+            "{name}: the reason is not bounded ({} bytes): {}",
+            lines[0].len(),
+            lines[0]
+        );
+        // Nothing from the SDK's own log about it.
+        assert!(!stderr.contains("PartialSuccess"), "{name}:\n{stderr}");
+
+        receiver.set_mode(Mode::Ok);
+        let before = receiver.snapshot().len();
+        let deadline = Instant::now() + WAIT;
+        while !agent.stderr().contains("export resumed") {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: no recovery logged:\n{}",
+                agent.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let settled = errors(&agent);
+        receiver.wait_for(&format!("{name}: accepted exports"), WAIT, |r| {
+            r.len() >= before + 3
+        });
+        assert_eq!(errors(&agent), settled, "{name}: errors after recovery");
+    }
+}
+
 /// 503s and 10-second answers: counted as errors, endpoints unaffected, recovery automatic.
 #[test]
 fn refusing_and_slow_collector_never_block_the_agent() {

@@ -568,3 +568,49 @@ fn etsy_statsd_receives_the_secondary_metrics() {
         "{gauges}"
     );
 }
+
+/// Unified service tagging from the agent's own environment: with `DD_ENV`, `DD_SERVICE` and
+/// `DD_VERSION` set, every line the running agent sends — gauges, counters, distribution values
+/// and the service check — starts its tags with `env:…,service:…,version:…`, as Datadog
+/// requires for unified service tagging (read from a real UDP socket).
+#[test]
+fn every_datagram_line_carries_the_unified_service_tags() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let agent = start_agent(AgentOptions {
+        env: vec![
+            ("CODEX_EXECUTABLE", codex_bin().display().to_string()),
+            (
+                "DD_DOGSTATSD_URL",
+                format!("udp://127.0.0.1:{}", server.local_addr().unwrap().port()),
+            ),
+            ("DD_ENV", "prod".into()),
+            ("DD_SERVICE", "reviews-api".into()),
+            ("DD_VERSION", "2.4.1".into()),
+            ("CODEX_STATSD_INTERVAL", "200".into()),
+        ],
+        ..Default::default()
+    });
+    common::write_operations_log(agent.path(), "review", &[800, 2500]);
+    let mut lines = Vec::new();
+    let mut buf = [0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lines
+        .iter()
+        .any(|l: &String| l.starts_with("codex.execution_time:"))
+        || !lines.iter().any(|l| l.starts_with("_sc|"))
+    {
+        assert!(Instant::now() < deadline, "lines so far: {lines:#?}");
+        let n = server.recv(&mut buf).unwrap();
+        lines.extend(String::from_utf8_lossy(&buf[..n]).lines().map(String::from));
+    }
+    for line in &lines {
+        assert!(
+            line.contains("|#env:prod,service:reviews-api,version:2.4.1"),
+            "{line}"
+        );
+    }
+    drop(agent);
+}

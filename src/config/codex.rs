@@ -57,6 +57,10 @@ fn default_probe_failure_status() -> String {
     "warning".into()
 }
 
+/// Longest probe name: it becomes the `probe` label/attribute/tag on every platform (Datadog
+/// tags stop at 200 characters, New Relic attribute values at 4095).
+pub const MAX_PROBE_NAME_CHARS: usize = 64;
+
 impl CodexConfig {
     /// Checks serde cannot express; every problem names its key and source.
     pub(crate) fn validate(&self, c: &Check) {
@@ -75,6 +79,13 @@ impl CodexConfig {
             }
             if p.name.is_empty() {
                 bad(&key, "\"\"".into(), "name must not be empty");
+            }
+            if p.name.chars().count() > MAX_PROBE_NAME_CHARS {
+                return bad(
+                    &key,
+                    format!("{:?}", p.name),
+                    "name must be at most 64 characters (it is a label on every platform)",
+                );
             }
             if !matches!(p.failure_status.as_str(), "warning" | "critical") {
                 bad(

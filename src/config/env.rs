@@ -165,6 +165,8 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("DD_VERSION", "export.statsd.version", Kind::Str, "version tag."),
     ("DD_ENTITY_ID", "export.statsd.entityId", Kind::Str, "dd.internal.entity_id tag."),
     ("DD_TAGS", "export.statsd.extraTags", Kind::Args, "Extra DogStatsD tags, key:value separated by spaces or commas."),
+    ("CODEX_EXPORT_METRICS_INCLUDE", "export.metrics.include", Kind::List, "Metric names or globs the push exporters (OTLP, StatsD) send, comma-separated; empty: all (new)."),
+    ("CODEX_EXPORT_METRICS_EXCLUDE", "export.metrics.exclude", Kind::List, "Metric names or globs the push exporters drop, comma-separated, e.g. `codex_sentinel.*` (the agent's self-metrics); wins over include (new)."),
     ("CODEX_STATSD_ENABLED", "export.statsd.enabled", Kind::Bool, "Force StatsD export on or off (new; default: on when DD_AGENT_HOST or DD_DOGSTATSD_URL is set)."),
     ("CODEX_STATSD_TAGS", "export.statsd.tags", Kind::Bool, "DogStatsD tags and service checks (true) or plain StatsD (false) (new)."),
     ("CODEX_STATSD_TIMING_KIND", "export.statsd.timingKind", Kind::Str, "distribution or histogram for execution times (new)."),

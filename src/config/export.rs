@@ -11,9 +11,20 @@ use super::{Check, Secret};
 pub struct ExportConfig {
     pub otlp: OtlpConfig,
     pub statsd: StatsdConfig,
+    /// Which metrics the push exporters send (checked by `export::filter`).
+    pub metrics: MetricsFilterConfig,
     /// Where the agent runs in Kubernetes (downward-API variables `K8S_*`): OTLP resource
     /// attributes `k8s.*` and DogStatsD tags.
     pub kubernetes: KubernetesConfig,
+}
+
+/// `export.metrics`: metric names or globs (`codex_sentinel.*`) the push exporters (OTLP,
+/// StatsD) send (`include`, empty = all) and drop (`exclude`, wins). `/metrics` is not filtered.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct MetricsFilterConfig {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
 }
 
 /// The pod the agent runs in, from the downward API. Unset outside Kubernetes.

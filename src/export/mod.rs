@@ -11,7 +11,10 @@
 
 pub mod deltas;
 pub mod docs;
+pub mod filter;
 pub mod otlp;
+pub mod otlp_limits;
+pub mod otlp_reports;
 pub mod prometheus;
 pub mod statsd;
 
@@ -103,6 +106,7 @@ impl ExportErrors {
 
 /// Checks the exporter settings that serde cannot: the first problem as (key, value, why).
 pub fn validate(config: &Config) -> Result<(), Problem> {
+    filter::MetricFilter::from_config(config)?;
     for (_, configure) in REGISTRY {
         configure(config)?;
     }
@@ -122,7 +126,8 @@ pub fn series_count(samples: &[crate::monitor::snapshot::Sample]) -> usize {
 }
 
 /// Starts every enabled exporter on its own task in `tasks`, and logs how many series the
-/// agent publishes now (the fleet's cost per agent; it grows with operation types and probes).
+/// agent pushes now — after `export.metrics` ([`filter`]) — and how many `/metrics` shows (the
+/// fleet's cost per agent; it grows with operation types and probes).
 pub fn start(
     config: &Config,
     snapshots: &watch::Receiver<Arc<Snapshot>>,
@@ -131,16 +136,26 @@ pub fn start(
     shutdown: &CancellationToken,
     tasks: &mut tokio::task::JoinSet<()>,
 ) {
-    let (series, samples) = {
+    // Validated with the configuration at load: an error here cannot happen.
+    let filter = Arc::new(filter::MetricFilter::from_config(config).unwrap_or_default());
+    let (series, prometheus_series) = {
         let snapshot = snapshots.borrow();
-        (series_count(&snapshot.samples), snapshot.samples.len())
+        (
+            series_count(&filter.snapshot(&snapshot).samples),
+            series_count(&snapshot.samples),
+        )
     };
-    tracing::info!(series, samples, "metric series at start");
+    tracing::info!(
+        series,
+        prometheus_series,
+        filtered = !filter.is_empty(),
+        "metric series at start (pushed; on /metrics)"
+    );
     for (_, configure) in REGISTRY {
-        // Validated with the configuration at load: an error here cannot happen.
         if let Ok(Some(exporter)) = configure(config) {
             tasks.spawn(run(
                 exporter,
+                filter.clone(),
                 snapshots.clone(),
                 observed.subscribe(),
                 errors.clone(),
@@ -156,8 +171,10 @@ pub const MAX_BACKOFF_SKIPS: u64 = 5;
 /// The scheduling loop every push exporter runs in: takes observed values as they come,
 /// exports every interval, backs off while failing (skipped cycles collect nothing, so nothing
 /// but the failed batch is lost), counts and logs failures, and exports once more at shutdown.
+/// The exporter sees only the metrics `filter` allows.
 pub async fn run(
     mut exporter: Box<dyn PushExporter>,
+    filter: Arc<filter::MetricFilter>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     mut observed: broadcast::Receiver<Arc<Observed>>,
     errors: Arc<ExportErrors>,
@@ -177,7 +194,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             batch = observed.recv(), if observing => {
                 match batch {
-                    Ok(batch) => exporter.observe(&batch),
+                    Ok(batch) => exporter.observe(&filter.observed(&batch)),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(exporter = name, batches = n, "exporter fell behind the monitor: observed values lost");
                     }
@@ -191,8 +208,8 @@ pub async fn run(
             skip -= 1;
             continue;
         }
-        take_observed(&mut observed, exporter.as_mut());
-        let snapshot = snapshots.borrow().clone();
+        take_observed(&mut observed, &filter, exporter.as_mut());
+        let snapshot = filter.snapshot(&snapshots.borrow());
         let result = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -207,8 +224,8 @@ pub async fn run(
             }
         }
     }
-    take_observed(&mut observed, exporter.as_mut());
-    let snapshot = snapshots.borrow().clone();
+    take_observed(&mut observed, &filter, exporter.as_mut());
+    let snapshot = filter.snapshot(&snapshots.borrow());
     match exporter.final_export(&snapshot).await {
         Ok(()) => tracing::debug!(exporter = name, "final export sent"),
         Err(e) => {
@@ -222,11 +239,12 @@ pub async fn run(
 /// before it.
 fn take_observed(
     observed: &mut broadcast::Receiver<Arc<Observed>>,
+    filter: &filter::MetricFilter,
     exporter: &mut dyn PushExporter,
 ) {
     loop {
         match observed.try_recv() {
-            Ok(batch) => exporter.observe(&batch),
+            Ok(batch) => exporter.observe(&filter.observed(&batch)),
             Err(broadcast::error::TryRecvError::Lagged(n)) => {
                 tracing::warn!(
                     exporter = exporter.name(),

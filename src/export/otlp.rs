@@ -252,6 +252,8 @@ pub struct Settings {
     pub service_name: String,
     /// Where each setting came from; `headers` in the order of [`Settings::headers`].
     pub origins: Origins,
+    /// `export.metrics`: the loop filters the catalog's metrics; the twins are made here.
+    pub metrics: super::filter::MetricFilter,
 }
 
 /// Where each of [`Settings`]' values came from.
@@ -458,9 +460,12 @@ impl Settings {
         let (gzip, compression_origin) = match c.compression.as_deref() {
             Some("gzip") => (true, Origin::Key("export.otlp.compression")),
             Some("none") | Some("") => (false, Origin::Key("export.otlp.compression")),
-            None => match preset {
-                Preset::NewRelic { .. } => (true, by_preset(None)),
-                _ => (false, Origin::Default),
+            // gzip by default over HTTP: a third of the bytes (docs/PERFORMANCE.md, bench-wire);
+            // over gRPC only where a preset asks, as receivers may lack the codec.
+            None => match (preset, protocol) {
+                (Preset::NewRelic { .. }, _) => (true, by_preset(None)),
+                (_, Protocol::HttpProtobuf) => (true, Origin::Default),
+                (_, Protocol::Grpc) => (false, Origin::Default),
             },
             Some(other) => {
                 return Err((
@@ -499,6 +504,15 @@ impl Settings {
             return Err(("export.otlp.timeout", "0".into(), "must be > 0 ms".into()));
         }
         let resource = resource_attributes(config);
+        if let Preset::NewRelic { .. } = preset {
+            super::otlp_limits::check_resource(&resource).map_err(|why| {
+                (
+                    "export.otlp.resourceAttributes",
+                    format!("{} attributes", resource.len()),
+                    why,
+                )
+            })?;
+        }
         // `service.name` as the resource carries it: the key, else the resource attributes.
         let service_name = resource
             .iter()
@@ -536,6 +550,7 @@ impl Settings {
                 histograms: histograms_origin,
             },
             histograms,
+            metrics: super::filter::MetricFilter::from_config(config)?,
         }))
     }
 
@@ -695,29 +710,61 @@ fn hostname() -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-/// The OTLP exporter, and for HTTP what its client saw of the last failure.
+/// The OTLP exporter, what its HTTP client saw of the last failure, and what the SDK reported
+/// only to its internal log ([`super::otlp_reports`]).
 pub struct Exporter {
     metrics: MetricExporter,
     http_cause: Option<LastHttpFailure>,
+    reports: super::otlp_reports::SdkReports,
 }
 
 impl Exporter {
-    /// Exports once; the error says why, with the cause the SDK's own message leaves out.
+    /// Exports once; the error says why, with the cause the SDK's own message leaves out. A
+    /// partial success that rejected data points is an error too: they are lost.
     async fn export(&self, rm: &ResourceMetrics) -> Result<(), String> {
         if let Some(cause) = &self.http_cause {
             cause.clear();
         }
-        match self.metrics.export(rm).await {
-            Ok(()) => Ok(()),
+        let (result, reported) = self.reports.capture(self.metrics.export(rm)).await;
+        match result {
+            Ok(()) => match reported.rejected {
+                Some((rejected, why)) if rejected > 0 => Err(partial_success(rejected, &why)),
+                Some((_, why)) => {
+                    // Accepted in full, with a warning from the receiver.
+                    tracing::debug!(exporter = EXPORTER, warning = %why, "receiver accepted with a warning");
+                    Ok(())
+                }
+                None => Ok(()),
+            },
             Err(e) => {
-                let sdk = e.to_string();
-                match self.http_cause.as_ref().and_then(LastHttpFailure::take) {
-                    Some(cause) => Err(format!("{sdk}: {cause}")),
-                    None => Err(crate::logging::redact_urls(&sdk)),
+                let sdk = crate::logging::redact_urls(&e.to_string());
+                let cause = self
+                    .http_cause
+                    .as_ref()
+                    .and_then(LastHttpFailure::take)
+                    .or(reported.grpc_status);
+                match cause {
+                    Some(cause) => Err(format!(
+                        "{sdk}: {}",
+                        crate::logging::excerpt(&cause, crate::logging::BODY_EXCERPT)
+                    )),
+                    None => Err(sdk),
                 }
             }
         }
     }
+}
+
+/// A receiver's partial success as an export failure: how many data points it rejected and a
+/// bounded excerpt of its reason.
+fn partial_success(rejected: i64, why: &str) -> String {
+    let why = why.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = format!("partial success: the receiver rejected {rejected} data points");
+    if !why.is_empty() {
+        out.push_str(": ");
+        out.push_str(&crate::logging::excerpt(&why, crate::logging::BODY_EXCERPT));
+    }
+    crate::logging::redact_urls(&out)
 }
 
 /// The last failure the HTTP client saw, in full. opentelemetry-otlp 0.33 reports a transport
@@ -842,6 +889,7 @@ pub fn build_exporter(s: &Settings) -> Result<Exporter, String> {
     Ok(Exporter {
         metrics,
         http_cause,
+        reports: Default::default(),
     })
 }
 
@@ -876,12 +924,10 @@ pub struct Instruments {
     histograms: HashMap<&'static str, Histogram<f64>>,
 }
 
-fn attributes(sample: &Sample) -> Vec<KeyValue> {
-    sample
-        .def
-        .labels
-        .iter()
-        .zip(&sample.labels)
+/// A data point's attributes: `keys` with the label `values`.
+fn attributes(keys: &[&'static str], values: &[String]) -> Vec<KeyValue> {
+    keys.iter()
+        .zip(values)
         .map(|(k, v)| KeyValue::new(*k, v.clone()))
         .collect()
 }
@@ -932,6 +978,9 @@ impl Instruments {
             let Some(def) = CATALOG.iter().copied().find(|d| d.name == twin.source) else {
                 continue;
             };
+            if !settings.metrics.allows_twin(twin.name, def) {
+                continue;
+            }
             let cur = current.clone();
             let observe = move |f: &mut dyn FnMut(f64, &[KeyValue])| {
                 for_samples(&cur, def, |s| {
@@ -943,13 +992,7 @@ impl Instruments {
                         Convert::Same => v,
                         Convert::PercentOfCoreToUtilization => v / 100.0 / cores,
                     };
-                    let attrs: Vec<KeyValue> = twin
-                        .attribute_keys
-                        .iter()
-                        .zip(&s.labels)
-                        .map(|(k, v)| KeyValue::new(*k, v.clone()))
-                        .collect();
-                    f(v, &attrs);
+                    f(v, &attributes(twin.attribute_keys, &s.labels));
                 })
             };
             match twin.kind {
@@ -993,13 +1036,7 @@ impl Instruments {
             let Some(hist) = self.histograms.get(series.def.name) else {
                 continue;
             };
-            let attrs: Vec<KeyValue> = series
-                .def
-                .labels
-                .iter()
-                .zip(&series.labels)
-                .map(|(k, v)| KeyValue::new(*k, v.clone()))
-                .collect();
+            let attrs = attributes(series.def.labels, &series.labels);
             for &v in &series.values {
                 hist.record(v, &attrs);
             }
@@ -1064,7 +1101,7 @@ fn register(
                 .with_callback(move |obs| {
                     for_samples(&cur, def, |s| {
                         if let SampleValue::Gauge(v) = s.value {
-                            obs.observe(v, &attributes(s));
+                            obs.observe(v, &attributes(def.labels, &s.labels));
                         }
                     })
                 })
@@ -1078,7 +1115,7 @@ fn register(
                 .with_callback(move |obs| {
                     for_samples(&cur, def, |s| {
                         if let SampleValue::Counter(v) = s.value {
-                            obs.observe(v, &attributes(s));
+                            obs.observe(v, &attributes(def.labels, &s.labels));
                         }
                     })
                 })

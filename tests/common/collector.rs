@@ -53,6 +53,7 @@ impl Default for CollectorOptions {
 /// A running Collector; killed on drop.
 pub struct Collector {
     child: Child,
+    config: PathBuf,
     dir: tempfile::TempDir,
     pub grpc_port: u16,
     pub http_port: u16,
@@ -97,24 +98,11 @@ impl Collector {
             ),
         )
         .unwrap();
-        let mut child = Command::new(otelcol_bin())
-            .arg(format!("--config={}", config.display()))
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the OpenTelemetry Collector");
-        let stderr = child.stderr.take().unwrap();
         let log_lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = log_lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let child = spawn(&config, dir.path(), &log_lines);
         let mut collector = Collector {
             child,
+            config,
             dir,
             grpc_port,
             http_port,
@@ -125,6 +113,20 @@ impl Collector {
         };
         collector.wait_ready();
         collector
+    }
+
+    /// Stops the Collector (SIGKILL): its ports refuse connections until [`Collector::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the Collector again with the same configuration and ports; waits until ready.
+    /// Its log continues in [`Collector::logs`].
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = spawn(&self.config, self.dir.path(), &self.log_lines);
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -235,6 +237,30 @@ impl Drop for Collector {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts the Collector on `config` in `dir`, its stderr appended to `log_lines` line by line.
+fn spawn(
+    config: &std::path::Path,
+    dir: &std::path::Path,
+    log_lines: &Arc<Mutex<Vec<String>>>,
+) -> Child {
+    let mut child = Command::new(otelcol_bin())
+        .arg(format!("--config={}", config.display()))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the OpenTelemetry Collector");
+    let stderr = child.stderr.take().unwrap();
+    let sink = log_lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    child
 }
 
 fn config_yaml(

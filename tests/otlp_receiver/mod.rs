@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::
     MetricsService, MetricsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
@@ -32,6 +32,28 @@ pub enum Mode {
     Fail(u16),
     /// Answers after this long.
     Slow(Duration),
+    /// Records the request, then answers success with a partial success that rejected this
+    /// many data points, with [`PARTIAL_SUCCESS_MESSAGE`] repeated to [`PARTIAL_SUCCESS_LEN`]
+    /// bytes (a long reason: the agent must log it bounded).
+    PartialSuccess(i64),
+}
+
+/// The reason a [`Mode::PartialSuccess`] answer gives, repeated.
+pub const PARTIAL_SUCCESS_MESSAGE: &str = "metric name too long for this backend; ";
+/// The length of that reason in bytes.
+pub const PARTIAL_SUCCESS_LEN: usize = 40 * PARTIAL_SUCCESS_MESSAGE.len();
+
+/// The answer of a receiver in `mode` after a request was recorded.
+fn response(mode: Mode) -> ExportMetricsServiceResponse {
+    match mode {
+        Mode::PartialSuccess(rejected) => ExportMetricsServiceResponse {
+            partial_success: Some(ExportMetricsPartialSuccess {
+                rejected_data_points: rejected,
+                error_message: PARTIAL_SUCCESS_MESSAGE.repeat(40),
+            }),
+        },
+        _ => ExportMetricsServiceResponse::default(),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -110,7 +132,7 @@ impl State {
     async fn behave(&self) -> Result<(), u16> {
         let mode = *self.mode.lock().unwrap();
         match mode {
-            Mode::Ok => Ok(()),
+            Mode::Ok | Mode::PartialSuccess(_) => Ok(()),
             Mode::Fail(code) => {
                 *self.refused.lock().unwrap() += 1;
                 Err(code)
@@ -154,7 +176,8 @@ impl MetricsService for Grpc {
             request: req,
             at: Instant::now(),
         });
-        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+        let mode = *self.0.mode.lock().unwrap();
+        Ok(tonic::Response::new(response(mode)))
     }
 }
 
@@ -193,10 +216,8 @@ async fn http_export(
         wire_bytes: body.len(),
         at: Instant::now(),
     });
-    (
-        axum::http::StatusCode::OK,
-        ExportMetricsServiceResponse::default().encode_to_vec(),
-    )
+    let mode = *state.mode.lock().unwrap();
+    (axum::http::StatusCode::OK, response(mode).encode_to_vec())
 }
 
 impl Receiver {

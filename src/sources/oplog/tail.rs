@@ -46,7 +46,7 @@ const FORGOTTEN_KEPT: usize = 64;
 /// Operation types per batch; further ones are sent as "other" (the monitor bounds them too).
 const MAX_BATCH_TYPES: usize = 64;
 /// Longest operation type kept (longer names are cut).
-const OPERATION_TYPE_LIMIT: usize = 64;
+pub const OPERATION_TYPE_LIMIT: usize = 64;
 /// Names of compressed files that are never read.
 const COMPRESSED_SUFFIXES: &[&str] = &[".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip"];
 
