@@ -26,7 +26,7 @@ pub use alerting::{
     MaintenanceConfig, MaintenanceWindow, SlackConfig, WebhookConfig,
 };
 pub use baselines::Baselines;
-pub use codex::{CodexConfig, ExtraProbe};
+pub use codex::{CodexConfig, ExecutableIn, ExtraProbe};
 pub use disk::{parse_size, DiskUsageConfig};
 pub use export::{ExportConfig, KubernetesConfig, OtlpConfig, StatsdConfig};
 pub use health::{
