@@ -47,6 +47,7 @@ fn busy_monitor() -> Monitor {
         m.apply(Observation::Probe {
             run: ProbeRun {
                 spec_name: spec.name.clone(),
+                program: spec.program.clone(),
                 attempts,
             },
             start_delay: Duration::from_millis(1),

@@ -570,6 +570,7 @@ fn probe(name: &str, now: u64, duration_ms: u64, ending: Ending, stdout: &str) -
     Observation::Probe {
         run: ProbeRun {
             spec_name: name.into(),
+            program: "codex".into(),
             attempts: vec![Attempt {
                 started: now,
                 duration: Duration::from_millis(duration_ms),

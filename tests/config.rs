@@ -57,6 +57,8 @@ fn sample_value(var: &str, kind: Kind) -> (&'static str, serde_json::Value) {
         // Must hold two default sample intervals.
         ("CODEX_DISK_USAGE_GROWTH_WINDOW", _) => ("7200000", serde_json::json!(7_200_000)),
         ("CODEX_SENTINEL_LOG_FORMAT", _) => ("json", "json".into()),
+        // `application` also needs an absolute codex.executable (a bad case below).
+        ("CODEX_EXECUTABLE_IN", _) => ("agent", "agent".into()),
         ("CODEX_HEALTH_HOST", _) => ("0.0.0.0", "0.0.0.0".into()),
         ("CODEX_HEALTH_PATH", _) => ("/status/codex", "/status/codex".into()),
         // The file must be readable; an empty one configures nothing.
@@ -237,6 +239,16 @@ fn bad_values_exit_2_with_one_line_naming_key_value_and_source() {
             vec![("CODEX_HEALTH_PORT", "70000")],
             None,
             vec!["CODEX_HEALTH_PORT", "70000"],
+        ),
+        (
+            vec![("CODEX_EXECUTABLE_IN", "container")],
+            None,
+            vec!["CODEX_EXECUTABLE_IN", "container"],
+        ),
+        (
+            vec![("CODEX_EXECUTABLE_IN", "application")],
+            None,
+            vec!["codex.executable", "absolute path", "codex"],
         ),
         (
             vec![

@@ -10,6 +10,8 @@ use super::Check;
 pub struct CodexConfig {
     /// Executable name (looked up in PATH) or path.
     pub executable: String,
+    /// Whose root filesystem `executable` is found in: the agent's own, or the application's.
+    pub executable_in: ExecutableIn,
     /// Arguments of the availability probe. Run without a shell.
     pub args: Vec<String>,
     /// The application's retry budget for one operation (`CODEX_MAX_RETRIES`); executions in the
@@ -25,6 +27,7 @@ impl Default for CodexConfig {
     fn default() -> Self {
         CodexConfig {
             executable: "codex".into(),
+            executable_in: ExecutableIn::Agent,
             args: vec!["--version".into()],
             max_retries: 3,
             operation_timeout: 45_000,
@@ -33,12 +36,27 @@ impl Default for CodexConfig {
     }
 }
 
+/// Where the probes find `codex.executable`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutableIn {
+    /// The agent's own filesystem: a path, or a name looked up in PATH.
+    Agent,
+    /// The root filesystem of an application process in the agent's PID namespace (a pod with
+    /// `shareProcessNamespace`): `executable` is an absolute path in the application's image,
+    /// run as `/proc/<pid>/root/<path>`. Nothing is copied, and the probe runs exactly the
+    /// application's Codex; the kernel lets the agent in only when it runs as the application's
+    /// user (ptrace read access, no capability needed). See `sources::application_root`.
+    Application,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExtraProbe {
     /// Name of the health check this probe produces (e.g. `codex-login`).
     pub name: String,
-    /// argv: the first element is the executable.
+    /// argv: the first element is the executable; `codex` stands for the configured Codex
+    /// (`codex.executable`, found where `codex.executableIn` says).
     pub command: Vec<String>,
     /// ms; defaults to `healthMonitoring.healthCheckTimeout`.
     #[serde(default)]
@@ -67,6 +85,13 @@ impl CodexConfig {
         let bad = |key: &str, value: String, why: &str| c.bad(key, value, why);
         if self.executable.is_empty() {
             bad("codex.executable", "\"\"".into(), "must not be empty");
+        }
+        if self.executable_in == ExecutableIn::Application && !self.executable.starts_with('/') {
+            return bad(
+                "codex.executable",
+                self.executable.clone(),
+                "must be an absolute path in the application's image when codex.executableIn is application",
+            );
         }
         for (i, p) in self.probes.iter().enumerate() {
             let key = format!("codex.probes.{i}");

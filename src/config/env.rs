@@ -60,6 +60,7 @@ pub const ENV_VARS: &[(&str, &str, Kind, &str)] = &[
     ("CODEX_HEALTH_THRESHOLD_MIN_HOURS_TO_FULL", "healthMonitoring.thresholds.minHoursToFull", Kind::Float, "Hours; a log directory that would fill its size limit sooner at its measured growth rate makes the disk-usage check a warning; 0 turns this off (new)."),
     // — how Codex is run
     ("CODEX_EXECUTABLE", "codex.executable", Kind::Str, "Codex executable name or path (new)."),
+    ("CODEX_EXECUTABLE_IN", "codex.executableIn", Kind::Str, "Where the probes find `codex.executable`: `agent` (its own filesystem, default) or `application` (an absolute path in the root filesystem of an application process of the pod, run without copying it) (new)."),
     ("CODEX_PROBE_ARGS", "codex.args", Kind::Args, "Arguments of the availability probe, space-separated (new)."),
     ("CODEX_MAX_RETRIES", "codex.maxRetries", Kind::Int, "The application's retry budget per operation."),
     ("CODEX_OPERATION_TIMEOUT", "codex.operationTimeout", Kind::Int, "The application's per-operation timeout, ms."),

@@ -26,7 +26,7 @@ pub use alerting::{
     MaintenanceConfig, MaintenanceWindow, SlackConfig, SmtpTls, WebhookConfig, WebhookFormat,
 };
 pub use baselines::Baselines;
-pub use codex::{CodexConfig, ExtraProbe, MAX_PROBE_NAME_CHARS};
+pub use codex::{CodexConfig, ExecutableIn, ExtraProbe, MAX_PROBE_NAME_CHARS};
 pub use disk::{parse_size, DiskUsageConfig};
 pub use export::{ExportConfig, KubernetesConfig, OtlpConfig, StatsdConfig};
 pub use health::{

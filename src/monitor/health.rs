@@ -31,7 +31,7 @@ pub fn evaluate_probe(spec: &ProbeSpec, run: &ProbeRun, thresholds: &Thresholds)
     let last = run.last();
     let duration_ms = last.duration.as_millis() as u64;
     let mut details = Map::new();
-    details.insert("executable".into(), json!(spec.program));
+    details.insert("executable".into(), json!(run.program));
     if !spec.is_availability {
         details.insert("command".into(), json!(command_line(spec)));
     }

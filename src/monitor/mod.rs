@@ -633,6 +633,7 @@ mod reload_tests {
         Observation::Probe {
             run: ProbeRun {
                 spec_name: name.into(),
+                program: "codex".into(),
                 attempts: vec![Attempt {
                     started: now_ms(),
                     duration: Duration::from_millis(20),

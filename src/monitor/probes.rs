@@ -6,10 +6,13 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::snapshot::Status;
-use crate::config::{Config, Effective, Origin};
+use crate::config::{Config, Effective, ExecutableIn, Origin};
 
 /// Name of the availability check, as in the specification's example.
 pub const AVAILABILITY_CHECK: &str = "codex-availability";
+
+/// An extra probe's command word that stands for the configured Codex (`codex.executable`).
+pub const CODEX_COMMAND: &str = "codex";
 
 /// The probes the configuration asks for: availability first, then the extra probes.
 pub fn specs(config: &Config) -> Vec<ProbeSpec> {
@@ -17,6 +20,7 @@ pub fn specs(config: &Config) -> Vec<ProbeSpec> {
     let mut specs = vec![ProbeSpec {
         name: AVAILABILITY_CHECK.into(),
         program: config.codex.executable.clone(),
+        executable_in: config.codex.executable_in,
         args: config.codex.args.clone(),
         timeout: Duration::from_millis(hm.health_check_timeout),
         retries: hm.retries,
@@ -27,9 +31,16 @@ pub fn specs(config: &Config) -> Vec<ProbeSpec> {
         failure_status: Status::Critical,
     }];
     for p in &config.codex.probes {
+        // `codex login status` runs the same Codex as the availability probe, found the same way.
+        let (program, executable_in) = if p.command[0] == CODEX_COMMAND {
+            (config.codex.executable.clone(), config.codex.executable_in)
+        } else {
+            (p.command[0].clone(), ExecutableIn::Agent)
+        };
         specs.push(ProbeSpec {
             name: p.name.clone(),
-            program: p.command[0].clone(),
+            program,
+            executable_in,
             args: p.command[1..].to_vec(),
             timeout: Duration::from_millis(p.timeout.unwrap_or(hm.health_check_timeout)),
             retries: 0,
@@ -88,6 +99,8 @@ pub struct ProbeSpec {
     /// Health check name: `codex-availability` or an extra probe's name.
     pub name: String,
     pub program: String,
+    /// Whose root filesystem `program` is found in.
+    pub executable_in: ExecutableIn,
     pub args: Vec<String>,
     pub timeout: Duration,
     /// Extra attempts after a failed one.
@@ -158,6 +171,9 @@ impl Attempt {
 #[derive(Debug, Clone)]
 pub struct ProbeRun {
     pub spec_name: String,
+    /// The program the attempts ran: the spec's, or its path in an application process's root
+    /// (`/proc/<pid>/root/…`, `codex.executableIn: application`).
+    pub program: String,
     pub attempts: Vec<Attempt>,
 }
 

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
+use super::application_root;
+use crate::config::ExecutableIn;
 pub use crate::monitor::probes::{Attempt, Ending, ProbeRun, ProbeSpec};
 use crate::util::now_ms;
 
@@ -53,8 +55,25 @@ pub async fn run_probe_reporting(
     report: &(dyn Fn(AttemptReport<'_>) + Sync),
 ) -> ProbeRun {
     let mut attempts = Vec::with_capacity(1);
+    let mut program = spec.program.clone();
     loop {
-        let attempt = run_attempt(&spec.program, &spec.args, spec.timeout, shutdown).await;
+        let attempt = match resolve(spec) {
+            Ok(resolved) => {
+                program = resolved;
+                run_attempt(&program, &spec.args, spec.timeout, shutdown).await
+            }
+            Err(error) => Attempt {
+                started: now_ms(),
+                duration: Duration::ZERO,
+                ending: Ending::SpawnFailed {
+                    error,
+                    not_found: true,
+                },
+                stdout: String::new(),
+                stderr_tail: String::new(),
+                pid: 0,
+            },
+        };
         let done = attempt.succeeded(spec.expected_exit_code)
             || matches!(
                 attempt.ending,
@@ -83,7 +102,19 @@ pub async fn run_probe_reporting(
     }
     ProbeRun {
         spec_name: spec.name.clone(),
+        program,
         attempts,
+    }
+}
+
+/// The program to start for `spec`: as configured, or found in an application process's root
+/// filesystem (again before every attempt: the application's processes come and go).
+fn resolve(spec: &ProbeSpec) -> Result<String, String> {
+    match spec.executable_in {
+        ExecutableIn::Agent => Ok(spec.program.clone()),
+        ExecutableIn::Application => {
+            application_root::find(&spec.program).map(|path| path.to_string_lossy().into_owned())
+        }
     }
 }
 

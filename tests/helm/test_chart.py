@@ -94,6 +94,7 @@ COMBINATIONS = [
         {"codexBinary": {"copyFrom": {"enabled": True, "image": {"repository": "registry.example.com/codex-cli", "tag": "0.171.0"}, "path": "/opt/codex/codex"}}},
         None,
     ),
+    ("codex-from-application", {"codexBinary": {"fromApplication": {"enabled": True}}}, None),
     ("oplog-existing-claim", {"operationsLog": {"volume": {"type": "existingClaim", "existingClaim": "codex-logs"}}}, None),
     (
         "oplog-existing-volume",
@@ -342,7 +343,9 @@ def test_pod_is_wired_and_hardened(case):
     assert agent["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http-metrics"}
     assert agent["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-metrics"}
     assert agent["resources"]["requests"] == {"cpu": "10m", "memory": "16Mi"}
-    assert agent["securityContext"]["runAsUser"] == 65532
+    # With fromApplication the agent runs as the application's user (test_codex_from_application.py).
+    as_app = bool(((values.get("codexBinary") or {}).get("fromApplication") or {}).get("enabled"))
+    assert agent["securityContext"]["runAsUser"] == (1000 if as_app else 65532)
     env_names = [e["name"] for e in agent["env"]]
     for var in ["K8S_POD_NAME", "K8S_NAMESPACE_NAME", "K8S_NODE_NAME", "K8S_CONTAINER_NAME", "DD_ENTITY_ID"]:
         assert var in env_names, var
@@ -490,6 +493,7 @@ TEMPLATE_REJECTIONS = [
     ({"config": {"alerting": {"webhook": {"url": "https://hooks.slack.com/services/T/B/X"}}}}, "config.alerting.webhook.url is a secret and would land in a ConfigMap: set secrets.alertWebhookUrl"),
     ({"config": {"export": {"otlp": {"apiKey": "k"}}}}, "config.export.otlp.apiKey is a secret and would land in a ConfigMap: set secrets.newRelicLicenseKey"),
     ({"codexBinary": {"copyFrom": {"enabled": True}}, "deployment": {"enabled": False}}, "codexBinary.copyFrom.image.repository is needed when deployment.enabled is false"),
+    ({"codexBinary": {"copyFrom": {"enabled": True}, "fromApplication": {"enabled": True}}}, "enable codexBinary.fromApplication or codexBinary.copyFrom, not both"),
 ]
 
 
@@ -534,10 +538,11 @@ def test_chart_defaults_satisfy_the_schema():
     [
         (None, True),
         ({"codexBinary": {"copyFrom": {"enabled": True}}}, False),
+        ({"codexBinary": {"fromApplication": {"enabled": True}}}, False),
         ({"config": {"codex": {"executable": "/opt/tools/codex"}}}, False),
         ({"config": {"healthMonitoring": {"enabled": False}}}, False),
     ],
-    ids=["no-codex-binary", "copy-from", "own-executable", "probes-off"],
+    ids=["no-codex-binary", "copy-from", "from-application", "own-executable", "probes-off"],
 )
 def test_install_notes_warn_when_the_probe_has_no_codex(values, warns):
     notes = render_files(values)["codex-sentinel/templates/NOTES.txt"]

@@ -123,3 +123,19 @@ def test_oci_archive_loads_back(agent_image, tmp_path):
     loaded = podman("load", "--input", str(archive)).stdout
     assert built[:12] in loaded or agent_image in loaded, loaded
     assert podman("image", "inspect", "--format", "{{.Id}}", agent_image).stdout.strip() == built
+
+
+def test_codex_from_an_application_without_one_reports_the_path(agent_image, container_name):
+    """codex.executableIn=application in a container of its own (no pod, no application
+    process): the agent serves and reports the path unavailable, saying why."""
+    port = free_port()
+    podman(
+        "run", "--detach", "--name", container_name, "--publish", f"127.0.0.1:{port}:3000",
+        "--env", "CODEX_HEALTH_HOST=0.0.0.0",
+        "--env", "CODEX_EXECUTABLE=/usr/local/bin/codex", "--env", "CODEX_EXECUTABLE_IN=application",
+        agent_image,
+    )
+    check = wait_for("the availability check", lambda: health_check(port, "codex-availability"))
+    assert check["status"] == "unavailable", check
+    assert "/usr/local/bin/codex: no application process to find it in: the agent sees no other process" in check["message"], check
+    assert get(port, "/readyz")[0] == 200

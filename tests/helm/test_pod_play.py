@@ -19,7 +19,8 @@ adds another shows up here):
   are ignored: both are dropped and this test calls /livez and /readyz through the hostPort;
 - the agent's port gets a hostPort (a cluster reaches it through the Service, which podman
   does not play);
-- podman applies the pod's restartPolicy (a Deployment's is Always) to init containers too: the
+- podman applies the pod's restartPolicy (a Deployment's is Always) to init containers too (only
+  rewritten when the pod has one): the
   one that copies Codex is restarted again and again (RestartCount 81 in a minute), the agent's
   probe then meets a binary being rewritten ("Text file busy"), and podman fails to remove the
   finished init container ("cannot remove container … as it is running"): restartPolicy becomes
@@ -31,18 +32,21 @@ adds another shows up here):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from chartkit import FIELD_VALUES, REPO, container, one, pod_spec, render, strip_source
-from podkit import free_port, get, health_check, host_uids, metric, podman, wait_for
+from podkit import CODEX_STATIC, free_port, get, health_check, host_uids, metric, podman, wait_for
 
 #: fieldRefs podman 4.3's kube play resolves (its downward API).
 PODMAN_FIELD_REFS = {"metadata.name", "metadata.uid", "metadata.labels", "metadata.annotations"}
@@ -70,8 +74,9 @@ def podman_rewrites(deployment: dict, host_port: int, oplog_dir: Path, node_ip: 
     for port in container(spec, AGENT)["ports"]:
         port["hostPort"] = host_port
         done.append(f"{AGENT}: hostPort {host_port}")
-    spec["restartPolicy"] = "OnFailure"
-    done.append("pod: restartPolicy OnFailure")
+    if spec.get("initContainers"):
+        spec["restartPolicy"] = "OnFailure"
+        done.append("pod: restartPolicy OnFailure")
     for v in spec["volumes"]:
         if v["name"] == "codex-operations-log":
             v.pop("emptyDir")
@@ -180,15 +185,80 @@ def play_dir(tmp_path):
     return d
 
 
-def test_chart_plays_as_a_pod(agent_image, codex_app_image, play_dir, statsd):
+class Played:
+    """A pod `podman kube play` started: its name, container names, and the processes of its PID
+    namespace a test recorded (checked to be gone after `kube down`)."""
+
+    def __init__(self, name: str, play_seconds: float):
+        self.name = name
+        #: Wall time of `podman kube play --start`: pulls nothing here; creates the pod, runs the
+        #: init containers to completion and starts the containers.
+        self.play_seconds = play_seconds
+        self.started = time.monotonic() - play_seconds
+        self.processes: dict[int, str] = {}
+
+    def container(self, name: str) -> str:
+        return f"{self.name}-{name}"  # podman's name for a container of replica 0
+
+
+@contextlib.contextmanager
+def played(docs: list[dict], deployment: dict, play_dir: Path):
+    """Plays the rendered ConfigMap and (rewritten) Deployment; always `kube down`, then checks
+    that nothing of the pod is left: no pod, container, process or volume but the ConfigMap's."""
+    # podman plays ConfigMaps and Deployments; the Service is for a cluster.
+    manifest = play_dir / "pod.yaml"
+    manifest.write_text(yaml.safe_dump_all([strip_source(one(docs, "ConfigMap")), strip_source(deployment)], sort_keys=False))
+    name = f"{deployment['metadata']['name']}-pod-0"  # podman names replica 0 of a Deployment so
+    volumes_before = set(podman("volume", "ls", "--quiet").stdout.split())
+    config_volume = one(docs, "ConfigMap")["metadata"]["name"]
+    pod = None
+    try:
+        t0 = time.monotonic()
+        podman("kube", "play", "--start", str(manifest), cwd=play_dir, timeout=600)
+        pod = Played(name, time.monotonic() - t0)
+        names = set(podman("ps", "--all", "--filter", f"pod={name}", "--format", "{{.Names}}").stdout.split())
+        assert {pod.container(AGENT), pod.container(APP)} <= names, names
+        yield pod
+    finally:
+        down = podman("kube", "down", str(manifest), cwd=play_dir, check=False, timeout=300)
+        left_volumes = set(podman("volume", "ls", "--quiet").stdout.split()) - volumes_before
+        # kube down removes the emptyDir volumes but keeps the one podman made of the ConfigMap.
+        podman("volume", "rm", "--force", config_volume, check=False)
+    assert down.returncode == 0, down.stderr
+    assert podman("pod", "exists", name, check=False).returncode != 0, f"pod {name} left behind"
+    assert podman("ps", "--all", "--filter", f"pod={name}", "--quiet").stdout.strip() == ""
+    assert still_running(pod.processes) == [], "processes of the pod outlived kube down"
+    assert left_volumes == {config_volume}, "kube down left other volumes behind"
+
+
+def workload_values(agent_image: str, codex_app_image: str) -> dict:
+    """The chart's values for the test application and the agent's image built here."""
     app_repo, app_tag = codex_app_image.rsplit(":", 1)
     agent_repo, agent_tag = agent_image.rsplit(":", 1)
-    release = f"play{os.getpid()}"
-    values = {
+    return {
         "image": {"repository": agent_repo, "tag": agent_tag},
         "app": {
             "image": {"repository": app_repo, "tag": app_tag},
             "command": ["/bin/sh", "/usr/local/bin/workload.sh"],
+        },
+    }
+
+
+def oplog_host_dir(play_dir: Path, deployment: dict) -> Path:
+    """The operations-log directory (see podman_rewrites), owned by the application's user."""
+    d = play_dir.parent / "oplog"
+    d.mkdir()
+    uid = container(pod_spec(deployment), APP)["securityContext"]["runAsUser"]
+    os.chown(d, uid, uid)
+    return d
+
+
+def test_chart_plays_as_a_pod(agent_image, codex_app_image, play_dir, statsd):
+    release = f"play{os.getpid()}"
+    values = {
+        **(base := workload_values(agent_image, codex_app_image)),
+        "app": {
+            **base["app"],
             # Codex writes auth.json into its home; the root filesystem is read-only.
             "extraVolumeMounts": [{"name": "codex-home", "mountPath": "/app/codex-home"}],
         },
@@ -208,10 +278,7 @@ def test_chart_plays_as_a_pod(agent_image, codex_app_image, play_dir, statsd):
     docs = render(values, name=release)
     deployment = one(docs, "Deployment")
     host_port = free_port()
-    oplog_dir = play_dir.parent / "oplog"
-    oplog_dir.mkdir()
-    app_user = container(pod_spec(deployment), APP)["securityContext"]["runAsUser"]
-    os.chown(oplog_dir, app_user, app_user)
+    oplog_dir = oplog_host_dir(play_dir, deployment)
     node_ip = json.loads(podman("network", "inspect", "podman").stdout)[0]["subnets"][0]["gateway"]
     rewrites = podman_rewrites(deployment, host_port, oplog_dir, node_ip)
     assert rewrites == [
@@ -224,18 +291,8 @@ def test_chart_plays_as_a_pod(agent_image, codex_app_image, play_dir, statsd):
         "pod: restartPolicy OnFailure",
         "volume codex-operations-log: emptyDir -> hostPath",
     ]
-    # podman plays ConfigMaps and Deployments; the Service is for a cluster.
-    manifest = play_dir / "pod.yaml"
-    manifest.write_text(yaml.safe_dump_all([strip_source(one(docs, "ConfigMap")), strip_source(deployment)], sort_keys=False))
-    pod = f"{deployment['metadata']['name']}-pod-0"  # podman names replica 0 of a Deployment so
-    volumes_before = set(podman("volume", "ls", "--quiet").stdout.split())
-
-    processes: dict[int, str] = {}
-    try:
-        podman("kube", "play", "--start", str(manifest), cwd=play_dir, timeout=600)
-        agent_ctr, app_ctr = f"{pod}-{AGENT}", f"{pod}-{APP}"
-        names = set(podman("ps", "--all", "--filter", f"pod={pod}", "--format", "{{.Names}}").stdout.split())
-        assert {agent_ctr, app_ctr} <= names, names
+    with played(docs, deployment, play_dir) as pod:
+        agent_ctr, app_ctr = pod.container(AGENT), pod.container(APP)
 
         # The kubelet's endpoints through the hostPort.
         assert wait_for("/readyz through the hostPort", lambda: get(host_port, "/readyz")[0] == 200, timeout=120)
@@ -248,6 +305,7 @@ def test_chart_plays_as_a_pod(agent_image, codex_app_image, play_dir, statsd):
             timeout=120,
         )
         assert check["status"] == "healthy", check
+        healthy_after = time.monotonic() - pod.started
 
         # Shared process namespace: the application's `codex exec` (a long-lived process while
         # Codex retries without network) is sampled by the agent.
@@ -287,18 +345,95 @@ def test_chart_plays_as_a_pod(agent_image, codex_app_image, play_dir, statsd):
             pids[ctr] = int(podman("inspect", "--format", "{{.State.Pid}}", ctr).stdout)
             assert host_uids(pids[ctr]) == [uid] * 4, ctr
         # One PID namespace: pause, workload shell, Codex, agent.
-        processes.update(pod_processes(pids[agent_ctr]))
-        assert pids[app_ctr] in processes
-        assert len(processes) >= 3, processes  # agent, workload shell, codex
-    finally:
-        down = podman("kube", "down", str(manifest), cwd=play_dir, check=False, timeout=300)
-        left_volumes = set(podman("volume", "ls", "--quiet").stdout.split()) - volumes_before
-        # kube down removes the emptyDir volumes but keeps the one podman made of the ConfigMap.
-        config_volume = one(docs, "ConfigMap")["metadata"]["name"]
-        podman("volume", "rm", "--force", config_volume, check=False)
-    assert down.returncode == 0, down.stderr
-    assert podman("pod", "exists", pod, check=False).returncode != 0, f"pod {pod} left behind"
-    assert podman("ps", "--all", "--filter", f"pod={pod}", "--quiet").stdout.strip() == ""
-    assert still_running(processes) == [], "processes of the pod outlived kube down"
-    assert left_volumes == {config_volume}, "kube down left other volumes behind"
+        pod.processes.update(pod_processes(pids[agent_ctr]))
+        assert pids[app_ctr] in pod.processes
+        assert len(pod.processes) >= 3, pod.processes  # agent, workload shell, codex
 
+        # What the copy costs (docs/PERFORMANCE.md, "Codex in the pod"): printed for `pytest -s`.
+        copied = Path(f"/proc/{pids[agent_ctr]}/root/opt/codex/bin/codex").stat().st_size
+        print(f"\n[pod start] copy: kube play {pod.play_seconds:.2f} s, availability healthy "
+              f"{healthy_after:.2f} s after kube play started; {copied} bytes copied into the pod")
+
+
+def agent_files(agent_pid: int) -> list[Path]:
+    """Every file in the agent container's filesystem (its image and mounts), from the host."""
+    root = Path(f"/proc/{agent_pid}/root")
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if Path(dirpath) == root:
+            dirnames[:] = [d for d in dirnames if d not in ("proc", "sys", "dev")]
+        files += [Path(dirpath) / f for f in filenames]
+    return files
+
+
+def codex_version() -> str:
+    out = subprocess.run([str(CODEX_STATIC), "--version"], capture_output=True, text=True, timeout=60, check=True).stdout
+    return re.search(r"\d+\.\d+\.\d+", out).group(0)
+
+
+def test_agent_runs_the_applications_codex_without_a_copy_and_its_login(agent_image, codex_app_image, play_dir):
+    """codexBinary.fromApplication (issue 12, item 3) with codexHome (item 4): no init container,
+    no copy. The agent runs the application image's Codex at /proc/<pid>/root/usr/local/bin/codex
+    of an application process, as the application's user, and `codex login status` with the
+    application's Codex home (read-only) is healthy once the workload logged in
+    (`codex login --with-api-key`, a fake key on stdin: offline)."""
+    release = f"nocopy{os.getpid()}"
+    values = {
+        **workload_values(agent_image, codex_app_image),
+        "codexBinary": {"fromApplication": {"enabled": True, "path": "/usr/local/bin/codex"}},
+        "codexHome": {"enabled": True},
+        "config": {
+            "healthMonitoring": {"checkInterval": 2000},
+            "codex": {"probes": [{"name": "codex-login", "command": ["codex", "login", "status"], "failureStatus": "critical", "interval": 1000}]},
+        },
+    }
+    docs = render(values, name=release)
+    deployment = one(docs, "Deployment")
+    spec = pod_spec(deployment)
+    assert "initContainers" not in spec, "no copy: no init container"
+    assert not [v for v in spec["volumes"] if "codex-bin" in v["name"]], spec["volumes"]
+    host_port = free_port()
+    rewrites = podman_rewrites(deployment, host_port, oplog_host_dir(play_dir, deployment), "192.0.2.10")
+    assert rewrites == [
+        f"{AGENT}: K8S_NAMESPACE_NAME fieldRef metadata.namespace -> literal",
+        f"{AGENT}: K8S_NODE_NAME fieldRef spec.nodeName -> literal",
+        f"{AGENT}: livenessProbe httpGet dropped",
+        f"{AGENT}: readinessProbe httpGet dropped",
+        f"{AGENT}: hostPort {host_port}",
+        "volume codex-operations-log: emptyDir -> hostPath",
+    ]
+    with played(docs, deployment, play_dir) as pod:
+        agent_ctr, app_ctr = pod.container(AGENT), pod.container(APP)
+        check = wait_for(
+            "a healthy availability check",
+            lambda: (c := health_check(host_port, "codex-availability")) and c["status"] == "healthy" and c,
+            timeout=120,
+        )
+        healthy_after = time.monotonic() - pod.started
+        # The program that ran: the application image's binary, in an application process's root.
+        ran = re.fullmatch(r"/proc/(\d+)/root/usr/local/bin/codex", check["details"]["executable"])
+        assert ran, check
+        app_pids = {int(p) for p in podman("top", app_ctr, "pid").stdout.split()[1:]}
+        assert int(ran.group(1)) in app_pids, (ran.group(0), app_pids)
+        assert check["details"]["version"] == codex_version(), check
+
+        # Item 4: the login probe runs the same Codex with the application's Codex home.
+        login = wait_for(
+            "a healthy codex-login check",
+            lambda: (c := health_check(host_port, "codex-login")) and c["status"] == "healthy" and c,
+            timeout=120,
+        )
+        assert re.fullmatch(r"/proc/\d+/root/usr/local/bin/codex", login["details"]["executable"]), login
+
+        # Nothing copied: no Codex (and nothing of its 300 MB) anywhere in the agent's filesystem.
+        pids = {ctr: int(podman("inspect", "--format", "{{.State.Pid}}", ctr).stdout) for ctr in (agent_ctr, app_ctr)}
+        files = agent_files(pids[agent_ctr])
+        assert not [f for f in files if f.name == "codex"], files
+        biggest = max(f.stat().st_size for f in files if f.is_file())
+        assert biggest < 16 * 1024 * 1024, biggest  # the agent's own binary is the biggest
+        # The agent runs as the application's user: the only one the kernel lets into its root.
+        assert host_uids(pids[agent_ctr]) == host_uids(pids[app_ctr]) == [1000] * 4
+        pod.processes.update(pod_processes(pids[agent_ctr]))
+
+        print(f"\n[pod start] no copy: kube play {pod.play_seconds:.2f} s, availability healthy "
+              f"{healthy_after:.2f} s after kube play started; 0 bytes copied")

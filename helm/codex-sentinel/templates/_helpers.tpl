@@ -165,6 +165,9 @@ the README list come from it.
 {{- fail (printf "codex-sentinel: config.%s.%s.%s is a secret and would land in a ConfigMap: set secrets.%s (or existingSecret) instead" (index $secret 0) (index $secret 1) (index $secret 2) (index $secret 3)) }}
 {{- end }}
 {{- end }}
+{{- if and $v.codexBinary.copyFrom.enabled $v.codexBinary.fromApplication.enabled }}
+{{- fail "codex-sentinel: enable codexBinary.fromApplication or codexBinary.copyFrom, not both (fromApplication runs the application's Codex without a copy)" }}
+{{- end }}
 {{- if and $v.codexBinary.copyFrom.enabled (not $v.codexBinary.copyFrom.image.repository) (not $v.deployment.enabled) }}
 {{- fail "codex-sentinel: codexBinary.copyFrom.image.repository is needed when deployment.enabled is false (there is no app image to copy from)" }}
 {{- end }}
@@ -196,7 +199,9 @@ agree with the container's ports, probes and volumes).
 {{- $_ := set $managed "auditLog" (dict "sizeLimit" (toString $v.agent.stateDir.sizeLimit)) }}
 {{- end }}
 {{- if $v.codexBinary.copyFrom.enabled }}
-{{- $_ := set $managed "codex" (dict "executable" (printf "%s/codex" (trimSuffix "/" $v.codexBinary.mountPath))) }}
+{{- $_ := set $managed "codex" (dict "executable" (printf "%s/codex" (trimSuffix "/" $v.codexBinary.mountPath)) "executableIn" "agent") }}
+{{- else if $v.codexBinary.fromApplication.enabled }}
+{{- $_ := set $managed "codex" (dict "executable" $v.codexBinary.fromApplication.path "executableIn" "application") }}
 {{- end }}
 {{- $p := $v.export.preset -}}
 {{- if eq $p "collector" }}
@@ -296,6 +301,13 @@ agree with the container's ports, probes and volumes).
 {{- end }}
 {{- end }}
 
+{{/* "true" when the agent runs as the application's user and group; `.v` values. codexHome:
+auth.json is 0600, only that user reads it. codexBinary.fromApplication: only that user may enter
+an application process's /proc/<pid>/root without CAP_SYS_PTRACE. */}}
+{{- define "codex-sentinel.agentIsApp" -}}
+{{- if or .codexHome.enabled .codexBinary.fromApplication.enabled }}true{{ end }}
+{{- end }}
+
 {{/* "true" when DogStatsD goes to the node agent's Unix socket; `.v` values. */}}
 {{- define "codex-sentinel.dsdSocket" -}}
 {{- $dd := .export.datadog }}
@@ -386,8 +398,7 @@ The agent container, for a pod spec's `containers:` list. Public; include it wit
     {{- toYaml $v.agent.resources | nindent 4 }}
   securityContext:
     {{- $sc := deepCopy $v.agent.securityContext }}
-    {{- if $v.codexHome.enabled }}
-    {{- /* auth.json is 0600: only the application's user reads it. */}}
+    {{- if include "codex-sentinel.agentIsApp" $v }}
     {{- with $v.app.securityContext.runAsUser }}{{ $_ := set $sc "runAsUser" . }}{{ end }}
     {{- with $v.app.securityContext.runAsGroup }}{{ $_ := set $sc "runAsGroup" . }}{{ end }}
     {{- end }}
