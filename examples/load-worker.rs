@@ -1,4 +1,4 @@
-//! A worker with a known load, for the process sampler's tests and `scripts/bench-footprint`:
+//! A worker with a known load, for the process sampler's tests and `scripts/footprint`:
 //! holds touched memory and/or burns a share of one core, then exits after an optional lifetime.
 //!
 //! ```text

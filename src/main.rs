@@ -469,6 +469,7 @@ async fn serve_signals(
 async fn save_baseline(url: &str, dir: &std::path::Path) -> Result<PathBuf, String> {
     use codex_sentinel::logging::{error_chain, http_failure, redact_urls};
     let shown = redact_urls(url);
+    codex_sentinel::util::install_tls_provider();
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
         .build()

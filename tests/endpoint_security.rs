@@ -90,6 +90,8 @@ fn agent_command(dir: &Path, port: u16) -> Command {
 }
 
 fn client(ca_pem: &str) -> reqwest::Client {
+    // reqwest is linked without a TLS provider of its own (the agent's is ring).
+    codex_sentinel::util::install_tls_provider();
     reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
         .build()

@@ -27,11 +27,22 @@ pub fn json(code: StatusCode, body: Bytes) -> Response {
 /// as `X-Api-Key`). No `Referer` either, as it would repeat the tokened URL. A redirect answer
 /// is a failed delivery; [`redirect_failure`] says so.
 pub fn client_builder(timeout: std::time::Duration) -> reqwest::ClientBuilder {
+    install_tls_provider();
     reqwest::Client::builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .referer(false)
         .user_agent(concat!("codex-sentinel/", env!("CARGO_PKG_VERSION")))
+}
+
+/// Makes ring the process's TLS provider, once, before any HTTP client is built: reqwest is
+/// linked without one of its own (see Cargo.toml), and building a client without a provider
+/// panics. A provider installed earlier by an embedding program is kept.
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// The failure a `3xx` answer is, naming where it pointed by scheme, host and port only (the

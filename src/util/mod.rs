@@ -3,4 +3,6 @@
 pub(crate) mod http;
 pub mod time;
 
+pub use http::install_tls_provider;
+
 pub use time::now_ms;

@@ -191,7 +191,9 @@ mod tests {
     #[test]
     fn a_critical_alert_ends_the_warning_of_its_series() {
         let am = Alertmanager::new(
-            reqwest::Client::new(),
+            crate::util::http::client_builder(Duration::from_secs(5))
+                .build()
+                .unwrap(),
             Secret::new("http://am.example:9093"),
             "http://agent/alerts".into(),
             Duration::from_secs(60),
