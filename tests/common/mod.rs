@@ -366,44 +366,37 @@ pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
 /// Appends successful executions (durations in ms) to today's operations log, as the
 /// application writes it (`logs/codex/codex-operations-YYYY-MM-DD.jsonl`, UTC date).
 pub fn write_operations_log(workdir: &std::path::Path, operation: &str, durations_ms: &[u64]) {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let (y, m, d) = codex_sentinel::util::time::civil_from_days((now.as_secs() / 86_400) as i64);
-    let dir = workdir.join("logs/codex");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut lines = String::new();
-    for (i, ms) in durations_ms.iter().enumerate() {
-        lines.push_str(&format!(
-            "{{\"timestamp\":{},\"operationType\":\"{operation}\",\"timing\":{{\"duration\":{ms}}},\"result\":{{\"success\":true}}}}\n",
-            now.as_millis() as u64 - 1000 + i as u64
-        ));
-    }
-    let path = dir.join(format!("codex-operations-{y:04}-{m:02}-{d:02}.jsonl"));
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    std::io::Write::write_all(&mut f, lines.as_bytes()).unwrap();
+    append_to_todays_log(workdir, |i, at_ms| {
+        let ms = durations_ms.get(i)?;
+        Some(format!(
+            "{{\"timestamp\":{at_ms},\"operationType\":\"{operation}\",\"timing\":{{\"duration\":{ms}}},\"result\":{{\"success\":true}}}}\n"
+        ))
+    });
 }
 
 /// Appends executions the application queued and retried to today's operations log: `waits_ms`
 /// each waited that long (`timing.queueWait`), and the first `retried` were retried once
 /// (`retryCount: 1`). All succeeded in 1 s.
 pub fn write_queued_operations(workdir: &std::path::Path, waits_ms: &[u64], retried: usize) {
+    append_to_todays_log(workdir, |i, at_ms| {
+        let wait = waits_ms.get(i)?;
+        Some(format!(
+            "{{\"timestamp\":{at_ms},\"operationType\":\"review\",\"timing\":{{\"duration\":1000,\"queueWait\":{wait}}},\"result\":{{\"success\":true}},\"retryCount\":{}}}\n",
+            u8::from(i < retried)
+        ))
+    });
+}
+
+/// Appends the lines `line(i, timestamp_ms)` gives (until it gives `None`) to today's
+/// operations log, timestamped from one second ago, a millisecond apart.
+fn append_to_todays_log(workdir: &std::path::Path, line: impl Fn(usize, u64) -> Option<String>) {
     use std::time::{SystemTime, UNIX_EPOCH};
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     let (y, m, d) = codex_sentinel::util::time::civil_from_days((now.as_secs() / 86_400) as i64);
     let dir = workdir.join("logs/codex");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut lines = String::new();
-    for (i, wait) in waits_ms.iter().enumerate() {
-        lines.push_str(&format!(
-            "{{\"timestamp\":{},\"operationType\":\"review\",\"timing\":{{\"duration\":1000,\"queueWait\":{wait}}},\"result\":{{\"success\":true}},\"retryCount\":{}}}\n",
-            now.as_millis() as u64 - 1000 + i as u64,
-            u8::from(i < retried)
-        ));
-    }
+    let start_ms = now.as_millis() as u64 - 1000;
+    let lines: String = (0..).map_while(|i| line(i, start_ms + i as u64)).collect();
     let path = dir.join(format!("codex-operations-{y:04}-{m:02}-{d:02}.jsonl"));
     let mut f = std::fs::OpenOptions::new()
         .create(true)
