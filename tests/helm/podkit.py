@@ -86,9 +86,18 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60, inte
 
 
 def health_check(port: int, name: str) -> dict | None:
-    """The named check of /health/codex, once the agent has run it."""
+    """The named check of /health/codex, once the agent has run it: None before, including
+    while the availability check still holds its placeholder (present from the first
+    snapshot, before the first probe's verdict)."""
     _, body = get(port, "/health/codex")
-    return next((c for c in json.loads(body).get("checks", []) if c["name"] == name), None)
+    check = next((c for c in json.loads(body).get("checks", []) if c["name"] == name), None)
+    if check is None or check["message"].startswith(PLACEHOLDER_PREFIX):
+        return None
+    return check
+
+
+# What the availability check says until the first probe has run (src/monitor/health.rs).
+PLACEHOLDER_PREFIX = "Waiting for the first"
 
 
 def metric(text: str, name: str) -> float | None:
