@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use codex_sentinel::catalog::{MetricKind, CATALOG};
-use codex_sentinel::export::otlp::SEMCONV_TWINS;
+use codex_sentinel::export::semconv::SEMCONV_TWINS;
 use codex_sentinel::export::statsd::SERVICE_CHECK;
 
 fn load(name: &str) -> serde_json::Value {

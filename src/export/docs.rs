@@ -2,7 +2,7 @@
 //! semantic-convention twins. A test keeps the document in step; to refresh it run
 //! `CODEX_SENTINEL_BLESS=1 cargo test --lib export::docs`.
 
-use super::otlp::{Convert, SEMCONV_TWINS};
+use super::semconv::{Convert, SEMCONV_TWINS};
 use crate::catalog::{MetricKind, CATALOG};
 
 pub const BEGIN: &str = "<!-- generated from src/catalog.rs: begin -->";

@@ -112,7 +112,7 @@ fn known_names() -> impl Iterator<Item = &'static str> {
     CATALOG
         .iter()
         .flat_map(|d| std::iter::once(d.name).chain(d.statsd))
-        .chain(super::otlp::SEMCONV_TWINS.iter().map(|t| t.name))
+        .chain(super::semconv::SEMCONV_TWINS.iter().map(|t| t.name))
 }
 
 fn globs(key: &'static str, patterns: &[String]) -> Result<Option<GlobSet>, Problem> {

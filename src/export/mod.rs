@@ -16,6 +16,7 @@ pub mod otlp;
 pub mod otlp_limits;
 pub mod otlp_reports;
 pub mod prometheus;
+pub mod semconv;
 pub mod statsd;
 
 use std::sync::Arc;

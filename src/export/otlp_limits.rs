@@ -61,7 +61,7 @@ pub fn check_resource(resource: &[(String, String)]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::otlp::SEMCONV_TWINS;
+    use crate::export::semconv::SEMCONV_TWINS;
 
     #[test]
     fn every_name_the_agent_sends_fits() {
